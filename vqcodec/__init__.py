@@ -1,0 +1,1 @@
+"""vqcodec: a learned image codec."""

@@ -1,0 +1,35 @@
+"""Static per-stage prior: integer symbol frequencies learned from training data.
+
+Frequencies are integers, so the probabilities handed to the coder (freq / total, one exact
+IEEE division each) are bit-identical on every machine.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+# Total of each stage's frequency table; every symbol keeps at least 1 so none is unencodable.
+FREQUENCY_TOTAL = 1 << 20
+
+
+class StaticPrior(nn.Module):
+    """Holds `frequencies` `[S, K]` int64, one order-0 distribution per residual stage."""
+
+    def __init__(self, stages: int, codebook_size: int) -> None:
+        super().__init__()
+        uniform = torch.full((stages, codebook_size), FREQUENCY_TOTAL // codebook_size, dtype=torch.int64)
+        self.register_buffer("frequencies", uniform)
+
+    @torch.no_grad()
+    def fit(self, counts: torch.Tensor) -> None:
+        """Bake observed symbol counts `[S, K]` into integer frequencies (≥1 each)."""
+        counts = counts.double()
+        k = counts.shape[1]
+        scaled = (counts / counts.sum(dim=1, keepdim=True).clamp_min(1.0)) * (FREQUENCY_TOTAL - k)
+        self.frequencies.copy_(scaled.floor().long() + 1)
+
+    def probabilities(self, stage: int) -> np.ndarray:
+        """`[K]` float64 probabilities for stage `stage`, identical on every machine."""
+        frequencies = self.frequencies[stage].cpu().numpy().astype(np.float64)
+        return frequencies / frequencies.sum()

@@ -1,0 +1,7 @@
+"""`python -m vqcodec.train [--config FILE] [--resume] key=value ...`"""
+import sys
+
+from .cli import train_command
+
+if __name__ == "__main__":
+    sys.exit(train_command(prog_name="python -m vqcodec.train"))

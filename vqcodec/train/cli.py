@@ -1,0 +1,24 @@
+"""Command line for training; `vqcodec train` mounts the same click command."""
+from __future__ import annotations
+
+import click
+
+from .config import load_config
+
+
+@click.command("train", context_settings={"ignore_unknown_options": True})
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="JSON training config.")
+@click.option("--resume", is_flag=True, help="Continue from OUT_DIR/latest.pt if it exists.")
+@click.argument("overrides", nargs=-1)
+def train_command(config_path: str | None, resume: bool, overrides: tuple[str, ...]) -> None:
+    """Train a codec. OVERRIDES are key=value (e.g. steps=8000 model.stages=4 data_dir=...)."""
+    from .loop import train_vqvae
+
+    try:
+        config = load_config(config_path, list(overrides))
+    except (ValueError, TypeError) as error:
+        raise click.UsageError(str(error)) from error
+    if config.phase != "vqvae":
+        raise click.UsageError(f"unknown phase {config.phase!r}")
+    path = train_vqvae(config, resume)
+    click.echo(f"weights written to {path}")

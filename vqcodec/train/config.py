@@ -1,0 +1,79 @@
+"""Training configuration: a dataclass, loadable from a JSON file plus `key=value` overrides."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vqcodec.model.config import CodecConfig
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; stored inside every checkpoint."""
+
+    data_dir: str = "data/train"
+    out_dir: str = "runs/vqvae"
+    phase: str = "vqvae"  # "vqvae" (encoder, codebooks, fidelity decoder) or "vqgan" (realism decoder)
+    init_from: str = ""  # for "vqgan": the VQ-VAE checkpoint whose encoder/codebooks are frozen
+    model: CodecConfig = field(default_factory=CodecConfig)
+    crop: int = 128
+    batch_size: int = 16
+    steps: int = 8000
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.0
+    commit_weight: float = 0.25
+    ms_ssim_weight: float = 0.01
+    ms_ssim_scales: int = 3
+    disc_start: int = 500
+    disc_lr: float = 2e-4
+    gan_weight: float = 0.5
+    feature_matching_weight: float = 1.0
+    validation_images: int = 24
+    validation_crop: int = 256
+    validate_every: int = 500
+    checkpoint_every: int = 500
+    log_every: int = 25
+    workers: int = 0
+    threads: int = 0  # 0 = torch's default
+    seed: int = 0
+    device: str = "auto"
+
+    def to_json(self) -> str:
+        fields = dataclasses.asdict(self)
+        return json.dumps(fields, sort_keys=True, indent=1)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "TrainConfig":
+        fields = dict(fields)
+        model = fields.pop("model", {})
+        unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        model_config = CodecConfig.from_json(json.dumps({**dataclasses.asdict(CodecConfig()), **model}))
+        return cls(model=model_config, **fields)
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def load_config(path: str | None, overrides: list[str]) -> TrainConfig:
+    """JSON file (optional) then `key=value` overrides; `model.key=value` sets model fields."""
+    fields: dict = json.loads(Path(path).read_text()) if path else {}
+    fields.setdefault("model", {})
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override must be key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        if key.startswith("model."):
+            fields["model"][key[len("model."):]] = _parse_value(value)
+        else:
+            fields[key] = _parse_value(value)
+    return TrainConfig.from_dict(fields)

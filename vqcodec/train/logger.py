@@ -1,0 +1,45 @@
+"""Run logging: a JSON-lines file always, TensorBoard when it is installed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+class RunLogger:
+    """Writes `metrics.jsonl` in the run folder and mirrors it to TensorBoard if available."""
+
+    def __init__(self, out_dir: Path, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.writer = None
+        if not enabled:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl = open(out_dir / "metrics.jsonl", "a", buffering=1)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # TensorBoard is optional (the `train` extra)
+            return
+        self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
+        if self.writer:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+
+    def images(self, step: int, tag: str, originals: torch.Tensor, reconstructions: torch.Tensor) -> None:
+        """Originals over reconstructions as one grid (TensorBoard only)."""
+        if not (self.enabled and self.writer):
+            return
+        grid = torch.cat([torch.cat(list(originals), dim=2), torch.cat(list(reconstructions), dim=2)], dim=1)
+        self.writer.add_image(tag, grid.clamp(0, 1).cpu(), step)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.jsonl.close()
+            if self.writer:
+                self.writer.close()
