@@ -13,13 +13,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
+from vqcodec.metrics import psnr
 from vqcodec.model import VQCodec
 
 from .checkpoint import export_weights, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import CenterCrops, RandomCrops, list_images, split_files
 from .logger import RunLogger
-from .losses import psnr, reconstruction_loss
+from .losses import reconstruction_loss
 
 LATEST = "latest.pt"
 
