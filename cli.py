@@ -1,5 +1,175 @@
+"""`vqcodec` command line: parses, validates and calls the API; no model logic here.
+
+Exit codes: 0 ok, 1 failed (one clear line on stderr, no traceback), 2 usage error.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
 import click
 
-@click.group()
-def main():
-    """vqcodec"""
+from vqcodec.train.cli import train_command
+from vqcodec.train.static_prior import export_model_command
+
+STDIO = "-"
+
+
+def _fail(error: Exception) -> click.ClickException:
+    return click.ClickException(str(error) or type(error).__name__)
+
+
+def _check_output(path: str, force: bool, inputs: list[str]) -> None:
+    """Refuse to overwrite without --force, and never write over an input."""
+    if path == STDIO:
+        return
+    target = Path(path)
+    for source in inputs:
+        if source != STDIO and target.exists() and target.resolve() == Path(source).resolve():
+            raise click.UsageError(f"output {path} is the same file as input {source}")
+    if target.is_dir():
+        raise click.UsageError(f"output {path} is a directory")
+    if target.exists() and not force:
+        raise click.ClickException(f"{path} exists; pass --force to overwrite it")
+
+
+def _read_input(path: str) -> bytes:
+    return sys.stdin.buffer.read() if path == STDIO else Path(path).read_bytes()
+
+
+def _write_output(path: str, data: bytes) -> None:
+    from vqcodec.api import write_atomic
+
+    if path == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        write_atomic(Path(path), data)
+
+
+def _plan(paths: tuple[str, ...], out_dir: str | None, suffix: str) -> list[tuple[str, str]]:
+    """(input, output) pairs from `IN OUT` or from `IN... --out-dir DIR`."""
+    if out_dir is None:
+        if len(paths) != 2:
+            raise click.UsageError("give INPUT and OUTPUT, or several inputs with --out-dir DIR")
+        return [(paths[0], paths[1])]
+    if not paths or STDIO in paths:
+        raise click.UsageError("--out-dir takes one or more input files (not '-')")
+    folder = Path(out_dir)
+    if folder.exists() and not folder.is_dir():
+        raise click.UsageError(f"--out-dir {out_dir} is not a directory")
+    outputs = [str(folder / (Path(p).stem + suffix)) for p in paths]
+    if len(set(outputs)) != len(outputs):
+        raise click.UsageError("several inputs share a file name; their outputs would collide in --out-dir")
+    return list(zip(paths, outputs))
+
+
+def _run_all(jobs: list[tuple[str, str]], force: bool, label: str, work) -> None:
+    """Check every output first (so nothing is half done on a usage error), then run with a
+    progress bar when there is more than one file."""
+    for source, target in jobs:
+        _check_output(target, force, [source])
+    if len(jobs) > 1:
+        Path(jobs[0][1]).parent.mkdir(parents=True, exist_ok=True)
+    with click.progressbar(jobs, label=label, file=sys.stderr, hidden=len(jobs) == 1) as bar:
+        for source, target in bar:
+            try:
+                work(source, target)
+            except (ValueError, OSError) as error:
+                raise _fail(error if len(jobs) == 1 else type(error)(f"{source}: {error}")) from error
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vqcodec")
+def main() -> None:
+    """vqcodec: a learned image codec (VQ-VAE + entropy coding + VQ-GAN decoder)."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--stages", type=click.IntRange(1, 16), help="Residual stages to code (fewer = smaller file).")
+@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="Largest stage count that fits this many bits per pixel.")
+@click.option("--model", help="Model name (default: the shipped model).")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Encode several inputs into this folder.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+def encode(paths, stages, bpp, model, out_dir, force) -> None:
+    """Compress images: `encode INPUT OUTPUT` or `encode IN... --out-dir DIR` ('-' = stdin/stdout)."""
+    import io
+
+    from vqcodec.api import compress
+
+    if stages is not None and bpp is not None:
+        raise click.UsageError("give --stages or --bpp, not both")
+
+    def work(source: str, target: str) -> None:
+        image = io.BytesIO(_read_input(source)) if source == STDIO else source
+        _write_output(target, compress(image, stages=stages, bpp=bpp, model=model))
+
+    _run_all(_plan(paths, out_dir, ".vqc"), force, "encoding", work)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--stages", type=click.IntRange(1, 16), help="Decode only the first N stages (works on truncated files).")
+@click.option("--decoder", type=click.Choice(["fidelity", "realism"]), default="fidelity", show_default=True)
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Decode several inputs into this folder (as PNG).")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+def decode(paths, stages, decoder, out_dir, force) -> None:
+    """Decode .vqc files to images: `decode INPUT OUTPUT` (format from OUTPUT's suffix; '-' = PNG on stdout)."""
+    from vqcodec.api import decompress, encode_image
+
+    def work(source: str, target: str) -> None:
+        image = decompress(_read_input(source), stages=stages, decoder=decoder)
+        _write_output(target, encode_image(image, "" if target == STDIO else Path(target).suffix))
+
+    _run_all(_plan(paths, out_dir, ".png"), force, "decoding", work)
+
+
+@main.command()
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print the fields as JSON.")
+def info(path, as_json) -> None:
+    """Print the header of a .vqc file: model, size, stages, bytes per stage and bpp."""
+    from vqcodec.api import describe_stream
+
+    try:
+        fields = describe_stream(_read_input(path))
+    except (ValueError, OSError) as error:
+        raise _fail(error) from error
+    if as_json:
+        click.echo(json.dumps(fields, indent=2))
+        return
+    for key, value in fields.items():
+        click.echo(f"{key:>16}: {value}")
+
+
+@main.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.option("--stages", type=click.IntRange(1, 16), multiple=True, help="Stage counts to try (default: all).")
+@click.option("--model", help="Model name (default: the shipped model).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def evaluate(image, stages, model, as_json) -> None:
+    """Encode and decode IMAGE in memory; print bpp, PSNR and MS-SSIM for each stage count."""
+    from vqcodec.evaluate import evaluate as run_evaluation
+
+    try:
+        rows = run_evaluation(image, stages=list(stages) or None, model=model)
+    except (ValueError, OSError) as error:
+        raise _fail(error) from error
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'stages':>6} {'bytes':>8} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'enc s':>6} {'dec s':>6}")
+    for row in rows:
+        click.echo(
+            f"{row['stages']:>6} {row['bytes']:>8} {row['bpp']:>7.4f} {row['psnr']:>8.2f} "
+            f"{row['ms_ssim']:>8.4f} {row['encode_s']:>6.2f} {row['decode_s']:>6.2f}"
+        )
+
+
+main.add_command(train_command)
+main.add_command(export_model_command)
+
+if __name__ == "__main__":
+    main()

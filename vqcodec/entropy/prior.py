@@ -29,7 +29,10 @@ class StaticPrior(nn.Module):
         scaled = (counts / counts.sum(dim=1, keepdim=True).clamp_min(1.0)) * (FREQUENCY_TOTAL - k)
         self.frequencies.copy_(scaled.floor().long() + 1)
 
-    def probabilities(self, stage: int) -> np.ndarray:
-        """`[K]` float64 probabilities for stage `stage`, identical on every machine."""
-        frequencies = self.frequencies[stage].cpu().numpy().astype(np.float64)
-        return frequencies / frequencies.sum()
+    def groups(self, stages: int, h: int, w: int) -> list[tuple[int, np.ndarray]]:
+        """Coding order: one group per stage covering the whole `[h, w]` grid."""
+        return [(stage, np.ones((h, w), dtype=bool)) for stage in range(stages)]
+
+    def group_frequencies(self, tokens: np.ndarray, known: np.ndarray, stage: int, mask: np.ndarray) -> np.ndarray:
+        """`[K]` int64: one distribution shared by every position (context is ignored)."""
+        return self.frequencies[stage].cpu().numpy().astype(np.int64)

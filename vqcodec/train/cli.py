@@ -11,14 +11,24 @@ from .config import load_config
 @click.option("--resume", is_flag=True, help="Continue from OUT_DIR/latest.pt if it exists.")
 @click.argument("overrides", nargs=-1)
 def train_command(config_path: str | None, resume: bool, overrides: tuple[str, ...]) -> None:
-    """Train a codec. OVERRIDES are key=value (e.g. steps=8000 model.stages=4 data_dir=...)."""
+    """Train a codec. OVERRIDES are key=value (e.g. steps=8000 model.stages=4 data_dir=...).
+
+    phase=vqvae trains encoder, codebooks and the fidelity decoder; phase=vqgan
+    init_from=RUN/latest.pt fine-tunes a realism decoder on them with a discriminator.
+    """
+    from .checkpoint import WEIGHTS
+    from .gan import train_vqgan
     from .loop import train_vqvae
 
+    phases = {"vqvae": train_vqvae, "vqgan": train_vqgan}
     try:
         config = load_config(config_path, list(overrides))
     except (ValueError, TypeError) as error:
         raise click.UsageError(str(error)) from error
-    if config.phase != "vqvae":
-        raise click.UsageError(f"unknown phase {config.phase!r}")
-    path = train_vqvae(config, resume)
-    click.echo(f"weights written to {path}")
+    if config.phase not in phases:
+        raise click.UsageError(f"unknown phase {config.phase!r}; expected one of {sorted(phases)}")
+    try:
+        phases[config.phase](config, resume)
+    except (FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"weights written to {config.out_dir}/{WEIGHTS}")

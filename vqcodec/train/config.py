@@ -25,12 +25,15 @@ class TrainConfig:
     warmup_steps: int = 200
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global gradient norm; an unclipped spike once collapsed the codebooks
     commit_weight: float = 0.25
     ms_ssim_weight: float = 0.01
     ms_ssim_scales: int = 3
-    disc_start: int = 500
+    disc_start: int = 500  # vqgan: step from which the GAN terms enter the decoder's loss
     disc_lr: float = 2e-4
-    gan_weight: float = 0.5
+    disc_width: int = 32  # vqgan: PatchGAN channels in its first layer (doubled per layer, ≤ 8×)
+    disc_layers: int = 3  # vqgan: stride-2 layers; 3 gives 70×70-pixel patches
+    gan_weight: float = 0.5  # multiplies the adaptive weight of the hinge generator loss
     feature_matching_weight: float = 1.0
     validation_images: int = 24
     validation_crop: int = 256

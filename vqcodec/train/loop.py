@@ -1,28 +1,30 @@
-"""The training loop: resumable, logged, single-process or DistributedDataParallel (torchrun)."""
+"""The training machinery both phases share (processes, device, data, schedule, logging,
+validation, checkpoint cadence) and stage 1, the VQ-VAE loop. Resumable; single-process or
+DistributedDataParallel under torchrun."""
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from vqcodec.metrics import psnr
+from vqcodec.metrics import ms_ssim, psnr
 from vqcodec.model import VQCodec
 
-from .checkpoint import export_weights, load_checkpoint, save_checkpoint
+from .checkpoint import load_resume_state, restore_run, save_run
 from .config import TrainConfig
 from .data import CenterCrops, RandomCrops, list_images, split_files
 from .logger import RunLogger
 from .losses import reconstruction_loss
-
-LATEST = "latest.pt"
 
 
 class StepSampler(Sampler[int]):
@@ -39,19 +41,30 @@ class StepSampler(Sampler[int]):
         return self.count
 
 
-def learning_rate(config: TrainConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to `min_lr_ratio`·lr at `steps`."""
+def learning_rate(config: TrainConfig, step: int, peak: float | None = None) -> float:
+    """Linear warm-up, then cosine decay to `min_lr_ratio`·peak at `steps`; peak defaults to lr."""
+    peak = config.lr if peak is None else peak
     if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
+        return peak * (step + 1) / config.warmup_steps
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
     cosine = 0.5 * (1 + math.cos(math.pi * progress))
-    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+    return peak * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA; a no-op elsewhere, so CPU training is plain fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def _distributed() -> tuple[int, int]:
@@ -62,26 +75,50 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-@torch.no_grad()
-def validate(model: VQCodec, images: torch.Tensor, batch_size: int) -> dict[str, float]:
-    """Mean PSNR on held-out crops for every stage count, plus codebook usage per stage."""
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """Eval mode inside, then every submodule's own mode back (the GAN phase keeps frozen parts
+    in eval mode while one decoder trains, so a blanket `model.train()` would be wrong)."""
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _ms_ssim_scales(size: int) -> int:
+    """Most MS-SSIM scales (≤ 5) whose coarsest level still fits the 11-tap window."""
+    return max(1, min(5, int(math.log2(size / 11)) + 1)) if size >= 11 else 0
+
+
+@torch.no_grad()
+def validate(model: VQCodec, images: torch.Tensor, batch_size: int, decoder: str = "fidelity") -> dict[str, float]:
+    """Mean PSNR and MS-SSIM of `decoder` on held-out crops `[N,3,H,W]` for every stage count,
+    plus codebook usage per stage."""
     stages = model.config.stages
-    scores = {s: [] for s in range(1, stages + 1)}
+    scales = _ms_ssim_scales(min(images.shape[-2:]))
+    scores = {s: ([], []) for s in range(1, stages + 1)}
     used = [torch.zeros(model.config.codebook_size, dtype=torch.bool) for _ in range(stages)]
-    for batch in images.split(batch_size):
-        indices = model.encode_indices(batch)
-        for s in range(stages):
-            used[s][indices[:, s].flatten().cpu()] = True
-        for s in range(1, stages + 1):
-            scores[s].append(psnr(model.decode_indices(indices[:, :s]), batch))
-    model.train()
-    metrics = {f"val/psnr_stages{s}": torch.cat(v).mean().item() for s, v in scores.items()}
+    with evaluating(model):
+        for batch in images.split(batch_size):
+            indices = model.encode_indices(batch)
+            for s in range(stages):
+                used[s][indices[:, s].flatten().cpu()] = True
+            for s in range(1, stages + 1):
+                decoded = model.decode_indices(indices[:, :s], decoder)
+                scores[s][0].append(psnr(decoded, batch))
+                if scales:
+                    scores[s][1].append(ms_ssim(decoded, batch, scales))
+    metrics = {f"val/psnr_stages{s}": torch.cat(p).mean().item() for s, (p, _) in scores.items()}
+    if scales:
+        metrics.update({f"val/ms_ssim_stages{s}": torch.cat(m).mean().item() for s, (_, m) in scores.items()})
     metrics.update({f"val/usage_stage{s}": u.float().mean().item() for s, u in enumerate(used)})
     return metrics
 
 
-def _codebook_metrics(indices: torch.Tensor, codebook_size: int) -> dict[str, float]:
+def codebook_metrics(indices: torch.Tensor, codebook_size: int) -> dict[str, float]:
     """Perplexity and share of codes used in this batch, per stage (`indices` `[B,S,h,w]`)."""
     metrics = {}
     for s in range(indices.shape[1]):
@@ -93,75 +130,126 @@ def _codebook_metrics(indices: torch.Tensor, codebook_size: int) -> dict[str, fl
     return metrics
 
 
-def train_vqvae(config: TrainConfig, resume: bool) -> Path:
-    """Stage 1: encoder, residual codebooks and fidelity decoder. Returns the weights path."""
-    rank, world = _distributed()
-    device = pick_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    out_dir = Path(config.out_dir)
-    torch.manual_seed(config.seed)
-    model = VQCodec(config.model).to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
-    step = 0
-    if resume and (out_dir / LATEST).exists():
-        state = load_checkpoint(out_dir / LATEST)
-        model.load_state_dict(state["model"], strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        model.quantizer.generator.set_state(state["quantizer_rng"])
-        step = state["step"]
-    train_files, val_files = split_files(list_images(config.data_dir), config.validation_images)
-    dataset = RandomCrops(train_files, config.crop)
-    val_images = torch.stack(list(CenterCrops(val_files, config.validation_crop))).to(device) if val_files else None
-    remaining = config.steps - step
-    loader = DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        sampler=StepSampler(step * config.batch_size * world, rank, world, max(0, remaining) * config.batch_size),
-        num_workers=config.workers,
-        drop_last=True,
-    )
-    wrapped = DistributedDataParallel(model) if world > 1 else model
-    logger = RunLogger(out_dir, enabled=rank == 0)
-    if rank == 0:
-        (out_dir / "config.json").write_text(config.to_json())
-    progress = tqdm(total=config.steps, initial=step, disable=rank != 0, desc="vqvae", unit="step", dynamic_ncols=True)
-    started, images_seen = time.time(), 0
-    for batch in loader:
-        batch = batch.to(device).contiguous(memory_format=torch.channels_last)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
-        dropout = torch.Generator().manual_seed(config.seed * 1_000_003 + step * world + rank)
-        keep = torch.randint(1, config.model.stages + 1, (batch.shape[0],), generator=dropout).to(device)
-        out = wrapped(batch, keep)
-        terms = reconstruction_loss(out["reconstruction"], batch, config.ms_ssim_weight, config.ms_ssim_scales)
-        loss = terms["loss"] + config.commit_weight * out["commit_loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        images_seen += batch.shape[0] * world
-        progress.update(1)
+class TrainingRun:
+    """What both phases share: process group, device, seeded RNG, the data stream, stage
+    dropout, logging with a progress bar, validation and checkpoint cadence."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.rank, self.world = _distributed()
+        self.device = pick_device(config.device)
+        self.is_main = self.rank == 0
+        self.out_dir = Path(config.out_dir)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.val_images: torch.Tensor | None = None
+        self.logger = RunLogger(self.out_dir, enabled=False)
+        self.progress: tqdm | None = None
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """DistributedDataParallel when running under torchrun, the module itself otherwise."""
+        return DistributedDataParallel(module) if self.world > 1 else module
+
+    def batches(self, step: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """(step, batch) for `step … config.steps−1`; batch `[B,3,crop,crop]` float in [0,1],
+        channels_last on the device. Sets up validation crops, logger and progress bar."""
+        config = self.config
+        train_files, val_files = split_files(list_images(config.data_dir), config.validation_images)
+        if val_files:
+            self.val_images = torch.stack(list(CenterCrops(val_files, config.validation_crop))).to(self.device)
+        sampler = StepSampler(
+            step * config.batch_size * self.world, self.rank, self.world,
+            max(0, config.steps - step) * config.batch_size,
+        )
+        loader = DataLoader(
+            RandomCrops(train_files, config.crop), batch_size=config.batch_size,
+            sampler=sampler, num_workers=config.workers, drop_last=True,
+        )
+        self.logger = RunLogger(self.out_dir, enabled=self.is_main)
+        if self.is_main:
+            (self.out_dir / "config.json").write_text(config.to_json())
+        self.progress = tqdm(total=config.steps, initial=step, disable=not self.is_main,
+                             desc=config.phase, unit="step", dynamic_ncols=True)
+        self._started, self._images_seen = time.time(), 0
+        try:
+            for batch in loader:
+                yield step, batch.to(self.device).contiguous(memory_format=torch.channels_last)
+                step += 1
+                self._images_seen += batch.shape[0] * self.world
+                self.progress.update(1)
+        finally:
+            self.progress.close()
+            self.logger.close()
+
+    def stage_dropout(self, step: int, batch_size: int) -> torch.Tensor:
+        """`[B]` stages each sample keeps, drawn from a generator seeded by (seed, step, rank)
+        so a resumed run draws the same."""
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step * self.world + self.rank)
+        keep = torch.randint(1, self.config.model.stages + 1, (batch_size,), generator=generator)
+        return keep.to(self.device)
+
+    def end_step(self, step: int, scalars: Callable[[], dict[str, float]], model: VQCodec,
+                 decoder: str, save: Callable[[], None]) -> None:
+        """After `step` optimizer steps: log `scalars()` every `log_every`, validate `decoder`
+        and call `save` on their cadences and at the last step (rank 0 only)."""
+        config = self.config
+        last = step == config.steps
         if step % config.log_every == 0:
-            scalars = {f"train/{k}": v.item() for k, v in terms.items()}
-            scalars["train/commit"] = out["commit_loss"].item()
-            scalars["train/lr"] = learning_rate(config, step - 1)
-            scalars["train/images_per_s"] = images_seen / (time.time() - started)
-            scalars.update(_codebook_metrics(out["indices"], config.model.codebook_size))
-            logger.scalars(step, scalars)
-            progress.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{scalars['train/images_per_s']:.1f}")
-        if rank == 0 and val_images is not None and (step % config.validate_every == 0 or step == config.steps):
-            logger.scalars(step, validate(model, val_images, config.batch_size))
-            logger.images(step, "val/reconstruction", val_images[:4], model.decode_indices(model.encode_indices(val_images[:4])))
-        if rank == 0 and (step % config.checkpoint_every == 0 or step == config.steps):
-            save_checkpoint(out_dir / LATEST, {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "quantizer_rng": model.quantizer.generator.get_state(),
-                "step": step,
-                "train_config": config.to_json(),
-            })
-            export_weights(model, out_dir / "weights.safetensors", f"vqvae step {step}")
-    progress.close()
-    logger.close()
-    return out_dir / "weights.safetensors"
+            values = scalars()
+            values["train/images_per_s"] = self._images_seen / (time.time() - self._started)
+            self.logger.scalars(step, values)
+            self.progress.set_postfix(loss=f"{values['train/loss']:.4f}", img_s=f"{values['train/images_per_s']:.1f}")
+        if not self.is_main:
+            return
+        if self.val_images is not None and (step % config.validate_every == 0 or last):
+            self.logger.scalars(step, validate(model, self.val_images, config.batch_size, decoder))
+            shown = self.val_images[:4]
+            with evaluating(model):
+                decoded = model.decode_indices(model.encode_indices(shown), decoder)
+            self.logger.images(step, f"val/{decoder}", shown, decoded)
+        if step % config.checkpoint_every == 0 or last:
+            save()
+
+
+def vqvae_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, keep: torch.Tensor, config: TrainConfig
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One optimizer step of stage 1 on `batch` `[B,3,H,W]` with per-sample stage counts `keep`.
+
+    Returns the detached loss terms (`loss` is the reconstruction loss, `total` adds the
+    weighted commitment loss) and the indices `[B,S,h,w]` the batch was quantized to.
+    """
+    with autocast(batch.device):
+        out = model(batch, keep)
+    terms = reconstruction_loss(out["reconstruction"].float(), batch, config.ms_ssim_weight, config.ms_ssim_scales)
+    terms["commit"] = out["commit_loss"].float()
+    terms["total"] = terms["loss"] + config.commit_weight * terms["commit"]
+    optimizer.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return {k: v.detach() for k, v in terms.items()}, out["indices"]
+
+
+def train_vqvae(config: TrainConfig, resume: bool) -> VQCodec:
+    """Stage 1: encoder, residual codebooks and fidelity decoder. Returns the trained model;
+    rank 0 writes `latest.pt` and `weights.safetensors` in `config.out_dir`."""
+    run = TrainingRun(config)
+    model = VQCodec(config.model).to(run.device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
+    state = load_resume_state(config, resume)
+    start = restore_run(state, model, optimizer) if state else 0
+    wrapped = run.wrap(model)
+    for step, batch in run.batches(start):
+        set_learning_rate(optimizer, learning_rate(config, step))
+        terms, indices = vqvae_step(wrapped, optimizer, batch, run.stage_dropout(step, batch.shape[0]), config)
+
+        def scalars() -> dict[str, float]:
+            values = {f"train/{k}": v.item() for k, v in terms.items()}
+            values["train/lr"] = learning_rate(config, step)
+            return {**values, **codebook_metrics(indices, config.model.codebook_size)}
+
+        run.end_step(step + 1, scalars, model, "fidelity",
+                     lambda: save_run(run.out_dir, config, step + 1, model, optimizer))
+    return model

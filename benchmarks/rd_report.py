@@ -1,0 +1,148 @@
+"""Turn per-image rows into curves (CompressAI JSON schema), BD tables and markdown."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from rd_bd import bd_quality, bd_rate
+from rd_codecs import Codec
+from rd_reference import SOURCE
+
+# Row key -> key in the CompressAI `results` dict.
+RESULT_KEYS = {"bpp": "bpp", "psnr": "psnr", "ms_ssim": "ms-ssim", "haarpsi": "haarpsi",
+               "encode_s": "encoding_time", "decode_s": "decoding_time"}
+TEST_CODEC = "vqcodec"
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
+
+
+def summarize(rows: list[dict], codecs: list[Codec]) -> dict[str, dict]:
+    """Average the per-image rows of every curve, one entry per rate setting.
+
+    Returns:
+        `{curve: document}`; each document follows CompressAI's results files (`name`,
+        `description`, `results` with one list per metric, one entry per rate point) and adds
+        `label`, `codec`, `setting`, `settings` and the `per_image` rows.
+    """
+    curves = {}
+    for codec in codecs:
+        for decoder in codec.decoders:
+            name = codec.curve(decoder)
+            curve_rows = [r for r in rows if r["curve"] == name]
+            settings = [s for s in codec.settings if any(r["setting"] == s for r in curve_rows)]
+            results = {key: [_mean([r[row_key] for r in curve_rows if r["setting"] == s]) for s in settings]
+                       for row_key, key in RESULT_KEYS.items()}
+            curves[name] = {"name": name, "label": codec.curve_label(decoder), "codec": codec.name,
+                            "description": codec.description, "setting": codec.setting_name,
+                            "settings": settings, "results": results, "per_image": curve_rows}
+    return curves
+
+
+def ms_ssim_db(values: list[float]) -> list[float]:
+    """MS-SSIM as `-10 log10(1 - MS-SSIM)`: spreads the values near 1 where codecs differ."""
+    return [-10.0 * math.log10(max(1.0 - v, 1e-10)) for v in values]
+
+
+def _bd_entry(test: dict, anchor: dict, anchor_label: str, source: str) -> dict:
+    def delta(fn, metric: str) -> float | None:
+        pairs = [(b, q) for b, q in zip(anchor["bpp"], anchor[metric]) if q is not None]
+        test_pairs = [(b, q) for b, q in zip(test["bpp"], test[metric]) if q is not None]
+        if not pairs or not test_pairs:
+            return None
+        (ab, aq), (tb, tq) = zip(*pairs), zip(*test_pairs)
+        if metric == "ms-ssim":
+            aq, tq = ms_ssim_db(aq), ms_ssim_db(tq)
+        return fn(list(ab), list(aq), list(tb), list(tq))
+
+    return {"anchor": anchor_label, "source": source,
+            "bd_rate_psnr_percent": delta(bd_rate, "psnr"), "bd_psnr_db": delta(bd_quality, "psnr"),
+            "bd_rate_ms_ssim_percent": delta(bd_rate, "ms-ssim")}
+
+
+def bd_table(curves: dict[str, dict], reference: dict[str, dict[str, list[float]]]) -> list[dict]:
+    """BD-rate/BD-PSNR of every vqcodec curve against every other measured and published curve.
+
+    Returns:
+        Rows with `test`, `anchor`, `source`, `bd_rate_psnr_percent`, `bd_psnr_db` and
+        `bd_rate_ms_ssim_percent` (MS-SSIM in dB); a value is `None` where the curves do not
+        overlap or a curve is not monotone.
+    """
+    tests = [c for c in curves.values() if c["codec"] == TEST_CODEC]
+    anchors = [(c["results"], c["label"], "measured") for c in curves.values() if c["codec"] != TEST_CODEC]
+    anchors += [(points, label, SOURCE) for label, points in reference.items()]
+    return [{"test": test["label"], **_bd_entry(test["results"], points, label, source)}
+            for test in tests for points, label, source in anchors]
+
+
+def _fmt(value: float | None, digits: int, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def rate_table(curve: dict) -> str:
+    """Markdown table of one curve's rate points."""
+    res = curve["results"]
+    lines = [f"| {curve['setting']} | bpp | PSNR (dB) | MS-SSIM | HaarPSI | encode (s) | decode (s) |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for i, setting in enumerate(curve["settings"]):
+        lines.append(f"| {setting:g} | {_fmt(res['bpp'][i], 3)} | {_fmt(res['psnr'][i], 2)} | "
+                     f"{_fmt(res['ms-ssim'][i], 4)} | {_fmt(res['haarpsi'][i], 4)} | "
+                     f"{_fmt(res['encoding_time'][i], 3)} | {_fmt(res['decoding_time'][i], 3)} |")
+    return "\n".join(lines)
+
+
+def bd_markdown(bd: list[dict]) -> str:
+    """Markdown BD table; negative BD-rate = vqcodec needs fewer bits for the same quality."""
+    if not bd:
+        return "_No vqcodec curve in this run, so no BD table._"
+    lines = ["| vqcodec | anchor | source | BD-rate PSNR | BD-PSNR | BD-rate MS-SSIM |",
+             "|---|---|---|---:|---:|---:|"]
+    for row in bd:
+        rate, ms = _fmt(row["bd_rate_psnr_percent"], 1, True), _fmt(row["bd_rate_ms_ssim_percent"], 1, True)
+        lines.append(f"| {row['test']} | {row['anchor']} | {row['source']} | "
+                     f"{rate}{'' if rate == 'n/a' else ' %'} | {_fmt(row['bd_psnr_db'], 2, True)} dB | "
+                     f"{ms}{'' if ms == 'n/a' else ' %'} |")
+    return "\n".join(lines)
+
+
+def _notices(meta: dict) -> list[str]:
+    lines = [f"- skipped **{name}**: {reason}" for name, reason in meta["skipped"].items()]
+    return lines + [f"- {note}" for note in meta["notes"]]
+
+
+def tables_markdown(curves: dict[str, dict], bd: list[dict], meta: dict) -> str:
+    """The full `table.md`: run facts, one rate table per curve, the BD table and notices."""
+    parts = [f"# Rate–distortion on {meta['dataset']} ({meta['images']} images)", "",
+             f"Encode/decode seconds are per image, single-threaded; total run {meta['wall_seconds']:.0f} s. "
+             "Generated by `benchmarks/rd.py`; do not edit by hand.", ""]
+    for curve in curves.values():
+        parts += [f"## {curve['label']}", "", curve["description"], "", rate_table(curve), ""]
+    parts += ["## BD-rate and BD-PSNR of vqcodec", "",
+              "Negative BD-rate: vqcodec needs fewer bits for the same quality (PCHIP interpolation over "
+              "the overlapping range; n/a where the curves do not overlap).", "", bd_markdown(bd), ""]
+    notices = _notices(meta)
+    return "\n".join(parts + (["## Notices", "", *notices, ""] if notices else []))
+
+
+def summary_markdown(curves: dict[str, dict], bd: list[dict], meta: dict, figures: dict[str, str]) -> str:
+    """README snippet: plots, side-by-side picture, vqcodec rate table, BD table, link to the rest."""
+    parts = [f"### Rate–distortion on {meta['dataset']} ({meta['images']} images)", "",
+             f"Regenerate with `{meta['command']}`.", ""]
+    parts += [f"![{title}]({path})" for title, path in figures.items()] + [""]
+    for curve in curves.values():
+        if curve["codec"] == TEST_CODEC:
+            parts += [f"**{curve['label']}** — {curve['description']}", "", rate_table(curve), ""]
+    parts += [bd_markdown(bd), "", f"All rate points of every codec: [{meta['table']}]({meta['table']}).", ""]
+    return "\n".join(parts + _notices(meta)) + "\n"
+
+
+def write_json(path: Path, document: dict) -> None:
+    """Write strict JSON (NaN/inf rejected so any parser can read it)."""
+    path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")

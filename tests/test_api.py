@@ -1,0 +1,160 @@
+"""Round trips and error handling of vqcodec.compress / decompress."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vqcodec
+from vqcodec import BitstreamError, zoo
+from tests.conftest import SAMPLE, smooth_image
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+
+
+@pytest.mark.parametrize("width,height", [(1, 1), (7, 13), (3, 1000), (64, 64), (33, 17)])
+def test_round_trip_any_size(width, height):
+    image = smooth_image(width, height)
+    data = vqcodec.compress(image)
+    decoded = vqcodec.decompress(data)
+    assert decoded.size == (width, height)
+    assert decoded.mode == "RGB"
+    assert len(data) == vqcodec.read_header(data).total_size
+
+
+def test_real_image_quality_band(sample_crop, sample_stream):
+    decoded = vqcodec.decompress(sample_stream)
+    # A trained model reconstructs a photo far better than a flat or random guess (~12 dB).
+    assert psnr(np.asarray(sample_crop), np.asarray(decoded)) > 21.0
+
+
+def test_full_sample_image_round_trip():
+    with Image.open(SAMPLE) as image:
+        data = vqcodec.compress(image, stages=1)
+        decoded = vqcodec.decompress(data)
+        assert decoded.size == image.size
+        assert psnr(np.asarray(image.convert("RGB")), np.asarray(decoded)) > 22.0
+    assert len(data) * 8 / (768 * 512) < 0.2
+
+
+def test_fewer_stages_give_smaller_files_and_lower_quality(sample_crop):
+    sizes, scores = [], []
+    stages = vqcodec.model_info()["stages"]
+    for count in range(1, stages + 1):
+        data = vqcodec.compress(sample_crop, stages=count)
+        assert vqcodec.read_header(data).stages == count
+        sizes.append(len(data))
+        scores.append(psnr(np.asarray(sample_crop), np.asarray(vqcodec.decompress(data))))
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+    assert scores[-1] > scores[0]
+
+
+def test_truncated_prefix_decodes_at_fewer_stages(sample_crop, sample_stream):
+    header = vqcodec.read_header(sample_stream)
+    for count in range(1, header.stages):
+        prefix = sample_stream[: header.prefix_size(count)]
+        from_prefix = vqcodec.decompress(prefix, stages=count)
+        direct = vqcodec.decompress(vqcodec.compress(sample_crop, stages=count))
+        assert np.array_equal(np.asarray(from_prefix), np.asarray(direct))
+        with pytest.raises(BitstreamError, match="truncated"):
+            vqcodec.decompress(prefix)
+
+
+def test_decode_is_deterministic(sample_stream):
+    first = np.asarray(vqcodec.decompress(sample_stream))
+    assert np.array_equal(first, np.asarray(vqcodec.decompress(sample_stream)))
+
+
+def test_grayscale_comes_back_grayscale():
+    gray = smooth_image(40, 24)[:, :, 0]
+    decoded = vqcodec.decompress(vqcodec.compress(Image.fromarray(gray, "L")))
+    assert decoded.mode == "L" and decoded.size == (40, 24)
+    assert vqcodec.decompress(vqcodec.compress(gray)).mode == "L"
+
+
+def test_rgba_alpha_is_kept_exactly():
+    rgba = np.dstack([smooth_image(30, 20), np.random.default_rng(1).integers(0, 256, (20, 30), dtype=np.uint8)])
+    decoded = vqcodec.decompress(vqcodec.compress(Image.fromarray(rgba, "RGBA")))
+    assert decoded.mode == "RGBA"
+    assert np.array_equal(np.asarray(decoded)[:, :, 3], rgba[:, :, 3])
+
+
+def test_16bit_input_warns_and_converts():
+    deep = (smooth_image(16, 16)[:, :, 0].astype(np.uint16) * 257)
+    with pytest.warns(UserWarning, match="16-bit"):
+        image = Image.fromarray(deep)
+        assert image.mode.startswith("I;16")
+        data = vqcodec.compress(image)
+    assert vqcodec.decompress(data).mode == "L"
+
+
+def test_tensor_and_path_inputs(tmp_path):
+    array = smooth_image(24, 16)
+    tensor = torch.from_numpy(array).permute(2, 0, 1).float() / 255.0
+    assert vqcodec.compress(tensor) == vqcodec.compress(array)
+    path = tmp_path / "in.png"
+    Image.fromarray(array).save(path)
+    assert vqcodec.compress(path) == vqcodec.compress(array)
+
+
+def test_bpp_picks_largest_stage_count_that_fits(sample_crop):
+    pixels = sample_crop.width * sample_crop.height
+    sizes = [len(vqcodec.compress(sample_crop, stages=n)) for n in range(1, vqcodec.model_info()["stages"] + 1)]
+    target = (sizes[1] * 8 + 1) / pixels  # just enough for two stages, not three
+    data = vqcodec.compress(sample_crop, bpp=target)
+    assert vqcodec.read_header(data).stages == 2
+    assert len(data) * 8 <= target * pixels
+    with pytest.raises(ValueError, match="below the lowest rate"):
+        vqcodec.compress(sample_crop, bpp=0.001)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [({"stages": 0}, "stages"), ({"stages": 99}, "stages"), ({"stages": 1, "bpp": 1.0}, "not both"), ({"model": "nope"}, "unknown model")],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        vqcodec.compress(smooth_image(8, 8), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "image,message",
+    [
+        (np.zeros((0, 5, 3), np.uint8), "empty"),
+        (np.zeros((4, 4, 2), np.uint8), "shape"),
+        (np.zeros((4, 4, 3), np.float32), "uint8"),
+        (torch.full((3, 4, 4), 2.0), r"\[0, 1\]"),
+    ],
+)
+def test_bad_images(image, message):
+    with pytest.raises(ValueError, match=message):
+        vqcodec.compress(image)
+
+
+def test_every_bit_flip_in_header_and_payload_is_detected(sample_stream):
+    for position in range(0, len(sample_stream), 7):
+        corrupted = bytearray(sample_stream)
+        corrupted[position] ^= 1 << (position % 8)
+        with pytest.raises(BitstreamError):
+            vqcodec.decompress(bytes(corrupted))
+
+
+def test_unknown_weights_hash_is_refused(sample_stream, monkeypatch):
+    loaded = zoo.load_model()
+    monkeypatch.setattr(zoo, "load_model", lambda name=None: zoo.LoadedModel(loaded.name, loaded.codec, bytes(8)))
+    with pytest.raises(BitstreamError, match="weights hash mismatch"):
+        vqcodec.decompress(sample_stream)
+
+
+def test_file_helpers_write_complete_files(tmp_path, sample_crop):
+    source = tmp_path / "in.png"
+    sample_crop.save(source)
+    written = vqcodec.compress_file(source, tmp_path / "x.vqc")
+    assert (tmp_path / "x.vqc").stat().st_size == written
+    image = vqcodec.decompress_file(tmp_path / "x.vqc", tmp_path / "y.png")
+    assert Image.open(tmp_path / "y.png").size == image.size == sample_crop.size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "x.vqc", "y.png"]

@@ -1,0 +1,109 @@
+"""The vqcodec command line through click's CliRunner: exit codes, --force, no partial outputs."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from vqcodec.cli import main
+
+
+@pytest.fixture()
+def workdir(tmp_path, sample_crop):
+    sample_crop.save(tmp_path / "a.png")
+    sample_crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "b.png")
+    return tmp_path
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+
+
+def test_encode_decode_info_round_trip(workdir):
+    assert run("encode", workdir / "a.png", workdir / "a.vqc").exit_code == 0
+    result = run("decode", workdir / "a.vqc", workdir / "out.png")
+    assert result.exit_code == 0, result.output
+    assert Image.open(workdir / "out.png").size == (128, 96)
+    info = run("info", workdir / "a.vqc", "--json")
+    fields = json.loads(info.output)
+    assert fields["total_bytes"] == fields["file_bytes"] == (workdir / "a.vqc").stat().st_size
+    assert fields["bpp"] == pytest.approx(fields["total_bytes"] * 8 / (128 * 96), rel=1e-5)
+    assert "bpp" in run("info", workdir / "a.vqc").output
+
+
+def test_fewer_stages_smaller_file(workdir):
+    assert run("encode", "--stages", 1, workdir / "a.png", workdir / "s1.vqc").exit_code == 0
+    assert run("encode", "--stages", 2, workdir / "a.png", workdir / "s2.vqc").exit_code == 0
+    assert (workdir / "s1.vqc").stat().st_size < (workdir / "s2.vqc").stat().st_size
+
+
+def test_refuses_to_overwrite_without_force(workdir):
+    (workdir / "a.vqc").write_bytes(b"keep me")
+    result = run("encode", workdir / "a.png", workdir / "a.vqc")
+    assert result.exit_code == 1 and "--force" in result.output
+    assert (workdir / "a.vqc").read_bytes() == b"keep me"
+    assert run("encode", "--force", workdir / "a.png", workdir / "a.vqc").exit_code == 0
+    assert (workdir / "a.vqc").read_bytes() != b"keep me"
+
+
+def test_never_writes_over_the_input(workdir):
+    before = (workdir / "a.png").read_bytes()
+    result = run("encode", "--force", workdir / "a.png", workdir / "a.png")
+    assert result.exit_code == 2
+    assert (workdir / "a.png").read_bytes() == before
+
+
+def test_bad_input_fails_cleanly_and_leaves_no_output(workdir):
+    (workdir / "junk.vqc").write_bytes(b"not a stream at all")
+    result = run("decode", workdir / "junk.vqc", workdir / "out.png")
+    assert result.exit_code == 1
+    assert "not a vqcodec file" in result.output and "Traceback" not in result.output
+    assert not (workdir / "out.png").exists()
+    (workdir / "junk.png").write_bytes(b"\x89PNG broken")
+    assert run("encode", workdir / "junk.png", workdir / "j.vqc").exit_code == 1
+    assert not (workdir / "j.vqc").exists()
+    assert sorted(p.name for p in workdir.iterdir()) == ["a.png", "b.png", "junk.png", "junk.vqc"]
+
+
+def test_missing_input_is_an_error(workdir):
+    result = run("encode", workdir / "nope.png", workdir / "x.vqc")
+    assert result.exit_code == 1 and "nope.png" in result.output
+
+
+def test_usage_errors_exit_2(workdir):
+    assert run("encode", workdir / "a.png").exit_code == 2
+    assert run("encode", "--stages", 1, "--bpp", 0.5, workdir / "a.png", workdir / "x.vqc").exit_code == 2
+    assert run("encode", "--stages", 0, workdir / "a.png", workdir / "x.vqc").exit_code == 2
+    assert run("frobnicate").exit_code == 2
+
+
+def test_truncated_file_decodes_with_fewer_stages(workdir):
+    run("encode", workdir / "a.png", workdir / "a.vqc")
+    data = (workdir / "a.vqc").read_bytes()
+    fields = json.loads(run("info", workdir / "a.vqc", "--json").output)
+    prefix = data[: fields["header_bytes"] + fields["stage_bytes"][0]]
+    (workdir / "cut.vqc").write_bytes(prefix)
+    failed = run("decode", workdir / "cut.vqc", workdir / "full.png")
+    assert failed.exit_code == 1 and "stages<=1" in failed.output
+    assert run("decode", "--stages", 1, workdir / "cut.vqc", workdir / "one.png").exit_code == 0
+    assert not (workdir / "full.png").exists()
+
+
+def test_stdin_and_stdout(workdir):
+    encoded = CliRunner().invoke(main, ["encode", "-", "-"], input=(workdir / "a.png").read_bytes())
+    assert encoded.exit_code == 0
+    decoded = CliRunner().invoke(main, ["decode", "-", "-"], input=encoded.stdout_bytes)
+    assert decoded.exit_code == 0 and decoded.stdout_bytes.startswith(b"\x89PNG")
+
+
+def test_several_inputs_with_out_dir(workdir):
+    result = run("encode", workdir / "a.png", workdir / "b.png", "--out-dir", workdir / "enc")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (workdir / "enc").iterdir()) == ["a.vqc", "b.vqc"]
+    result = run("decode", workdir / "enc" / "a.vqc", workdir / "enc" / "b.vqc", "--out-dir", workdir / "dec")
+    assert result.exit_code == 0
+    assert sorted(p.name for p in (workdir / "dec").iterdir()) == ["a.png", "b.png"]
+    again = run("encode", workdir / "a.png", workdir / "b.png", "--out-dir", workdir / "enc")
+    assert again.exit_code == 1 and "--force" in again.output

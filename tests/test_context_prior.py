@@ -1,0 +1,186 @@
+"""Context prior: coding order, the frequency contract, integer exactness (batch, threads,
+golden values), file round trip, and bits saved over a static prior after a short training."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from vqcodec.entropy.context import ContextPrior, PriorConfig, load_prior_file, save_prior_file
+from vqcodec.train.prior_loop import PriorTrainConfig, coding_bits, fit_transitions, make_batch, static_bits
+
+SMALL = PriorConfig(stages=2, codebook_size=32, width=16, blocks=2, schedule=("pyramid", "quad"))
+
+
+def formula_prior(config: PriorConfig = SMALL) -> ContextPrior:
+    """Weights from a fixed formula (no RNG), so golden values do not depend on torch's generator."""
+    prior = ContextPrior(config)
+    with torch.no_grad():
+        for i, (name, param) in enumerate(sorted(prior.named_parameters())):
+            wave = torch.sin(torch.arange(param.numel(), dtype=torch.float64) * 1.618 + i)
+            param.copy_((0.6 * wave).view(param.shape))
+    return prior.eval()
+
+
+def random_grid(seed: int, stages: int = 2, h: int = 9, w: int = 11, k: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, k, (stages, h, w)), rng.random((stages, h, w)) < 0.5
+
+
+def test_groups_partition_each_stage_in_stage_major_order():
+    groups = formula_prior().groups(2, 9, 11)
+    stages = [stage for stage, _ in groups]
+    assert stages == sorted(stages) and len(groups) == 5 + 4
+    for stage in (0, 1):
+        masks = np.stack([mask for s, mask in groups if s == stage])
+        assert (masks.sum(axis=0) == 1).all()
+
+
+def test_groups_skip_empty_masks_and_reject_bad_sizes():
+    assert all(mask.any() for _, mask in formula_prior().groups(2, 1, 1))
+    with pytest.raises(ValueError):
+        formula_prior().groups(3, 4, 4)
+
+
+def test_frequencies_follow_the_contract():
+    prior = formula_prior()
+    tokens, known = random_grid(0)
+    mask = np.random.default_rng(1).random((9, 11)) < 0.4
+    freq = prior.frequencies(tokens, known, 1, mask)
+    assert freq.dtype == np.int64 and freq.shape == (mask.sum(), 32)
+    assert freq.min() >= 1 and freq.sum(axis=1).max() < 2**31
+    assert len({tuple(row) for row in freq}) > 1  # the context changes the distribution
+
+
+def test_frequencies_ignore_unknown_values_and_follow_row_major_order():
+    prior = formula_prior()
+    tokens, known = random_grid(2)
+    mask = np.ones((9, 11), dtype=bool)
+    full = prior.frequencies(tokens, known, 0, mask)
+    scrambled = np.where(known, tokens, (tokens + 7) % 32)
+    np.testing.assert_array_equal(prior.frequencies(scrambled, known, 0, mask), full)
+    sub = np.zeros_like(mask)
+    sub[3, 4] = sub[7, 1] = True
+    np.testing.assert_array_equal(prior.frequencies(tokens, known, 0, sub), full[[3 * 11 + 4, 7 * 11 + 1]])
+
+
+def test_integer_logits_do_not_depend_on_batch_composition():
+    prior = formula_prior()
+    grids = [random_grid(seed) for seed in (3, 4, 5)]
+    tokens = torch.from_numpy(np.stack([g[0] for g in grids]))
+    known = torch.from_numpy(np.stack([g[1] for g in grids]))
+    masks = torch.ones((3, 9, 11), dtype=torch.bool)
+    batched = prior.integer_logits(tokens, known, 1, masks).view(3, 99, -1)
+    for b in range(3):
+        alone = prior.integer_logits(tokens[b : b + 1], known[b : b + 1], 1, masks[b : b + 1])
+        assert torch.equal(alone, batched[b])
+
+
+def test_frequencies_do_not_depend_on_thread_count():
+    prior = formula_prior(PriorConfig(stages=2, codebook_size=64, width=32, blocks=2, schedule=("quad", "quad")))
+    tokens, known = random_grid(6, h=24, w=40, k=64)
+    mask = np.ones((24, 40), dtype=bool)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = prior.frequencies(tokens, known, 1, mask)
+        torch.set_num_threads(2)
+        multi = prior.frequencies(tokens, known, 1, mask)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(single, multi)
+
+
+# Frequencies of `formula_prior` on `random_grid(7)`, stage 1, whole grid. A change here means
+# streams written before it no longer decode: bump the prior's FORMAT_VERSION if intended.
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_frequencies_match_between_cpu_and_cuda():
+    prior = formula_prior(PriorConfig(stages=2, codebook_size=64, width=64, blocks=2, schedule=("quad", "quad")))
+    tokens, known = random_grid(10, h=24, w=40, k=64)
+    mask = np.ones((24, 40), dtype=bool)
+    on_cpu = prior.frequencies(tokens, known, 1, mask)
+    np.testing.assert_array_equal(prior.cuda().frequencies(tokens, known, 1, mask), on_cpu)
+
+
+GOLDEN_SHA256 = "c6f199902498e6959ab4d39d69a824ea1bfe9e4db4ed1a8f94a488e560c7d5a9"
+GOLDEN_ROW0 = [1, 1, 17, 6096, 37341, 8332, 303, 1]
+
+
+def test_golden_frequencies_keep_matching():
+    prior = formula_prior()
+    tokens, known = random_grid(7)
+    freq = prior.frequencies(tokens, known, 1, np.ones((9, 11), dtype=bool))
+    assert freq[0, :8].tolist() == GOLDEN_ROW0
+    assert hashlib.sha256(freq.astype("<i8").tobytes()).hexdigest() == GOLDEN_SHA256
+
+
+def test_exp_table_is_fixed():
+    table = formula_prior().exp_table
+    assert table[0] == 65536 and table[-1] == 1 and table.numel() == 172 and int(table.sum()) == 1081662
+
+
+def test_save_and_load_give_identical_frequencies(tmp_path):
+    prior = formula_prior()
+    save_prior_file(prior, tmp_path / "prior.safetensors")
+    loaded = load_prior_file(tmp_path / "prior.safetensors")
+    assert loaded.config == SMALL
+    tokens, known = random_grid(8)
+    mask = np.ones((9, 11), dtype=bool)
+    np.testing.assert_array_equal(loaded.frequencies(tokens, known, 1, mask), prior.frequencies(tokens, known, 1, mask))
+
+
+def test_load_rejects_files_that_are_not_priors(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="context-prior"):
+        load_prior_file(tmp_path / "other.safetensors")
+
+
+def test_bad_arguments_raise_value_errors():
+    prior = formula_prior()
+    tokens, known = random_grid(9)
+    with pytest.raises(ValueError):
+        prior.frequencies(tokens, known, 2, np.ones((9, 11), dtype=bool))
+    with pytest.raises(ValueError):
+        prior.frequencies(tokens, known, 0, np.ones((9, 10), dtype=bool))
+    with pytest.raises(ValueError):
+        PriorConfig(width=200)
+
+
+def blocky_grids(count: int, seed: int) -> list[np.ndarray]:
+    """Token grids with structure a context model can learn: stage 0 is constant on 4×4
+    blocks, stage 1 is a fixed function of stage 0 at the same position plus rare noise."""
+    rng = np.random.default_rng(seed)
+    grids = []
+    for _ in range(count):
+        coarse = rng.integers(0, 32, (5, 5)).repeat(4, 0).repeat(4, 1)[:18, :18]
+        fine = np.where(rng.random(coarse.shape) < 0.1, rng.integers(0, 32, coarse.shape), (coarse * 7 + 3) % 32)
+        grids.append(np.stack([coarse, fine]).astype(np.int16))
+    return grids
+
+
+def test_short_training_beats_the_static_prior_and_codes_losslessly():
+    from vqcodec.entropy.stream import decode_grid, encode_grid
+
+    torch.manual_seed(0)
+    config = PriorTrainConfig(prior=SMALL, steps=100, batch_size=8, crop=16, lr=1e-2, warmup_steps=10)
+    train, test = blocky_grids(32, 0), blocky_grids(4, 1)
+    prior = ContextPrior(SMALL)
+    fit_transitions(prior, train)
+    optimizer = torch.optim.Adam(prior.parameters(), lr=config.lr)
+    for step in range(config.steps):
+        loss = prior(**make_batch(train, config, step)).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    prior.eval()
+    context, static = coding_bits(prior, test), static_bits(train, test, 2, 32)
+    assert (context < 0.6 * static).all(), (context, static)
+    print("bits per index, context vs static:", context, static)
+    grid = test[0].astype(np.int64)
+    payloads = encode_grid(prior, grid)
+    assert 8 * sum(map(len, payloads)) < 0.6 * static.mean() * grid.size
+    np.testing.assert_array_equal(decode_grid(prior, payloads, 18, 18, 32), grid)

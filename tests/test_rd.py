@@ -1,0 +1,125 @@
+"""Rate–distortion benchmark: BD maths, and end-to-end runs on tiny generated images."""
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vqcodec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import rd  # noqa: E402
+from rd_bd import bd_quality, bd_rate, pchip  # noqa: E402
+
+RATES = [0.1, 0.2, 0.4, 0.8, 1.6]
+
+
+def _quality(rates: list[float]) -> list[float]:
+    """A concave, increasing PSNR-like curve of the rate."""
+    return [30 + 6 * math.log2(r) - 0.3 * math.log2(r) ** 2 for r in rates]
+
+
+def test_bd_rate_of_a_curve_needing_20_percent_fewer_bits():
+    test_rates = [0.8 * r for r in RATES]
+    assert bd_rate(RATES, _quality(RATES), test_rates, _quality(RATES)) == pytest.approx(-20.0, abs=1e-6)
+    assert bd_rate(test_rates, _quality(RATES), RATES, _quality(RATES)) == pytest.approx(25.0, abs=1e-6)
+
+
+def test_bd_psnr_of_a_curve_half_a_db_better_on_a_partial_overlap():
+    test_rates = [0.3, 0.5, 0.9, 1.4, 2.5, 4.0]  # overlaps the anchor only between 0.3 and 1.6 bpp
+    test_quality = [q + 0.5 for q in _quality(test_rates)]
+    assert bd_quality(RATES, _quality(RATES), test_rates, test_quality) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_bd_is_undefined_without_overlap_or_for_non_monotone_curves():
+    assert bd_rate(RATES, _quality(RATES), RATES, [q + 30 for q in _quality(RATES)]) is None
+    assert bd_rate(RATES, _quality(RATES), RATES, [30, 31, 30.5, 32, 33]) is None
+
+
+def test_pchip_interpolates_knots_and_keeps_lines_straight():
+    x, y = np.array([0.0, 1.0, 3.0, 4.0]), np.array([1.0, 3.0, 7.0, 9.0])  # y = 2x + 1
+    grid = np.linspace(0, 4, 17)
+    assert np.allclose(pchip(x, y, grid), 2 * grid + 1)
+    bumpy = np.array([0.0, 2.0, 2.5, 5.0])
+    assert np.allclose(pchip(x, bumpy, x), bumpy)
+    assert np.all(np.diff(pchip(x, bumpy, np.linspace(0, 4, 101))) >= 0)  # monotone data, monotone curve
+
+
+def _write_tiny_images(folder: Path) -> None:
+    folder.mkdir()
+    yy, xx = np.mgrid[0:48, 0:64]
+    smooth = np.stack([xx * 4, yy * 5, (xx + yy) * 2], axis=-1)
+    texture = (smooth + 40 * ((xx // 3 + yy // 3) % 2)[..., None]) % 256
+    Image.fromarray(smooth.astype(np.uint8)).save(folder / "a.png")
+    Image.fromarray(texture.astype(np.uint8)[:40, :56]).save(folder / "b.png")
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+def test_benchmark_with_two_codecs_writes_wellformed_outputs(tmp_path):
+    _write_tiny_images(tmp_path / "tiny")
+    assert rd.main([str(tmp_path / "tiny"), "--codecs", "jpeg,webp", "--out", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out"
+    index = _load(out / "rd.json")
+    assert index["images"] == 2 and index["codecs"] == ["jpeg", "webp"] and index["bd"] == []
+    assert index["ms_ssim_scales"] == [2, 3]  # 40 and 48 px images cannot use 5 scales
+    for name in ("jpeg", "webp"):
+        curve = _load(out / f"{name}.json")
+        results = curve["results"]
+        assert set(results) >= {"bpp", "psnr", "ms-ssim", "haarpsi", "encoding_time", "decoding_time"}
+        assert all(len(v) == len(curve["settings"]) for v in results.values())
+        assert len(curve["per_image"]) == 2 * len(curve["settings"])
+        assert results["bpp"] == sorted(results["bpp"]) and results["psnr"][-1] > results["psnr"][0]
+        row = curve["per_image"][0]
+        assert row["bpp"] == pytest.approx(8 * row["bytes"] / (48 * 64))
+    for name in ("rd_psnr.png", "rd_ms-ssim.png", "rd_haarpsi.png", "table.md", "summary.md"):
+        assert (out / name).stat().st_size > 0
+
+
+def _jpeg_backed_vqcodec(monkeypatch):
+    """Stand in for the vqcodec API: each stage raises the JPEG quality."""
+
+    def compress(image, *, stages=None, model=None):
+        buffer = io.BytesIO()
+        Image.fromarray(np.asarray(image)).save(buffer, format="JPEG", quality=10 + 25 * (stages or 4))
+        return buffer.getvalue()
+
+    def decompress(data, *, stages=None, decoder="fidelity"):
+        return Image.open(io.BytesIO(data)).convert("RGB")
+
+    info = {"name": "fake", "stages": 3, "decoders": ["fidelity", "realism"], "stride": 8, "codebook_size": 16}
+    monkeypatch.setattr(vqcodec, "compress", compress, raising=False)
+    monkeypatch.setattr(vqcodec, "decompress", decompress, raising=False)
+    monkeypatch.setattr(vqcodec, "model_info", lambda model=None: info, raising=False)
+
+
+def test_benchmark_covers_every_vqcodec_stage_and_decoder(tmp_path, monkeypatch):
+    _jpeg_backed_vqcodec(monkeypatch)
+    _write_tiny_images(tmp_path / "tiny")
+    out = tmp_path / "out"
+    rd.main([str(tmp_path / "tiny"), "--codecs", "vqcodec,webp", "--out", str(out), "--crop", "32"])
+    index = _load(out / "rd.json")
+    assert sorted(index["curves"]) == ["vqcodec-fidelity", "vqcodec-realism", "webp"]
+    assert _load(out / "vqcodec-realism.json")["settings"] == [1, 2, 3]
+    assert {(row["test"], row["anchor"]) for row in index["bd"]} == {
+        ("vqcodec (fidelity)", "WebP"), ("vqcodec (realism)", "WebP")}
+    assert all(row["bd_psnr_db"] is not None for row in index["bd"])
+    assert (out / "side_by_side.png").stat().st_size > 0
+
+
+def test_unavailable_codec_is_skipped_with_a_reason(tmp_path, monkeypatch):
+    def broken(model=None):
+        raise FileNotFoundError("no weights for model 'missing'")
+
+    monkeypatch.setattr(vqcodec, "model_info", broken, raising=False)
+    _write_tiny_images(tmp_path / "tiny")
+    rd.main([str(tmp_path / "tiny"), "--codecs", "vqcodec,jpeg", "--out", str(tmp_path / "out"), "--limit", "1"])
+    index = _load(tmp_path / "out" / "rd.json")
+    assert index["codecs"] == ["jpeg"] and "no weights" in index["skipped"]["vqcodec"]

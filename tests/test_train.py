@@ -1,0 +1,240 @@
+"""Training: one step learns, resume replays exactly, DDP keeps ranks identical, the GAN phase
+trains only the realism decoder, configs survive checkpoints, the CLI dispatches on phase."""
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from click.testing import CliRunner
+from PIL import Image
+
+from vqcodec.model import CodecConfig, VQCodec
+from vqcodec.model.discriminator import PatchDiscriminator
+from vqcodec.train.checkpoint import LATEST, WEIGHTS, config_from_checkpoint, load_checkpoint, save_run
+from vqcodec.train.cli import train_command
+from vqcodec.train.config import TrainConfig
+from vqcodec.train.gan import GanParts, add_realism_decoder, freeze_all_but_realism, gan_step, train_vqgan
+from vqcodec.train.loop import evaluating, learning_rate, train_vqvae, validate, vqvae_step
+from vqcodec.zoo import load_codec_file
+
+torch.set_num_threads(1)
+
+TINY = CodecConfig(width_fine=16, width_coarse=32, encoder_blocks=(1, 1), decoder_blocks=(1, 1),
+                   latent_dim=8, codebook_size=16, stages=2)
+
+
+def write_images(folder: Path, count: int = 8) -> Path:
+    """Smooth colour gradients plus noise, 48×40, so crops differ from each other."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:40, 0:48]
+    for i in range(count):
+        base = np.stack([x * (i + 1) % 256, y * (7 - i % 7) * 3 % 256, (x + y) * 2 % 256], axis=-1)
+        pixels = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+    return folder
+
+
+def tiny_config(root: Path, out: str, **overrides) -> TrainConfig:
+    fields = dict(
+        data_dir=str(root / "images"), out_dir=str(root / out), model=TINY, crop=32, batch_size=4,
+        steps=4, lr=2e-3, warmup_steps=0, min_lr_ratio=1.0, ms_ssim_scales=2, validation_images=2,
+        validation_crop=32, validate_every=1000, checkpoint_every=2, log_every=1, threads=1,
+        disc_start=1, disc_width=8, disc_layers=2,
+    )
+    return TrainConfig(**{**fields, **overrides})
+
+
+@pytest.fixture(scope="module")
+def vqvae_run(tmp_path_factory) -> Path:
+    """A tiny VQ-VAE trained for 4 steps; its folder holds latest.pt and weights.safetensors."""
+    root = tmp_path_factory.mktemp("vqvae")
+    write_images(root / "images")
+    train_vqvae(tiny_config(root, "run"), resume=False)
+    return root
+
+
+def gan_config(root: Path, vqvae_root: Path, out: str, **overrides) -> TrainConfig:
+    return tiny_config(root, out, phase="vqgan", init_from=str(vqvae_root / "run" / LATEST),
+                       data_dir=str(vqvae_root / "images"), **overrides)
+
+
+def train_rows(out_dir: Path) -> dict[int, dict]:
+    rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return {row["step"]: {k: v for k, v in row.items() if k.startswith("train/") and k != "train/images_per_s"}
+            for row in rows if "train/loss" in row}
+
+
+def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def fixed_batch() -> torch.Tensor:
+    return torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def test_vqvae_steps_change_weights_and_lower_loss_on_fixed_batch():
+    torch.manual_seed(0)
+    model = VQCodec(TINY)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    config = TrainConfig(model=TINY, ms_ssim_scales=2)
+    batch, keep = fixed_batch(), torch.full((4,), 2)
+    first, _ = vqvae_step(model, optimizer, batch, keep, config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for _ in range(5):
+        terms, indices = vqvae_step(model, optimizer, batch, keep, config)
+    assert indices.shape == (4, 2, 4, 4)
+    assert not torch.equal(before["decoders.fidelity.from_latent.weight"], model.decoders["fidelity"].from_latent.weight)
+    assert not torch.equal(before["encoder.stem.1.weight"], model.encoder.stem[1].weight)
+    assert terms["total"] < first["total"]
+
+
+def test_gan_step_trains_only_realism_decoder_and_discriminator():
+    torch.manual_seed(0)
+    model = add_realism_decoder(VQCodec(TINY))
+    model.train()
+    with torch.no_grad():  # initialise the codebooks as stage 1 would have
+        model(fixed_batch())
+    freeze_all_but_realism(model)
+    disc = PatchDiscriminator(width=8, layers=2)
+    parts = GanParts(model, model.decoders["realism"], disc, disc,
+                     torch.optim.Adam(model.decoders["realism"].parameters(), lr=1e-3),
+                     torch.optim.Adam(disc.parameters(), lr=1e-3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    disc_before = {k: v.clone() for k, v in disc.state_dict().items()}
+    terms = gan_step(parts, fixed_batch(), torch.full((4,), 2), TrainConfig(model=TINY, ms_ssim_scales=2), True)
+    assert {"generator", "feature_matching", "adaptive_weight", "disc_loss"} <= set(terms)
+    assert terms["adaptive_weight"] > 0
+    after = model.state_dict()
+    for key in before:
+        if not key.startswith("decoders.realism."):  # encoder, codebooks + EMA stats, fidelity decoder
+            assert torch.equal(before[key], after[key]), key
+    for key in ("decoders.realism.from_latent.weight", "decoders.realism.to_pixels.1.weight"):
+        assert not torch.equal(before[key], after[key]), key
+    assert not torch.equal(disc_before["to_logits.bias"], disc.state_dict()["to_logits.bias"])
+    assert model.quantizer.training is False and model.decoders["realism"].training is True
+
+
+def test_evaluating_restores_each_modules_mode():
+    model = add_realism_decoder(VQCodec(TINY))
+    freeze_all_but_realism(model)
+    with evaluating(model):
+        assert not model.decoders["realism"].training
+    assert model.decoders["realism"].training and not model.quantizer.training and not model.encoder.training
+
+
+def test_validate_reports_psnr_and_ms_ssim_per_stage():
+    model = VQCodec(TINY)
+    metrics = validate(model, torch.rand(3, 3, 32, 32), batch_size=2)
+    for s in (1, 2):
+        assert np.isfinite(metrics[f"val/psnr_stages{s}"])
+        assert -1.0 <= metrics[f"val/ms_ssim_stages{s}"] <= 1.0
+    assert 0 < metrics["val/usage_stage0"] <= 1
+
+
+def test_learning_rate_warms_up_then_decays_to_floor():
+    config = TrainConfig(lr=1e-3, warmup_steps=10, steps=110, min_lr_ratio=0.1)
+    assert learning_rate(config, 0) == pytest.approx(1e-4)
+    assert learning_rate(config, 9) == pytest.approx(1e-3)
+    assert learning_rate(config, 110) == pytest.approx(1e-4)
+    assert learning_rate(config, 60, peak=2e-4) == pytest.approx(2e-4 * (0.1 + 0.9 * 0.5))
+
+
+def test_config_round_trips_through_checkpoint(tmp_path):
+    config = tiny_config(tmp_path, "run", phase="vqgan", init_from="a/latest.pt", gan_weight=0.25, seed=7)
+    model = VQCodec(TINY)
+    save_run(tmp_path / "run", config, 3, model, torch.optim.Adam(model.parameters()))
+    state = load_checkpoint(tmp_path / "run" / LATEST)
+    assert config_from_checkpoint(state) == config
+    assert {"model", "optimizer", "quantizer_rng", "step", "train_config"} <= set(state)
+
+
+def test_vqvae_resume_continues_identically(tmp_path, vqvae_run):
+    straight = tiny_config(tmp_path, "straight", data_dir=str(vqvae_run / "images"))
+    split = tiny_config(tmp_path, "split", data_dir=str(vqvae_run / "images"))
+    final = train_vqvae(straight, resume=False)
+    train_vqvae(tiny_config(tmp_path, "split", data_dir=str(vqvae_run / "images"), steps=2), resume=False)
+    resumed = train_vqvae(split, resume=True)
+    assert train_rows(tmp_path / "straight") == train_rows(tmp_path / "split")
+    assert sorted(train_rows(tmp_path / "split")) == [1, 2, 3, 4]
+    assert_same_state(final.state_dict(), resumed.state_dict())
+
+
+def test_vqgan_resume_continues_identically(tmp_path, vqvae_run):
+    final = train_vqgan(gan_config(tmp_path, vqvae_run, "straight"), resume=False)
+    train_vqgan(gan_config(tmp_path, vqvae_run, "split", steps=2), resume=False)
+    resumed = train_vqgan(gan_config(tmp_path, vqvae_run, "split"), resume=True)
+    assert train_rows(tmp_path / "straight") == train_rows(tmp_path / "split")
+    assert "train/generator" in train_rows(tmp_path / "split")[4]
+    assert_same_state(final.state_dict(), resumed.state_dict())
+    state = load_checkpoint(tmp_path / "split" / LATEST)
+    assert {"disc", "disc_optimizer"} <= set(state)
+
+
+def test_vqgan_export_has_both_decoders_and_untouched_stage1(tmp_path, vqvae_run):
+    train_vqgan(gan_config(tmp_path, vqvae_run, "gan"), resume=False)
+    stage1 = load_codec_file(vqvae_run / "run" / WEIGHTS)
+    codec = load_codec_file(tmp_path / "gan" / WEIGHTS)
+    assert sorted(codec.decoders) == ["fidelity", "realism"]
+    exported = codec.state_dict()
+    for key, value in stage1.state_dict().items():
+        assert torch.equal(exported[key], value), key  # encoder, codebooks, fidelity decoder
+    assert not torch.equal(exported["decoders.realism.to_pixels.1.weight"], exported["decoders.fidelity.to_pixels.1.weight"])
+    assert not any("disc" in key for key in exported)
+    indices = codec.encode_indices(torch.rand(1, 3, 32, 32))
+    fidelity, realism = codec.decode_indices(indices, "fidelity"), codec.decode_indices(indices, "realism")
+    assert fidelity.shape == realism.shape == (1, 3, 32, 32)
+    assert not torch.equal(fidelity, realism)
+
+
+def test_cli_dispatches_on_phase_and_reports_bad_setups(tmp_path, vqvae_run):
+    runner = CliRunner()
+    assert runner.invoke(train_command, ["phase=nope"]).exit_code == 2
+    missing_init = runner.invoke(train_command, ["phase=vqgan", f"out_dir={tmp_path / 'x'}"])
+    assert missing_init.exit_code == 1 and "init_from" in missing_init.output
+    wrong_phase = runner.invoke(train_command, ["--resume", "phase=vqgan", f"out_dir={vqvae_run / 'run'}", "init_from=x"])
+    assert wrong_phase.exit_code == 1 and "vqvae" in wrong_phase.output
+    args = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in {
+        "phase": "vqgan", "init_from": str(vqvae_run / "run" / WEIGHTS), "data_dir": str(vqvae_run / "images"),
+        "out_dir": str(tmp_path / "cli"), "steps": 2, "crop": 32, "batch_size": 2, "validation_images": 2,
+        "validation_crop": 32, "ms_ssim_scales": 2, "disc_width": 8, "disc_layers": 2, "threads": 1}.items()]
+    result = runner.invoke(train_command, args)
+    assert result.exit_code == 0, result.output
+    assert sorted(load_codec_file(tmp_path / "cli" / WEIGHTS).decoders) == ["fidelity", "realism"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, root: Path, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    vqvae = train_vqvae(tiny_config(root, "vqvae", steps=3, batch_size=2), resume=False)
+    dist.barrier()  # rank 0 has written the checkpoint the GAN phase starts from
+    gan = train_vqgan(tiny_config(root, "gan", steps=3, batch_size=2, phase="vqgan",
+                                  init_from=str(root / "vqvae" / LATEST)), resume=False)
+    torch.save({"vqvae": vqvae.state_dict(), "gan": gan.state_dict()}, root / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes_end_identical(tmp_path):
+    write_images(tmp_path / "images")
+    mp.spawn(_ddp_worker, args=(tmp_path, _free_port()), nprocs=2, join=True)
+    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    for phase in ("vqvae", "gan"):
+        assert_same_state(rank0[phase], rank1[phase])
+    assert bool(rank0["vqvae"]["quantizer.stages.0.initialized"])
+    assert not torch.equal(rank0["gan"]["decoders.realism.to_pixels.1.weight"],
+                           rank0["gan"]["decoders.fidelity.to_pixels.1.weight"])
+    # Each rank saw different crops, so identical weights mean gradients and codebooks were synchronised.
+    assert sorted(train_rows(tmp_path / "gan")) == [1, 2, 3]

@@ -1,0 +1,198 @@
+"""Public compression API: bytes in, bytes out, plus thin file wrappers.
+
+compress: image → normalise → pad → encoder + residual VQ → entropy-code each stage → pack.
+decompress: unpack + validate → look up the model that wrote it → decode stages → crop.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vqcodec import bitstream, zoo
+from vqcodec.bitstream import BitstreamError, Header
+from vqcodec.entropy.stream import decode_grid, encode_grid
+from vqcodec.imaging import decode_alpha, encode_alpha, prepare_image, to_image, to_padded_tensor
+
+
+def _stage_count(requested: int | None, available: int) -> int:
+    if requested is None:
+        return available
+    if isinstance(requested, bool) or not isinstance(requested, int) or not 1 <= requested <= available:
+        raise ValueError(f"stages must be an integer in 1..{available}, got {requested!r}")
+    return requested
+
+
+def _fit_bpp(bpp: float, prefix_sizes: list[int], pixels: int) -> int:
+    """Largest stage count whose whole file fits `bpp`; prefix_sizes[n-1] is the size at n stages."""
+    if not bpp > 0:
+        raise ValueError(f"bpp must be positive, got {bpp!r}")
+    fitting = [n for n, size in enumerate(prefix_sizes, start=1) if size * 8 <= bpp * pixels]
+    if not fitting:
+        smallest = prefix_sizes[0] * 8 / pixels
+        raise ValueError(f"target of {bpp} bpp is below the lowest rate this model gives this image ({smallest:.4f} bpp at 1 stage)")
+    return fitting[-1]
+
+
+def compress(image, *, stages: int | None = None, bpp: float | None = None, model: str | None = None) -> bytes:
+    """Compress an image into a `.vqc` stream.
+
+    Args:
+        image: PIL image, path, numpy uint8 `[H,W]`/`[H,W,3]`/`[H,W,4]` or float tensor
+            `[3,H,W]` in [0,1]. Any size from 1×1. Grayscale stays grayscale; alpha is kept
+            losslessly. 16-bit input is converted to 8-bit with a warning.
+        stages: residual stages to code (1..S, default all): fewer stages, fewer bits.
+        bpp: instead of `stages`, the largest stage count whose real file fits this many bits
+            per pixel.
+        model: model name from the zoo (default `vqcodec.zoo.DEFAULT_MODEL`).
+
+    Returns:
+        The stream, header included.
+    """
+    if stages is not None and bpp is not None:
+        raise ValueError("give stages or bpp, not both")
+    loaded = zoo.load_model(model)
+    config = loaded.codec.config
+    count = _stage_count(stages, config.stages)
+    prepared = prepare_image(image)
+    height, width = prepared.rgb.shape[:2]
+    with torch.inference_mode():
+        indices = loaded.codec.encode_indices(to_padded_tensor(prepared.rgb, config.stride), count if bpp is None else None)
+    payloads = encode_grid(loaded.codec.prior, indices[0].numpy())  # indices: [1, S, h, w]
+    fields = dict(
+        model_id=loaded.name, weights_hash=loaded.weights_hash, prior="static", prior_hash=bytes(bitstream.HASH_SIZE),
+        width=width, height=height, mode=prepared.mode, stride=config.stride, codebook_size=config.codebook_size,
+        alpha=encode_alpha(prepared.alpha) if prepared.alpha is not None else b"",
+    )
+    if bpp is not None:
+        sizes = [len(bitstream.pack(**fields, stage_payloads=payloads[:n])) for n in range(1, len(payloads) + 1)]
+        payloads = payloads[: _fit_bpp(bpp, sizes, width * height)]
+    return bitstream.pack(**fields, stage_payloads=payloads)
+
+
+def read_header(data: bytes) -> Header:
+    """Parse and validate a stream's header (the payload need not be present)."""
+    return bitstream.read_header(data)
+
+
+def _model_for(header: Header) -> zoo.LoadedModel:
+    if header.model_id not in zoo.MODELS:
+        raise BitstreamError(f"unknown model {header.model_id!r}: this installation has {', '.join(sorted(zoo.MODELS))}")
+    loaded = zoo.load_model(header.model_id)
+    if loaded.weights_hash != header.weights_hash:
+        raise BitstreamError(
+            f"weights hash mismatch: the file was written by weights {header.weights_hash.hex()} of model "
+            f"{header.model_id!r}, this installation has {loaded.weights_hash.hex()}"
+        )
+    config = loaded.codec.config
+    if (header.stride, header.codebook_size) != (config.stride, config.codebook_size) or header.stages > config.stages:
+        raise BitstreamError(f"header does not match model {header.model_id!r} (stride, codebook size or stages)")
+    if header.prior != "static":
+        raise BitstreamError(f"prior {header.prior!r} is not supported by this installation")
+    return loaded
+
+
+def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fidelity") -> Image.Image:
+    """Decode a `.vqc` stream to a PIL image of the original size and mode.
+
+    Args:
+        data: the stream. A truncated prefix decodes too when `stages` asks only for the
+            stages it holds (progressive decoding).
+        stages: decode only the first n stages (default: all in the file).
+        decoder: "fidelity" (highest PSNR) or "realism" where the model has one.
+
+    Raises:
+        BitstreamError: malformed, corrupt, truncated or foreign streams.
+    """
+    header, alpha_bytes, payloads = bitstream.unpack(data, stages)
+    loaded = _model_for(header)
+    h, w = header.grid
+    try:
+        indices = decode_grid(loaded.codec.prior, payloads, h, w, header.codebook_size)
+        alpha = decode_alpha(alpha_bytes, header.width, header.height) if header.mode == "RGBA" else None
+    except ValueError as error:
+        raise BitstreamError(str(error)) from error
+    with torch.inference_mode():
+        rgb = loaded.codec.decode_indices(torch.from_numpy(indices).unsqueeze(0), decoder)[0]  # [3, h*f, w*f]
+    return to_image(rgb, header.width, header.height, header.mode, alpha)
+
+
+def describe_stream(data: bytes) -> dict:
+    """Header fields of a stream plus its size and bits per pixel (for `vqcodec info`)."""
+    header = bitstream.read_header(data)
+    return {
+        "model": header.model_id,
+        "weights_hash": header.weights_hash.hex(),
+        "prior": header.prior,
+        "width": header.width,
+        "height": header.height,
+        "mode": header.mode,
+        "stride": header.stride,
+        "codebook_size": header.codebook_size,
+        "stages": header.stages,
+        "header_bytes": header.header_size,
+        "alpha_bytes": header.alpha_length,
+        "stage_bytes": list(header.stage_lengths),
+        "total_bytes": header.total_size,
+        "file_bytes": len(data),
+        "complete": len(data) == header.total_size,
+        "bpp": round(header.total_size * 8 / (header.width * header.height), 6),
+    }
+
+
+def model_info(model: str | None = None) -> dict:
+    """Name, stage count, decoders, stride and codebook size of a zoo model."""
+    loaded = zoo.load_model(model)
+    config = loaded.codec.config
+    return {
+        "name": loaded.name,
+        "stages": config.stages,
+        "decoders": sorted(loaded.codec.decoders),
+        "stride": config.stride,
+        "codebook_size": config.codebook_size,
+        "description": zoo.MODELS[loaded.name].description,
+    }
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, then rename: readers never see a partial file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def compress_file(src: str | Path, dst: str | Path, **options) -> int:
+    """Compress the image at `src` into `dst` (atomically); returns the bytes written."""
+    data = compress(Path(src), **options)
+    write_atomic(Path(dst), data)
+    return len(data)
+
+
+def decompress_file(src: str | Path, dst: str | Path, **options) -> Image.Image:
+    """Decode the stream at `src` and save the image at `dst` (format from its suffix)."""
+    image = decompress(Path(src).read_bytes(), **options)
+    write_atomic(Path(dst), encode_image(image, Path(dst).suffix))
+    return image
+
+
+def encode_image(image: Image.Image, suffix: str) -> bytes:
+    """Image file bytes in the format named by `suffix` (".png" when empty)."""
+    extension = (suffix or ".png").lower()
+    formats = Image.registered_extensions()
+    if extension not in formats:
+        raise ValueError(f"unknown output image format {extension!r}; use .png, .webp, .bmp, .tif, ...")
+    if image.mode == "RGBA" and formats[extension] == "JPEG":
+        raise ValueError("JPEG cannot hold the alpha channel of this image; write .png instead")
+    buffer = io.BytesIO()
+    image.save(buffer, format=formats[extension])
+    return buffer.getvalue()

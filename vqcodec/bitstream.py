@@ -1,0 +1,359 @@
+"""Container format of a .vqc stream (format v1): pack, parse and validate.
+
+This module is the only implementation of the byte layout, validation rules and version
+policy described in docs/format.md. It imports no torch, so a stream can be inspected and
+validated without loading a model. Payloads are opaque here: the entropy coder owns them.
+"""
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+
+__all__ = [
+    "BitstreamError", "Header", "FORMAT_VERSION", "MAGIC", "PRIORS", "MODES", "STRIDES",
+    "pack", "read_header", "unpack",
+]
+
+FORMAT_VERSION = 1
+# A non-ASCII first byte (as in PNG) so that no text file is ever taken for a stream.
+MAGIC = b"\x89VQC"
+PRIORS = ("static", "context")
+MODES = ("L", "RGB", "RGBA")
+STRIDES = (4, 8, 16)
+
+HASH_SIZE = 8
+MAX_MODEL_ID = 64
+MAX_SIDE = 65535
+MAX_PIXELS = 2**28
+MAX_CODEBOOK = 65536
+MAX_STAGES = 16
+# Bounds on declared segment sizes, so that a hostile header cannot ask a reader for more
+# memory than the image could ever need. An entropy coder with probabilities of at most
+# 32-bit precision spends under 4 bytes per index; alpha is coded losslessly and even an
+# expanding coder stays under 2 bytes per pixel. The slack covers fixed coder overhead.
+STAGE_BYTES_PER_INDEX = 4
+ALPHA_BYTES_PER_PIXEL = 2
+SEGMENT_SLACK = 1024
+
+_MODEL_ID = re.compile(rb"[a-z0-9._-]{1,%d}" % MAX_MODEL_ID)
+# magic, version, prior, mode, stride, width, height, codebook_size, stages,
+# model_id length, weights_hash, prior_hash: the fixed part, 34 bytes.
+_FIXED = struct.Struct("<4sBBBBHHIBB8s8s")
+_SEGMENT = struct.Struct("<II")  # one segment table entry: length, CRC32
+_CRC = struct.Struct("<I")
+_ZERO_HASH = bytes(HASH_SIZE)
+
+
+class BitstreamError(ValueError):
+    """A stream, or the values given to `pack`, violate the format; the message says how."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """The parsed, validated header of a stream. Constructing one validates every field.
+
+    Attributes:
+        model_id: ASCII name of the codec, 1..64 chars of [a-z0-9._-].
+        weights_hash: first 8 bytes of the sha256 of the codec weights file.
+        prior: one of PRIORS.
+        prior_hash: 8 bytes identifying the prior table; all zero for "static".
+        width: image width in pixels, 1..65535.
+        height: image height in pixels, 1..65535; width * height <= 2**28.
+        mode: one of MODES.
+        stride: encoder downsampling factor f, one of STRIDES.
+        codebook_size: entries K per residual stage, 2..65536.
+        stages: residual stages coded in the stream, 1..16.
+        alpha_length: bytes of the alpha segment; > 0 iff mode == "RGBA".
+        stage_lengths: bytes of each stage's payload, len == stages; 0 is allowed.
+        alpha_crc: CRC32 of the alpha segment.
+        stage_crcs: CRC32 of each stage's payload, len == stages.
+    """
+
+    model_id: str
+    weights_hash: bytes
+    prior: str
+    prior_hash: bytes
+    width: int
+    height: int
+    mode: str
+    stride: int
+    codebook_size: int
+    stages: int
+    alpha_length: int
+    stage_lengths: tuple[int, ...]
+    alpha_crc: int
+    stage_crcs: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        _validate_identity(self)
+        _validate_image(self)
+        _validate_segments(self)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(h, w) of the index grid: (ceil(height / stride), ceil(width / stride))."""
+        return -(-self.height // self.stride), -(-self.width // self.stride)
+
+    @property
+    def header_size(self) -> int:
+        """Bytes of the header, its CRC included."""
+        return _header_size(len(self.model_id), self.stages)
+
+    @property
+    def total_size(self) -> int:
+        """Bytes of the whole stream: header, alpha segment and every stage segment."""
+        return self.prefix_size(self.stages)
+
+    def prefix_size(self, stages: int) -> int:
+        """Bytes of the shortest prefix that decodes with `stages` (0..self.stages) stages."""
+        if not 0 <= stages <= self.stages:
+            raise BitstreamError(f"stages must be in 0..{self.stages}, got {stages}")
+        return self.header_size + self.alpha_length + sum(self.stage_lengths[:stages])
+
+
+def pack(*, model_id: str, weights_hash: bytes, prior: str, prior_hash: bytes, width: int,
+         height: int, mode: str, stride: int, codebook_size: int, alpha: bytes,
+         stage_payloads: list[bytes]) -> bytes:
+    """Build a stream from header fields, the alpha segment and the stage payloads.
+
+    Lengths and CRC32s are computed here; the field rules are those of `Header`.
+
+    Args:
+        model_id, weights_hash, prior, prior_hash, width, height, mode, stride,
+            codebook_size: as the `Header` attributes of the same name.
+        alpha: coded alpha plane; non-empty iff mode == "RGBA", otherwise b"".
+        stage_payloads: 1..16 coded stages in residual order; each may be empty.
+
+    Returns:
+        The stream, `Header.total_size` bytes.
+
+    Raises:
+        BitstreamError: a field value or a segment size is out of bounds.
+        TypeError: alpha or a payload is not bytes-like.
+    """
+    alpha = bytes(_as_view(alpha))
+    payloads = [bytes(_as_view(payload)) for payload in stage_payloads]
+    header = Header(
+        model_id=model_id, weights_hash=weights_hash, prior=prior, prior_hash=prior_hash,
+        width=width, height=height, mode=mode, stride=stride, codebook_size=codebook_size,
+        stages=len(payloads), alpha_length=len(alpha),
+        stage_lengths=tuple(len(payload) for payload in payloads),
+        alpha_crc=zlib.crc32(alpha), stage_crcs=tuple(zlib.crc32(p) for p in payloads),
+    )
+    return b"".join([_encode_header(header), alpha, *payloads])
+
+
+def read_header(data: bytes | bytearray | memoryview) -> Header:
+    """Parse and validate the header at the start of `data`; the payload need not be present.
+
+    Raises:
+        BitstreamError: bad magic, unsupported version, truncated header, header checksum
+            mismatch or an invalid field value.
+        TypeError: data is not bytes-like.
+    """
+    view = _as_view(data)
+    _check_magic_and_version(view)
+    if len(view) < _FIXED.size:
+        raise BitstreamError(f"file is truncated: the header needs at least {_FIXED.size} "
+                             f"bytes, only {len(view)} are present")
+    fields = _FIXED.unpack_from(view)
+    stages, id_length = fields[8], fields[9]
+    # These two decide the header size, so they are bounded before anything is read by them.
+    _check_range("model_id length", id_length, 1, MAX_MODEL_ID)
+    _check_range("stages", stages, 1, MAX_STAGES)
+    size = _header_size(id_length, stages)
+    if len(view) < size:
+        raise BitstreamError(f"file is truncated: the header needs {size} bytes, only "
+                             f"{len(view)} are present")
+    (stored,) = _CRC.unpack_from(view, size - _CRC.size)
+    computed = zlib.crc32(view[: size - _CRC.size])
+    if stored != computed:
+        raise BitstreamError(f"header checksum mismatch (stored {stored:#010x}, computed "
+                             f"{computed:#010x}): the header is corrupted")
+    return _decode_header(view, fields)
+
+
+def unpack(data: bytes | bytearray | memoryview,
+           stages: int | None = None) -> tuple[Header, bytes, list[bytes]]:
+    """Split a stream into its header, alpha segment and stage payloads, checking every CRC.
+
+    Args:
+        data: the stream. With stages=None it must be complete; with stages=n a prefix of at
+            least `header.prefix_size(n)` bytes is enough (progressive decoding).
+        stages: how many stages to return, 1..header.stages, or None for all of them.
+
+    Returns:
+        (header, alpha, payloads) with len(payloads) == stages or header.stages.
+
+    Raises:
+        BitstreamError: any `read_header` error, a bad `stages` request, truncation,
+            a payload checksum mismatch or trailing data after the stream.
+        TypeError: data is not bytes-like.
+    """
+    view = _as_view(data)
+    header = read_header(view)
+    if stages is None:
+        wanted = header.stages
+    elif isinstance(stages, bool) or not isinstance(stages, int) \
+            or not 1 <= stages <= header.stages:
+        raise BitstreamError(f"stages must be in 1..{header.stages} for this file, "
+                             f"got {stages!r}")
+    else:
+        wanted = stages
+    if len(view) > header.total_size:
+        raise BitstreamError(f"trailing data: {len(view) - header.total_size} bytes after the "
+                             f"end of the stream (expected {header.total_size} bytes, got "
+                             f"{len(view)})")
+    needed = header.total_size if stages is None else header.prefix_size(wanted)
+    if len(view) < needed:
+        raise _truncation_error(header, len(view), needed)
+    segments = _read_segments(view, header, wanted)
+    return header, segments[0], segments[1:]
+
+
+def _as_view(data: object) -> memoryview:
+    # bytes(5) would silently make five zero bytes, so only real buffers are accepted.
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"expected bytes-like data, got {type(data).__name__}")
+    return memoryview(data).cast("B")
+
+
+def _header_size(id_length: int, stages: int) -> int:
+    return _FIXED.size + id_length + _SEGMENT.size * (1 + stages) + _CRC.size
+
+
+def _check_magic_and_version(view: memoryview) -> None:
+    head = bytes(view[: len(MAGIC)])
+    if not head:
+        raise BitstreamError("not a vqcodec file: the input is empty")
+    if not MAGIC.startswith(head):
+        raise BitstreamError(f"not a vqcodec file (magic {head!r}, expected {MAGIC!r})")
+    if len(view) <= len(MAGIC):
+        raise BitstreamError(f"file is truncated: the header needs at least {_FIXED.size} "
+                             f"bytes, only {len(view)} are present")
+    version = view[len(MAGIC)]
+    if version != FORMAT_VERSION:
+        raise BitstreamError(f"unsupported vqcodec format version {version}; this build reads "
+                             f"version {FORMAT_VERSION} only")
+
+
+def _decode_header(view: memoryview, fields: tuple) -> Header:
+    _, _, prior, mode, stride, width, height, codebook_size, stages, id_length, \
+        weights_hash, prior_hash = fields
+    raw_id = bytes(view[_FIXED.size: _FIXED.size + id_length])
+    if not _MODEL_ID.fullmatch(raw_id):
+        raise BitstreamError(f"invalid header field model_id: {raw_id!r} (must be 1.."
+                             f"{MAX_MODEL_ID} chars of [a-z0-9._-])")
+    table = [_SEGMENT.unpack_from(view, _FIXED.size + id_length + _SEGMENT.size * i)
+             for i in range(1 + stages)]
+    lengths, crcs = zip(*table)
+    return Header(
+        model_id=raw_id.decode("ascii"), weights_hash=weights_hash,
+        prior=_name_of("prior", PRIORS, prior), prior_hash=prior_hash, width=width,
+        height=height, mode=_name_of("mode", MODES, mode), stride=stride,
+        codebook_size=codebook_size, stages=stages, alpha_length=lengths[0],
+        stage_lengths=lengths[1:], alpha_crc=crcs[0], stage_crcs=crcs[1:],
+    )
+
+
+def _encode_header(header: Header) -> bytes:
+    fixed = _FIXED.pack(
+        MAGIC, FORMAT_VERSION, PRIORS.index(header.prior), MODES.index(header.mode),
+        header.stride, header.width, header.height, header.codebook_size, header.stages,
+        len(header.model_id), header.weights_hash, header.prior_hash,
+    )
+    table = b"".join(_SEGMENT.pack(length, crc) for length, crc in zip(
+        (header.alpha_length, *header.stage_lengths), (header.alpha_crc, *header.stage_crcs)))
+    body = fixed + header.model_id.encode("ascii") + table
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def _read_segments(view: memoryview, header: Header, stages: int) -> list[bytes]:
+    names = ["alpha segment"] + [f"stage {i + 1} of {header.stages}" for i in range(stages)]
+    lengths = (header.alpha_length, *header.stage_lengths[:stages])
+    crcs = (header.alpha_crc, *header.stage_crcs[:stages])
+    segments, offset = [], header.header_size
+    for name, length, crc in zip(names, lengths, crcs):
+        segment = bytes(view[offset: offset + length])
+        if zlib.crc32(segment) != crc:
+            raise BitstreamError(f"payload checksum mismatch in {name}: the file is corrupted")
+        segments.append(segment)
+        offset += length
+    return segments
+
+
+def _truncation_error(header: Header, present: int, needed: int) -> BitstreamError:
+    complete = sum(header.prefix_size(n) <= present for n in range(1, header.stages + 1))
+    if present < header.prefix_size(0):
+        where = "the alpha segment is incomplete"
+    else:
+        where = f"stage {complete + 1} of {header.stages} is incomplete"
+    if complete:
+        where += f"; it can still be decoded with stages<={complete}"
+    return BitstreamError(f"file is truncated: expected {needed} bytes, got {present}; {where}")
+
+
+def _name_of(field: str, names: tuple[str, ...], index: int) -> str:
+    if index >= len(names):
+        raise BitstreamError(f"invalid header field {field}: code {index} (must be 0.."
+                             f"{len(names) - 1} for {', '.join(names)})")
+    return names[index]
+
+
+def _check_range(field: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BitstreamError(f"invalid header field {field}: {value!r} (must be an integer "
+                             f"in {low}..{high})")
+
+
+def _check(ok: bool, field: str, value: object, rule: str) -> None:
+    if not ok:
+        raise BitstreamError(f"invalid header field {field}: {value!r} ({rule})")
+
+
+def _validate_identity(header: Header) -> None:
+    model_id = header.model_id
+    _check(isinstance(model_id, str) and model_id.isascii()
+           and _MODEL_ID.fullmatch(model_id.encode("ascii")) is not None, "model_id", model_id,
+           f"must be 1..{MAX_MODEL_ID} chars of [a-z0-9._-]")
+    for field in ("weights_hash", "prior_hash"):
+        value = getattr(header, field)
+        _check(isinstance(value, bytes) and len(value) == HASH_SIZE, field, value,
+               f"must be {HASH_SIZE} bytes")
+    _check(header.prior in PRIORS, "prior", header.prior, f"must be one of {PRIORS}")
+    _check(header.prior != "static" or header.prior_hash == _ZERO_HASH, "prior_hash",
+           header.prior_hash, 'must be all zero for the "static" prior')
+
+
+def _validate_image(header: Header) -> None:
+    _check_range("width", header.width, 1, MAX_SIDE)
+    _check_range("height", header.height, 1, MAX_SIDE)
+    _check(header.width * header.height <= MAX_PIXELS, "width*height",
+           header.width * header.height, f"must be at most 2**28 = {MAX_PIXELS}")
+    _check(header.mode in MODES, "mode", header.mode, f"must be one of {MODES}")
+    stride = header.stride
+    _check(isinstance(stride, int) and not isinstance(stride, bool) and stride in STRIDES,
+           "stride", stride, f"must be one of {STRIDES}")
+    _check_range("codebook_size", header.codebook_size, 2, MAX_CODEBOOK)
+    _check_range("stages", header.stages, 1, MAX_STAGES)
+
+
+def _validate_segments(header: Header) -> None:
+    for field in ("stage_lengths", "stage_crcs"):
+        value = getattr(header, field)
+        _check(isinstance(value, tuple) and len(value) == header.stages, field, value,
+               f"must be a tuple of {header.stages} integers, one per stage")
+    if header.mode == "RGBA":
+        alpha_max = ALPHA_BYTES_PER_PIXEL * header.width * header.height + SEGMENT_SLACK
+        _check_range("alpha_length", header.alpha_length, 1, alpha_max)
+    else:
+        _check(header.alpha_length == 0, "alpha_length", header.alpha_length,
+               f'must be 0 for mode "{header.mode}"; only RGBA carries alpha')
+    grid_h, grid_w = header.grid
+    stage_max = STAGE_BYTES_PER_INDEX * grid_h * grid_w + SEGMENT_SLACK
+    for i, length in enumerate(header.stage_lengths):
+        _check_range(f"stage_lengths[{i}]", length, 0, stage_max)
+    for i, crc in enumerate((header.alpha_crc, *header.stage_crcs)):
+        _check_range("alpha_crc" if i == 0 else f"stage_crcs[{i - 1}]", crc, 0, 2**32 - 1)

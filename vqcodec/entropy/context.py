@@ -1,0 +1,264 @@
+"""Masked-token context prior over residual-VQ index grids `[S, h, w]`, integer-exact.
+
+Tokens are coded in G groups: stage by stage, and inside a stage by a fixed spatial tile
+pattern (e.g. a 2×2 "quad" tile gives 4 groups). Every token of a group is predicted from all
+tokens of earlier groups — earlier stages everywhere, earlier groups of its own stage around
+it. Encoding is one pass per group over known data, decoding is G passes, each parallel
+over its group. The same model, trained MaskGIT-style with random masks plus the schedule's
+masks, also drives generation and inpainting (`vqcodec.generate`).
+
+Inference uses only integer-valued arithmetic (`fixedpoint`), so encoder and decoder derive
+identical integer frequencies anywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .fixedpoint import EXP_ONE_BITS, INT8_MAX, QuantConv, QuantHead, exp_table, max_fan_in, quantize_table, round_ste
+
+FORMAT = "vqcodec-context-prior"
+FORMAT_VERSION = 1
+
+# Coding order inside one tile; the tile repeats over the grid. Group g = positions holding g.
+TILES: dict[str, np.ndarray] = {
+    "all": np.array([[0]]),
+    "checkerboard": np.array([[0, 1], [1, 0]]),
+    "quad": np.array([[0, 2], [3, 1]]),
+    # 1/16, 1/16, 2/16, 4/16, 8/16 of the grid: the first, context-free group is small.
+    "pyramid": np.array([[0, 4, 2, 4], [4, 3, 4, 3], [2, 4, 1, 4], [4, 3, 4, 3]]),
+}
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """Architecture and fixed-point formats of a context prior.
+
+    Attributes:
+        stages: S, residual stages the prior was trained for (it codes any stages ≤ S).
+        codebook_size: K, symbols per stage.
+        width: channels C of the convolutional trunk.
+        blocks: residual blocks (3×3 conv + 1×1 conv) in the trunk.
+        schedule: tile name from `TILES` per stage: the spatial coding groups of that stage.
+        act_bits: activations are integers at scale 2**-act_bits.
+        logit_bits: logits are integers at scale 2**-logit_bits nats.
+        logit_max: logits are clamped to ±logit_max.
+    """
+
+    stages: int = 4
+    codebook_size: int = 1024
+    width: int = 48
+    blocks: int = 3
+    schedule: tuple[str, ...] = ("pyramid", "quad", "quad", "quad")
+    act_bits: int = 4
+    logit_bits: int = 4
+    logit_max: int = 1 << 14
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.stages <= 16:
+            raise ValueError(f"stages must be in [1, 16], got {self.stages}")
+        if not 2 <= self.codebook_size <= (1 << (30 - EXP_ONE_BITS)):
+            raise ValueError(f"codebook_size must be in [2, {1 << (30 - EXP_ONE_BITS)}] so frequency rows sum below 2**31")
+        if 9 * self.width > max_fan_in() or self.width < 1 or self.blocks < 0:
+            raise ValueError(f"width must be in [1, {max_fan_in() // 9}] and blocks ≥ 0, got {self.width}, {self.blocks}")
+        if len(self.schedule) != self.stages or any(name not in TILES for name in self.schedule):
+            raise ValueError(f"schedule needs one tile name from {sorted(TILES)} per stage, got {self.schedule}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "PriorConfig":
+        fields = json.loads(text)
+        fields["schedule"] = tuple(fields["schedule"])
+        return cls(**fields)
+
+
+def group_map(tile: str, h: int, w: int) -> np.ndarray:
+    """`[h, w]` int: the coding group of every position under tile pattern `tile`."""
+    pattern = TILES[tile]
+    reps = (-(-h // pattern.shape[0]), -(-w // pattern.shape[1]))
+    return np.tile(pattern, reps)[:h, :w]
+
+
+class ResidualBlock(nn.Module):
+    """x + conv1x1(relu(conv3x3(x))), every tensor integer-valued and clamped to int8."""
+
+    def __init__(self, width: int, act_bits: int) -> None:
+        super().__init__()
+        self.spatial = QuantConv(width, width, 3, act_bits, low=0)
+        self.mix = QuantConv(width, width, 1, act_bits, low=-INT8_MAX)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + self.mix(self.spatial(x))).clamp(-INT8_MAX, INT8_MAX)
+
+
+class ContextPrior(nn.Module):
+    """Predicts the tokens of one stage at masked positions from every known token."""
+
+    def __init__(self, config: PriorConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, s, k = config.width, config.stages, config.codebook_size
+        # Row K of each stage's table is the [MASK] symbol; `query` tells the trunk the target stage.
+        self.embedding = nn.Parameter(torch.randn(s, k + 1, c) * 0.5)
+        self.query = nn.Parameter(torch.zeros(s, c))
+        self.blocks = nn.ModuleList(ResidualBlock(c, config.act_bits) for _ in range(config.blocks))
+        self.hidden = QuantConv(c, c, 1, config.act_bits, low=0)
+        self.head = QuantHead(s, c, k, config.act_bits, config.logit_bits, config.logit_max)
+        # transition[s-1][a] = logits of stage s given token a of stage s-1 at the same position
+        # (row K: unknown). Residual VQ makes this pair table too sharp for the low-rank trunk.
+        self.transition = nn.Parameter(torch.zeros(max(s - 1, 0), k + 1, k))
+        self.register_buffer("exp_table", exp_table(config.logit_bits))
+
+    def trunk(self, tokens: torch.Tensor, known: torch.Tensor, stage: torch.Tensor) -> torch.Tensor:
+        """Integer features of every position.
+
+        Args:
+            tokens: `[B, s, h, w]` int64 in [0, K), s ≤ S (missing stages count as unknown).
+            known: `[B, s, h, w]` bool; unknown tokens are replaced by [MASK].
+            stage: `[B]` int64, the stage each sample predicts.
+
+        Returns:
+            `[B, h, w, C]` (channels last) integers in [-127, 127].
+        """
+        k = self.config.codebook_size
+        table = quantize_table(self.embedding, self.config.act_bits)  # [S, K+1, C]
+        x = quantize_table(self.query, self.config.act_bits)[stage][:, None, None, :]  # [B, 1, 1, C]
+        for s in range(tokens.shape[1]):
+            symbols = torch.where(known[:, s], tokens[:, s], k)  # [B, h, w]
+            x = x + F.embedding(symbols, table[s])  # [B, h, w, C]
+        x = x.clamp(-INT8_MAX, INT8_MAX)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def logits(self, features: torch.Tensor, previous: torch.Tensor, stage: int) -> torch.Tensor:
+        """Integer logits `[n, K]` of positions to predict.
+
+        Args:
+            features: `[n, C]` trunk features at those positions.
+            previous: `[n]` int64, the stage-1 token there, K where unknown (ignored for stage 0).
+            stage: the stage predicted.
+        """
+        hidden = self.hidden(features[:, None, None, :])[:, 0, 0]  # a 1×1 conv on [n, 1, 1, C]
+        logits = self.head(hidden, stage)
+        if stage > 0:
+            pair = round_ste(self.transition[stage - 1][previous] * (2.0**self.config.logit_bits))
+            logits = (logits + pair).clamp(-self.config.logit_max, self.config.logit_max)
+        return logits
+
+    def _previous(self, tokens: torch.Tensor, known: torch.Tensor, stage: int, rows: torch.Tensor) -> torch.Tensor:
+        """`[n]` tokens of stage-1 at the True positions of `rows` `[B, h, w]`, K where unknown."""
+        if stage == 0 or tokens.shape[1] < stage:
+            return torch.full((int(rows.sum()),), self.config.codebook_size, dtype=torch.int64, device=tokens.device)
+        return torch.where(known[:, stage - 1], tokens[:, stage - 1], self.config.codebook_size)[rows]
+
+    def forward(self, tokens: torch.Tensor, known: torch.Tensor, stage: torch.Tensor, predict: torch.Tensor) -> torch.Tensor:
+        """Training pass: negative log-likelihood in nats of every position to predict.
+
+        Args:
+            tokens, known, stage: as in `trunk`.
+            predict: `[B, h, w]` bool, positions of each sample's `stage` to score.
+
+        Returns:
+            `[n]` float, one NLL per True entry of `predict`, ordered by sample, then stage groups.
+        """
+        features = self.trunk(tokens, known, stage)  # [B, h, w, C]
+        losses = []
+        for s in torch.unique(stage).tolist():
+            rows = predict & (stage == s).view(-1, 1, 1)
+            target = tokens[:, s][rows]
+            previous = self._previous(tokens, known, s, rows)
+            logits = self.logits(features[rows], previous, s) * (2.0**-self.config.logit_bits)
+            losses.append(F.cross_entropy(logits, target, reduction="none"))
+        return torch.cat(losses)
+
+    def groups(self, stages: int, h: int, w: int) -> list[tuple[int, np.ndarray]]:
+        """Coding order: (stage, bool mask `[h, w]`) pairs, stage-major.
+
+        The masks of one stage partition the grid; empty groups (grids smaller than a tile)
+        are left out. `stages` must be ≤ `config.stages`.
+        """
+        if not 1 <= stages <= self.config.stages or h < 1 or w < 1:
+            raise ValueError(f"need 1 ≤ stages ≤ {self.config.stages} and a non-empty grid, got {stages}×{h}×{w}")
+        order = []
+        for stage in range(stages):
+            groups = group_map(self.config.schedule[stage], h, w)
+            order += [(stage, groups == g) for g in range(int(groups.max()) + 1) if (groups == g).any()]
+        return order
+
+    @torch.no_grad()
+    def integer_logits(self, tokens: torch.Tensor, known: torch.Tensor, stage: int, masks: torch.Tensor) -> torch.Tensor:
+        """Batched coding-path logits: `[B, s, h, w]` tokens/known, masks `[B, h, w]` →
+        integer-valued float32 `[n, K]` (units of 2**-logit_bits nats), rows in (sample,
+        row-major position) order. Integer-exact."""
+        if self.training:
+            raise RuntimeError("call .eval() before computing coding-path logits")
+        stages = torch.full((tokens.shape[0],), stage, dtype=torch.int64, device=tokens.device)
+        features = self.trunk(tokens, known, stages)  # [B, h, w, C]
+        return self.logits(features[masks], self._previous(tokens, known, stage, masks), stage)
+
+    def frequencies_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Integer-valued logits `[n, K]` → int64 frequencies `[n, K]`, each ≥ 1, rows sum < 2**31."""
+        below_max = (logits.amax(dim=1, keepdim=True) - logits).clamp_(max=self.exp_table.numel() - 1)
+        return self.exp_table[below_max.long()]
+
+    def frequencies(self, tokens: np.ndarray, known: np.ndarray, stage: int, mask: np.ndarray) -> np.ndarray:
+        """Integer frequencies of stage `stage` at the True positions of `mask`.
+
+        Args:
+            tokens: int64 `[s, h, w]`, s ≤ S; values where `known` is False are ignored.
+            known: bool `[s, h, w]`.
+            stage: the stage to predict, in [0, s).
+            mask: bool `[h, w]`, positions to predict.
+
+        Returns:
+            int64 `[n, K]`, n = mask.sum(), rows in row-major order of `mask`, entries ≥ 1,
+            row sums < 2**31. Depends only on the known tokens, bit-identical anywhere.
+        """
+        tokens, known, mask = self._validated(tokens, known, stage, mask)
+        device = self.exp_table.device
+        logits = self.integer_logits(tokens[None].to(device), known[None].to(device), stage, mask[None].to(device))
+        return self.frequencies_from_logits(logits).cpu().numpy()
+
+    # The entropy coder's stream functions ask priors for `group_frequencies`.
+    group_frequencies = frequencies
+
+    def _validated(self, tokens, known, stage, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        tokens, known, mask = np.asarray(tokens), np.asarray(known), np.asarray(mask)
+        if tokens.ndim != 3 or known.shape != tokens.shape or mask.shape != tokens.shape[1:]:
+            raise ValueError(f"need tokens/known [s,h,w] and mask [h,w], got {tokens.shape}, {known.shape}, {mask.shape}")
+        if not 0 <= stage < min(tokens.shape[0], self.config.stages):
+            raise ValueError(f"stage {stage} is outside the {tokens.shape[0]} given stages (prior has {self.config.stages})")
+        known = torch.from_numpy(known.astype(bool))
+        tokens = torch.from_numpy(tokens.astype(np.int64)).clamp(0, self.config.codebook_size - 1)
+        return tokens, known, torch.from_numpy(mask.astype(bool))
+
+
+def save_prior_file(prior: ContextPrior, path: str | Path, description: str = "") -> None:
+    """Write the prior's weights as safetensors with its config in the metadata."""
+    state = {key: value.detach().cpu().contiguous() for key, value in prior.state_dict().items()}
+    metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), "config": prior.config.to_json(), "description": description}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata=metadata)
+
+
+def load_prior_file(path: str | Path) -> ContextPrior:
+    """Rebuild a prior written by `save_prior_file` (strict load), in eval mode."""
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("format") != FORMAT or metadata.get("version") != str(FORMAT_VERSION):
+        raise ValueError(f"{path} is not a version-{FORMAT_VERSION} {FORMAT} file")
+    prior = ContextPrior(PriorConfig.from_json(metadata["config"]))
+    prior.load_state_dict(load_file(str(path)), strict=True)
+    return prior.eval()

@@ -1,0 +1,136 @@
+"""Image normalisation: whatever the caller passes becomes 8-bit RGB plus a mode (and alpha);
+decoded RGB becomes an image of the original mode again. Nothing here touches the model."""
+from __future__ import annotations
+
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from vqcodec.bitstream import MAX_PIXELS, MAX_SIDE
+
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """`rgb` `[H,W,3]` uint8; `mode` is what decoding gives back: "L", "RGB" or "RGBA"."""
+
+    rgb: np.ndarray
+    mode: str
+    alpha: np.ndarray | None = None  # `[H,W]` uint8, only for mode "RGBA"
+
+
+def _notice_16bit(what: str) -> None:
+    warnings.warn(f"{what} is 16-bit; vqcodec codes 8 bits per channel, so it is converted to 8-bit", UserWarning, stacklevel=4)
+
+
+def _from_array(array: np.ndarray) -> PreparedImage:
+    if array.dtype == np.uint16:
+        _notice_16bit("the array")
+        array = np.round(array.astype(np.float64) / 257.0).astype(np.uint8)
+    if array.dtype != np.uint8:
+        raise ValueError(f"numpy images must be uint8 (or uint16), got {array.dtype}; pass floats as a torch tensor [3,H,W] in [0,1]")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        return PreparedImage(np.repeat(array[:, :, None], 3, axis=2), "L")
+    if array.ndim == 3 and array.shape[2] == 3:
+        return PreparedImage(np.ascontiguousarray(array), "RGB")
+    if array.ndim == 3 and array.shape[2] == 4:
+        return PreparedImage(np.ascontiguousarray(array[:, :, :3]), "RGBA", np.ascontiguousarray(array[:, :, 3]))
+    raise ValueError(f"numpy images must be [H,W], [H,W,3] or [H,W,4], got shape {array.shape}")
+
+
+def _from_tensor(tensor: torch.Tensor) -> PreparedImage:
+    if not tensor.is_floating_point() or tensor.dim() != 3 or tensor.shape[0] not in (1, 3):
+        raise ValueError(f"tensor images must be float [3,H,W] or [1,H,W] in [0,1], got {tensor.dtype} {tuple(tensor.shape)}")
+    values = tensor.detach().float().cpu()
+    if not torch.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+        raise ValueError("tensor image values must be finite and in [0, 1]")
+    array = (values * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return _from_array(array[:, :, 0] if tensor.shape[0] == 1 else array)
+
+
+def _from_pil(image: Image.Image) -> PreparedImage:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        _notice_16bit(f"the image (mode {mode})")
+        values = np.asarray(image, dtype=np.float64)
+        return _from_array(np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8))
+    if mode == "F":
+        raise ValueError("32-bit float images (mode F) are not supported; convert to 8-bit first")
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        return _from_array(np.array(image.convert("RGBA")))
+    if mode in ("1", "L"):
+        return _from_array(np.array(image.convert("L")))
+    return _from_array(np.array(image.convert("RGB")))
+
+
+def prepare_image(image) -> PreparedImage:
+    """Normalise a PIL image, a path or binary file object, a uint8 array `[H,W]`/`[H,W,3]`/`[H,W,4]` or a float
+    tensor `[3,H,W]` in [0,1]. Raises ValueError (or OSError for unreadable files)."""
+    if isinstance(image, (str, Path)) or hasattr(image, "read"):
+        with Image.open(image) as opened:
+            opened.load()
+            prepared = _from_pil(opened)
+    elif isinstance(image, Image.Image):
+        prepared = _from_pil(image)
+    elif isinstance(image, np.ndarray):
+        prepared = _from_array(image)
+    elif isinstance(image, torch.Tensor):
+        prepared = _from_tensor(image)
+    else:
+        raise TypeError(f"unsupported image type {type(image).__name__}; pass a PIL image, a path, a numpy array or a tensor")
+    height, width = prepared.rgb.shape[:2]
+    if height == 0 or width == 0:
+        raise ValueError(f"image is empty ({width}×{height})")
+    if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
+        raise ValueError(f"image of {width}×{height} is too large (at most {MAX_SIDE} per side and {MAX_PIXELS} pixels)")
+    return prepared
+
+
+def to_padded_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:
+    """`[H,W,3]` uint8 → `[1,3,H',W']` float in [0,1], H' and W' rounded up to `stride` by
+    edge replication (replicated edges cost fewer bits than zeros and are cropped away)."""
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float() / 255.0  # [1, 3, H, W]
+    height, width = rgb.shape[:2]
+    pad_h, pad_w = -height % stride, -width % stride
+    if pad_h or pad_w:
+        tensor = F.pad(tensor, (0, pad_w, 0, pad_h), mode="replicate")
+    return tensor
+
+
+def to_image(rgb: torch.Tensor, width: int, height: int, mode: str, alpha: np.ndarray | None) -> Image.Image:
+    """Decoded `[3,H',W']` in [0,1] → PIL image of `mode`, cropped to `width`×`height`."""
+    array = (rgb[:, :height, :width].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    image = Image.fromarray(np.ascontiguousarray(array), "RGB")
+    if mode == "L":
+        return image.convert("L")
+    if mode == "RGBA":
+        image.putalpha(Image.fromarray(alpha, "L"))
+    return image
+
+
+def encode_alpha(alpha: np.ndarray) -> bytes:
+    """Lossless alpha plane: deflate of the `[H,W]` uint8 bytes."""
+    return zlib.compress(np.ascontiguousarray(alpha, dtype=np.uint8).tobytes(), 9)
+
+
+def decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
+    """Inverse of `encode_alpha`; inflates at most width×height bytes, so a hostile stream
+    cannot make it allocate more."""
+    expected = width * height
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(data, expected)
+    except zlib.error as error:
+        raise ValueError(f"alpha plane is corrupt: {error}") from error
+    if len(raw) != expected or not inflater.eof or inflater.unconsumed_tail:
+        raise ValueError(f"alpha plane is corrupt: expected {expected} bytes of alpha")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(height, width)

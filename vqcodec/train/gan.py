@@ -1,0 +1,198 @@
+"""Stage 2, VQ-GAN: fine-tune a second ("realism") decoder against a PatchGAN discriminator on
+the frozen encoder and codebooks of a trained VQ-VAE.
+
+The fidelity decoder is left untouched, so one exported file decodes either way and the
+choice is made at decode time. The discriminator trains from step 0; its hinge-adversarial
+and feature-matching terms enter the decoder's loss only from `disc_start`, by which time the
+discriminator is no longer random. Feature matching on the discriminator's activations is the
+perceptual term: it needs no downloaded network (LPIPS/VGG weights are not used).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vqcodec.model import VQCodec
+from vqcodec.model.discriminator import PatchDiscriminator
+from vqcodec.zoo import load_codec_file
+
+from .checkpoint import config_from_checkpoint, load_checkpoint, load_resume_state, restore_run, save_run
+from .config import TrainConfig
+from .loop import TrainingRun, autocast, learning_rate, set_learning_rate
+from .losses import (
+    adaptive_gan_weight,
+    feature_matching_loss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    reconstruction_loss,
+)
+
+DECODERS = ("fidelity", "realism")
+GAN_BETAS = (0.5, 0.9)  # lower momentum than stage 1: the adversarial target moves every step
+
+
+def load_vqvae(path: str | Path) -> VQCodec:
+    """The stage-1 codec from a `vqvae` training checkpoint (`latest.pt`) or exported weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from not found: {path}")
+    if path.suffix == ".safetensors":
+        return load_codec_file(path)
+    state = load_checkpoint(path)
+    source = config_from_checkpoint(state)
+    if source.phase != "vqvae":
+        raise ValueError(f"init_from must be a vqvae checkpoint, {path} is phase {source.phase!r}")
+    model = VQCodec(source.model)
+    model.load_state_dict(state["model"], strict=True)
+    return model
+
+
+def add_realism_decoder(base: VQCodec) -> VQCodec:
+    """A codec with both decoders: `base`'s weights, realism initialised as a copy of fidelity
+    (kept as is when `base` already has one)."""
+    if "realism" in base.decoders:
+        return base
+    model = VQCodec(base.config, decoders=DECODERS)
+    state = base.state_dict()
+    prefix = "decoders.fidelity."
+    copies = {"decoders.realism." + k[len(prefix):]: v.clone() for k, v in state.items() if k.startswith(prefix)}
+    model.load_state_dict({**state, **copies}, strict=True)
+    return model
+
+
+def freeze_all_but_realism(model: VQCodec) -> None:
+    """Encoder, codebooks and fidelity decoder: no gradients and eval mode (no EMA codebook
+    updates, no restarts); only the realism decoder trains."""
+    model.requires_grad_(False)
+    model.eval()
+    model.decoders["realism"].requires_grad_(True)
+    model.decoders["realism"].train()
+
+
+@contextlib.contextmanager
+def _frozen(module: nn.Module) -> Iterator[None]:
+    """No parameter gradients inside: the decoder's loss flows through the discriminator
+    without touching (or paying for) the discriminator's own gradients."""
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        module.requires_grad_(True)
+
+
+@dataclass
+class GanParts:
+    """The trained modules of stage 2; `decoder` and `disc_wrapped` are DDP-wrapped under torchrun."""
+
+    model: VQCodec
+    decoder: nn.Module
+    disc: PatchDiscriminator
+    disc_wrapped: nn.Module
+    optimizer: torch.optim.Optimizer
+    disc_optimizer: torch.optim.Optimizer
+
+
+def _decoder_loss(parts: GanParts, batch: torch.Tensor, keep: torch.Tensor, config: TrainConfig,
+                  adversarial: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Realism reconstruction `[B,3,H,W]` and its loss terms (`total` is what is minimised)."""
+    model = parts.model
+    with torch.no_grad():  # frozen and fp32, so the decoder trains on the codes inference produces
+        quantized, _, _ = model.quantizer(model.encoder(batch), keep)
+    with autocast(batch.device):
+        reconstruction = parts.decoder(quantized).float()
+    terms = reconstruction_loss(reconstruction, batch, config.ms_ssim_weight, config.ms_ssim_scales)
+    terms["total"] = terms["loss"]
+    if adversarial:
+        with _frozen(parts.disc), autocast(batch.device):
+            logits_fake, features_fake = parts.disc(reconstruction)
+            with torch.no_grad():
+                _, features_real = parts.disc(batch)
+        terms["feature_matching"] = feature_matching_loss(
+            [f.float() for f in features_real], [f.float() for f in features_fake])
+        terms["generator"] = hinge_generator_loss(logits_fake.float())
+        perceptual = terms["loss"] + config.feature_matching_weight * terms["feature_matching"]
+        last_layer = model.decoders["realism"].to_pixels[1].weight
+        terms["adaptive_weight"] = adaptive_gan_weight(perceptual, terms["generator"], last_layer)
+        terms["total"] = perceptual + config.gan_weight * terms["adaptive_weight"] * terms["generator"]
+    return reconstruction, terms
+
+
+def _discriminator_update(parts: GanParts, batch: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One hinge-loss step of the discriminator on real crops vs. detached reconstructions."""
+    with autocast(batch.device):
+        logits, _ = parts.disc_wrapped(torch.cat([batch, reconstruction.detach()]))  # one pass: [2B,1,h,w]
+    real, fake = logits.float().chunk(2)
+    loss = hinge_discriminator_loss(real, fake)
+    parts.disc_optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    parts.disc_optimizer.step()
+    return {"disc_loss": loss, "logits_real": real.mean(), "logits_fake": fake.mean()}
+
+
+def gan_step(parts: GanParts, batch: torch.Tensor, keep: torch.Tensor, config: TrainConfig,
+             adversarial: bool) -> dict[str, torch.Tensor]:
+    """One decoder step then one discriminator step on `batch` `[B,3,H,W]` in [0,1].
+
+    Args:
+        keep: `[B]` stages each sample is decoded from (stage dropout, so every rate is served).
+        adversarial: whether the GAN and feature-matching terms are on (step ≥ disc_start).
+
+    Returns:
+        detached scalar terms (reconstruction `loss`, `total`, discriminator terms, …).
+    """
+    reconstruction, terms = _decoder_loss(parts, batch, keep, config, adversarial)
+    parts.optimizer.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    parts.optimizer.step()
+    terms.update(_discriminator_update(parts, batch, reconstruction))
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def _initial_model(config: TrainConfig, state: dict | None) -> VQCodec:
+    """Two-decoder codec: architecture from the resumed checkpoint, else weights from init_from."""
+    if state is not None:
+        return VQCodec(config_from_checkpoint(state).model, decoders=DECODERS)
+    if not config.init_from:
+        raise ValueError("phase vqgan needs init_from=<VQ-VAE latest.pt or weights.safetensors>")
+    return add_realism_decoder(load_vqvae(config.init_from))
+
+
+def train_vqgan(config: TrainConfig, resume: bool) -> VQCodec:
+    """Stage 2 (see the module docstring). Returns the two-decoder codec; rank 0 writes
+    `latest.pt` (with discriminator state) and `weights.safetensors` in `config.out_dir`.
+    The architecture comes from `init_from` (or the resumed checkpoint); `config.model` is
+    replaced by it, so `model.*` overrides have no effect in this phase."""
+    state = load_resume_state(config, resume)
+    model = _initial_model(config, state)
+    config = dataclasses.replace(config, model=model.config)  # the architecture is the init's
+    run = TrainingRun(config)
+    model = model.to(run.device).to(memory_format=torch.channels_last)
+    freeze_all_but_realism(model)
+    disc = PatchDiscriminator(config.disc_width, config.disc_layers).to(run.device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.decoders["realism"].parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay, betas=GAN_BETAS)
+    disc_optimizer = torch.optim.AdamW(disc.parameters(), lr=config.disc_lr, betas=GAN_BETAS)
+    start = 0
+    if state is not None:
+        start = restore_run(state, model, optimizer)
+        disc.load_state_dict(state["disc"], strict=True)
+        disc_optimizer.load_state_dict(state["disc_optimizer"])
+    parts = GanParts(model, run.wrap(model.decoders["realism"]), disc, run.wrap(disc), optimizer, disc_optimizer)
+    for step, batch in run.batches(start):
+        set_learning_rate(optimizer, learning_rate(config, step))
+        set_learning_rate(disc_optimizer, learning_rate(config, step, config.disc_lr))
+        terms = gan_step(parts, batch, run.stage_dropout(step, batch.shape[0]), config, step >= config.disc_start)
+        run.end_step(
+            step + 1,
+            lambda: {**{f"train/{k}": v.item() for k, v in terms.items()}, "train/lr": learning_rate(config, step)},
+            model, "realism",
+            lambda: save_run(run.out_dir, config, step + 1, model, optimizer,
+                             {"disc": disc.state_dict(), "disc_optimizer": disc_optimizer.state_dict()}),
+        )
+    return model
