@@ -38,6 +38,21 @@ def _read_input(path: str) -> bytes:
     return sys.stdin.buffer.read() if path == STDIO else Path(path).read_bytes()
 
 
+def _read_stream(path: str) -> bytes:
+    """A .vqc stream, read no further than its header says it reaches (plus one byte, so
+    trailing data is still reported): a huge or endless input is never slurped whole."""
+    from vqcodec.bitstream import MAX_HEADER_SIZE, read_header
+
+    handle = sys.stdin.buffer if path == STDIO else open(path, "rb")
+    try:
+        head = handle.read(MAX_HEADER_SIZE)
+        total = read_header(head).total_size
+        return head + handle.read(max(0, total + 1 - len(head)))
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
 def _write_output(path: str, data: bytes) -> None:
     from vqcodec.api import write_atomic
 
@@ -62,6 +77,7 @@ def _plan(paths: tuple[str, ...], out_dir: str | None, suffix: str) -> list[tupl
     outputs = [str(folder / (Path(p).stem + suffix)) for p in paths]
     if len(set(outputs)) != len(outputs):
         raise click.UsageError("several inputs share a file name; their outputs would collide in --out-dir")
+    folder.mkdir(parents=True, exist_ok=True)
     return list(zip(paths, outputs))
 
 
@@ -70,14 +86,13 @@ def _run_all(jobs: list[tuple[str, str]], force: bool, label: str, work) -> None
     progress bar when there is more than one file."""
     for source, target in jobs:
         _check_output(target, force, [source])
-    if len(jobs) > 1:
-        Path(jobs[0][1]).parent.mkdir(parents=True, exist_ok=True)
     with click.progressbar(jobs, label=label, file=sys.stderr, hidden=len(jobs) == 1) as bar:
         for source, target in bar:
             try:
                 work(source, target)
-            except (ValueError, OSError) as error:
-                raise _fail(error if len(jobs) == 1 else type(error)(f"{source}: {error}")) from error
+            except (ValueError, OSError, RuntimeError, MemoryError) as error:
+                prefix = f"{source}: " if len(jobs) > 1 else ""
+                raise click.ClickException(f"{prefix}{error or type(error).__name__}") from error
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,9 +106,10 @@ def main() -> None:
 @click.option("--stages", type=click.IntRange(1, 16), help="Residual stages to code (fewer = smaller file).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="Largest stage count that fits this many bits per pixel.")
 @click.option("--model", help="Model name (default: the shipped model).")
+@click.option("--prior", type=click.Choice(["context", "static"]), help="Entropy model (default: context where the model ships one).")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Encode several inputs into this folder.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-def encode(paths, stages, bpp, model, out_dir, force) -> None:
+def encode(paths, stages, bpp, model, prior, out_dir, force) -> None:
     """Compress images: `encode INPUT OUTPUT` or `encode IN... --out-dir DIR` ('-' = stdin/stdout)."""
     import io
 
@@ -104,7 +120,7 @@ def encode(paths, stages, bpp, model, out_dir, force) -> None:
 
     def work(source: str, target: str) -> None:
         image = io.BytesIO(_read_input(source)) if source == STDIO else source
-        _write_output(target, compress(image, stages=stages, bpp=bpp, model=model))
+        _write_output(target, compress(image, stages=stages, bpp=bpp, model=model, prior=prior))
 
     _run_all(_plan(paths, out_dir, ".vqc"), force, "encoding", work)
 
@@ -120,7 +136,7 @@ def decode(paths, stages, decoder, out_dir, force) -> None:
     from vqcodec.api import decompress, encode_image
 
     def work(source: str, target: str) -> None:
-        image = decompress(_read_input(source), stages=stages, decoder=decoder)
+        image = decompress(_read_stream(source), stages=stages, decoder=decoder)
         _write_output(target, encode_image(image, "" if target == STDIO else Path(target).suffix))
 
     _run_all(_plan(paths, out_dir, ".png"), force, "decoding", work)
@@ -134,7 +150,9 @@ def info(path, as_json) -> None:
     from vqcodec.api import describe_stream
 
     try:
-        fields = describe_stream(_read_input(path))
+        data = _read_stream(path)
+        file_bytes = Path(path).stat().st_size if path != STDIO else len(data)
+        fields = describe_stream(data, file_bytes)
     except (ValueError, OSError) as error:
         raise _fail(error) from error
     if as_json:

@@ -6,12 +6,15 @@ the byte count, PSNR, MS-SSIM, HaarPSI, encode/decode seconds). Writes to `--out
 codecs, BD table), `rd_<metric>.png`, `side_by_side.png`, `table.md` and `summary.md`.
 
     python benchmarks/rd.py ../shared/data/kodak --reference benchmarks/reference/compressai_kodak.csv
+
+`make rd-kodak` runs the Kodak benchmark exactly as committed in benchmarks/results/kodak.
 """
 from __future__ import annotations
 
 import argparse
 import multiprocessing
 import platform
+import resource
 import shlex
 import sys
 import time
@@ -57,6 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.codecs) - set(CODEC_NAMES))
     if unknown:
         parser.error(f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(CODEC_NAMES)}")
+    if args.jobs < 1 or (args.limit is not None and args.limit < 1):
+        parser.error("--jobs and --limit must be at least 1")
     if not args.dataset.is_dir():
         parser.error(f"dataset folder {args.dataset} does not exist")
     args.out = args.out or REPO_ROOT / "benchmarks" / "results" / args.dataset.resolve().name.lower()
@@ -117,6 +122,9 @@ def _side_by_side(args: argparse.Namespace, images: dict, codecs: list[Codec], r
         notes.append("side-by-side picture not drawn: it needs vqcodec and at least one chosen image")
         return None
     stages = args.compare_stages or int(max(vq.settings))
+    if stages not in vq.settings:
+        notes.append(f"side-by-side picture not drawn: the model has no {stages}-stage setting")
+        return None
     path = args.out / "side_by_side.png"
     draw_side_by_side(matched_panels(chosen, codecs, rows, stages), args.crop, path)
     return path
@@ -142,10 +150,16 @@ def write_outputs(args: argparse.Namespace, curves: dict, meta: dict, reference:
     print(bd_markdown(bd))
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its finished workers."""
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)  # timings are single-threaded for every codec
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), _cpu_seconds()
     images, notes = load_images(args.dataset, args.limit)
     codecs, skipped = build_codecs(args.codecs, args.model)
     for name, reason in skipped.items():
@@ -164,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             "codecs": [c.name for c in codecs], "skipped": skipped, "notes": notes, "ms_ssim_scales": scales,
             "threads": 1, "jobs": args.jobs, "platform": f"{platform.machine()}, Python {platform.python_version()}",
             "command": "python benchmarks/rd.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-            "table": _figure_link(args.out / "table.md"), "wall_seconds": time.perf_counter() - start}
+            "table": _figure_link(args.out / "table.md"), "wall_seconds": time.perf_counter() - start,
+            "cpu_seconds": _cpu_seconds() - start_cpu}
     write_outputs(args, summarize(rows, codecs), meta, reference, picture)
     print(f"wrote {args.out} in {meta['wall_seconds']:.0f} s", file=sys.stderr)
     return 0

@@ -20,6 +20,9 @@ AVIF_SPEED = 6  # libavif's default; slower speeds cost 3-10x encode time for ~2
 JPEG2000_TARGET_BPP = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0)
 JPEGXL_DISTANCES = (25.0, 15.0, 10.0, 6.0, 4.0, 2.5, 1.5, 0.8, 0.4)
 JPEGXL_EFFORT = 7  # libjxl's default effort.
+# Pillow feature id -> the library it stands for, for the recorded descriptions.
+_LIBRARIES = {"jpg": "libjpeg", "libjpeg_turbo": "libjpeg-turbo", "webp": "libwebp", "avif": "libavif",
+              "jpg_2000": "OpenJPEG"}
 CODEC_NAMES = ("vqcodec", "jpeg", "webp", "avif", "jpeg2000", "jpegxl")
 
 Encoder = Callable[[np.ndarray, float], bytes]
@@ -78,7 +81,7 @@ def _pillow_codec(name: str, label: str, fmt: str, feature: str, setting_name: s
         Image.fromarray(rgb).save(buffer, format=fmt, **options(setting))
         return buffer.getvalue()
 
-    version = f"Pillow {Image.__version__}, {library} {features.version(library)}"
+    version = f"Pillow {Image.__version__}, {_LIBRARIES[library]} {features.version(library)}"
     return Codec(name, label, setting_name, settings, f"{version}; {detail}", encode, _pillow_decode)
 
 

@@ -67,4 +67,4 @@ def draw_side_by_side(grid: list[list[tuple[str, np.ndarray]]], crop: int, path:
                 ax.imshow(_center_crop(rgb, crop), interpolation="nearest")
                 ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    fig.savefig(path, dpi=150, bbox_inches="tight")

@@ -56,25 +56,36 @@ def score(original: np.ndarray, decoded: np.ndarray) -> dict[str, float | int | 
         }
 
 
+class _Timer:
+    """Wall-clock and process CPU seconds of a block. CPU time stays meaningful on a busy
+    machine, where other processes inflate wall time; single-threaded, the two agree when idle."""
+
+    def __enter__(self) -> "_Timer":
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self._wall, time.process_time() - self._cpu
+
+
 def measure(codec: Codec, image_name: str, rgb: np.ndarray, setting: float) -> list[dict]:
     """Encode `rgb` at `setting`, decode with every decoder of `codec`, and score each.
 
     Returns:
         One row per decoder: image, curve, setting, bytes, bpp (from the real byte count),
-        the scores of `score`, and encode/decode seconds.
+        the scores of `score`, and encode/decode seconds (wall clock and process CPU).
     """
-    start = time.perf_counter()
-    data = codec.encode(rgb, setting)
-    encode_s = time.perf_counter() - start
+    with _Timer() as encode_time:
+        data = codec.encode(rgb, setting)
     height, width = rgb.shape[:2]
     rows = []
     for decoder in codec.decoders:
-        start = time.perf_counter()
-        decoded = codec.decode(data, decoder)
-        decode_s = time.perf_counter() - start
+        with _Timer() as decode_time:
+            decoded = codec.decode(data, decoder)
         rows.append({
             "image": image_name, "codec": codec.name, "curve": codec.curve(decoder), "setting": setting,
-            "bytes": len(data), "bpp": 8.0 * len(data) / (height * width),
-            **score(rgb, decoded), "encode_s": encode_s, "decode_s": decode_s,
+            "bytes": len(data), "bpp": 8.0 * len(data) / (height * width), **score(rgb, decoded),
+            "encode_s": encode_time.wall, "decode_s": decode_time.wall,
+            "encode_cpu_s": encode_time.cpu, "decode_cpu_s": decode_time.cpu,
         })
     return rows

@@ -15,13 +15,14 @@ METHODS = {
 }
 
 
-def load_reference(path: Path) -> dict[str, dict[str, list[float]]]:
+def load_reference(path: Path) -> dict[str, dict[str, list[float | None]]]:
     """Read the curves of `METHODS` from a `method,bpp,psnr,ms_ssim` CSV.
 
     Returns:
-        `{label: {"bpp": [...], "psnr": [...], "ms-ssim": [...]}}`, points sorted by bpp.
+        `{label: {"bpp": [...], "psnr": [...], "ms-ssim": [...]}}`, points sorted by bpp;
+        `None` where the file has no value.
     """
-    curves: dict[str, dict[str, list[float]]] = {}
+    curves: dict[str, dict[str, list[float | None]]] = {}
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
             label = METHODS.get(row["method"])
@@ -29,7 +30,7 @@ def load_reference(path: Path) -> dict[str, dict[str, list[float]]]:
                 continue
             curve = curves.setdefault(label, {"bpp": [], "psnr": [], "ms-ssim": []})
             for key, column in (("bpp", "bpp"), ("psnr", "psnr"), ("ms-ssim", "ms_ssim")):
-                curve[key].append(float(row[column]))
+                curve[key].append(float(row[column]) if row[column] else None)  # some papers omit a metric
     for curve in curves.values():
         order = sorted(range(len(curve["bpp"])), key=curve["bpp"].__getitem__)
         for key in curve:

@@ -24,6 +24,8 @@ def test_round_trip_any_size(width, height):
     assert decoded.size == (width, height)
     assert decoded.mode == "RGB"
     assert len(data) == vqcodec.read_header(data).total_size
+    if min(width, height) >= 16:  # padding and cropping keep the content where it was
+        assert psnr(image, np.asarray(decoded)) > 20.0
 
 
 def test_real_image_quality_band(sample_crop, sample_stream):
@@ -90,6 +92,7 @@ def test_16bit_input_warns_and_converts():
         assert image.mode.startswith("I;16")
         data = vqcodec.compress(image)
     assert vqcodec.decompress(data).mode == "L"
+    assert data == vqcodec.compress(np.round(deep / 257).astype(np.uint8))
 
 
 def test_tensor_and_path_inputs(tmp_path):
@@ -158,3 +161,16 @@ def test_file_helpers_write_complete_files(tmp_path, sample_crop):
     image = vqcodec.decompress_file(tmp_path / "x.vqc", tmp_path / "y.png")
     assert Image.open(tmp_path / "y.png").size == image.size == sample_crop.size
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "x.vqc", "y.png"]
+
+
+def test_huge_declared_size_is_refused_before_decoding(sample_stream):
+    from vqcodec import bitstream
+
+    header, alpha, payloads = bitstream.unpack(sample_stream)
+    forged = bitstream.pack(
+        model_id=header.model_id, weights_hash=header.weights_hash, prior=header.prior, prior_hash=header.prior_hash,
+        width=65535, height=4096, mode="RGB", stride=header.stride, codebook_size=header.codebook_size,
+        alpha=alpha, stage_payloads=[b""] * header.stages,
+    )
+    with pytest.raises(BitstreamError, match="pixels"):
+        vqcodec.decompress(forged)

@@ -107,3 +107,19 @@ def test_several_inputs_with_out_dir(workdir):
     assert sorted(p.name for p in (workdir / "dec").iterdir()) == ["a.png", "b.png"]
     again = run("encode", workdir / "a.png", workdir / "b.png", "--out-dir", workdir / "enc")
     assert again.exit_code == 1 and "--force" in again.output
+
+
+def test_out_dir_is_created_for_a_single_input(workdir):
+    result = run("encode", workdir / "a.png", "--out-dir", workdir / "new" / "deeper")
+    assert result.exit_code == 0, result.output
+    assert (workdir / "new" / "deeper" / "a.vqc").is_file()
+
+
+def test_info_reads_only_what_the_header_declares(workdir):
+    run("encode", workdir / "a.png", workdir / "a.vqc")
+    padded = workdir / "padded.vqc"
+    padded.write_bytes((workdir / "a.vqc").read_bytes() + bytes(1_000_000))
+    fields = json.loads(run("info", padded, "--json").output)
+    assert fields["file_bytes"] == padded.stat().st_size and fields["complete"] is False
+    result = run("decode", padded, workdir / "out.png")
+    assert result.exit_code == 1 and "trailing data" in result.output

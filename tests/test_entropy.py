@@ -32,8 +32,8 @@ def test_stage_stream_round_trip_with_shared_and_per_row_probabilities():
     rows = probabilities_from_frequencies(rng.integers(1, 100, (50, 32)))
     first, second = rng.integers(0, 32, 200), rng.integers(0, 32, 50)
     encoder = StageEncoder()
-    encoder.add(first, shared)
-    encoder.add(second, rows)
+    encoder.push(second, rows)  # last group first
+    encoder.push(first, shared)
     decoder = StageDecoder(encoder.finish())
     assert np.array_equal(decoder.read(200, shared), first)
     assert np.array_equal(decoder.read(50, rows), second)
@@ -75,7 +75,7 @@ def test_golden_stream_bytes():
     frequencies = np.array([1, 2, 3, 4, 5, 6, 7, 100], dtype=np.int64)
     symbols = np.array([7, 7, 0, 3, 7, 6, 5, 7, 7, 1, 2, 7, 4, 7, 7, 7])
     encoder = StageEncoder()
-    encoder.add(symbols, probabilities_from_frequencies(frequencies))
+    encoder.push(symbols, probabilities_from_frequencies(frequencies))
     payload = encoder.finish()
     assert payload.hex() == GOLDEN_HEX
     decoded = StageDecoder(bytes.fromhex(GOLDEN_HEX)).read(16, probabilities_from_frequencies(frequencies))

@@ -19,6 +19,18 @@ from vqcodec.entropy.stream import decode_grid, encode_grid
 from vqcodec.imaging import decode_alpha, encode_alpha, prepare_image, to_image, to_padded_tensor
 
 
+# The model runs on a whole image at once (about 80 bytes of activations per pixel), so the
+# codec refuses images whose peak memory would run to many GB, though the format allows more.
+MAX_CODEC_PIXELS = 1 << 26
+
+
+def _check_codec_size(width: int, height: int) -> None:
+    if width * height > MAX_CODEC_PIXELS:
+        raise ValueError(
+            f"image of {width}×{height} has more than the {MAX_CODEC_PIXELS} pixels this version codes in one piece"
+        )
+
+
 def _stage_count(requested: int | None, available: int) -> int:
     if requested is None:
         return available
@@ -38,7 +50,21 @@ def _fit_bpp(bpp: float, prefix_sizes: list[int], pixels: int) -> int:
     return fitting[-1]
 
 
-def compress(image, *, stages: int | None = None, bpp: float | None = None, model: str | None = None) -> bytes:
+def _coding_prior(loaded: zoo.LoadedModel, name: str | None) -> tuple[str, object, bytes]:
+    """(name, prior object, hash stored in the header); default: context where shipped."""
+    name = name or ("context" if loaded.context_prior is not None else "static")
+    if name == "static":
+        return name, loaded.codec.prior, bytes(bitstream.HASH_SIZE)
+    if name != "context":
+        raise ValueError(f"prior must be 'static' or 'context', got {name!r}")
+    if loaded.context_prior is None:
+        raise ValueError(f"model {loaded.name!r} ships no context prior; use prior='static'")
+    return name, loaded.context_prior, loaded.prior_hash
+
+
+def compress(
+    image, *, stages: int | None = None, bpp: float | None = None, model: str | None = None, prior: str | None = None
+) -> bytes:
     """Compress an image into a `.vqc` stream.
 
     Args:
@@ -49,6 +75,7 @@ def compress(image, *, stages: int | None = None, bpp: float | None = None, mode
         bpp: instead of `stages`, the largest stage count whose real file fits this many bits
             per pixel.
         model: model name from the zoo (default `vqcodec.zoo.DEFAULT_MODEL`).
+        prior: "context" (fewer bits; the default where the model ships one) or "static".
 
     Returns:
         The stream, header included.
@@ -56,15 +83,17 @@ def compress(image, *, stages: int | None = None, bpp: float | None = None, mode
     if stages is not None and bpp is not None:
         raise ValueError("give stages or bpp, not both")
     loaded = zoo.load_model(model)
+    prior_name, coding_prior, prior_hash = _coding_prior(loaded, prior)
     config = loaded.codec.config
     count = _stage_count(stages, config.stages)
     prepared = prepare_image(image)
     height, width = prepared.rgb.shape[:2]
+    _check_codec_size(width, height)
     with torch.inference_mode():
         indices = loaded.codec.encode_indices(to_padded_tensor(prepared.rgb, config.stride), count if bpp is None else None)
-    payloads = encode_grid(loaded.codec.prior, indices[0].numpy())  # indices: [1, S, h, w]
+    payloads = encode_grid(coding_prior, indices[0].numpy())  # indices: [1, S, h, w]
     fields = dict(
-        model_id=loaded.name, weights_hash=loaded.weights_hash, prior="static", prior_hash=bytes(bitstream.HASH_SIZE),
+        model_id=loaded.name, weights_hash=loaded.weights_hash, prior=prior_name, prior_hash=prior_hash,
         width=width, height=height, mode=prepared.mode, stride=config.stride, codebook_size=config.codebook_size,
         alpha=encode_alpha(prepared.alpha) if prepared.alpha is not None else b"",
     )
@@ -79,7 +108,8 @@ def read_header(data: bytes) -> Header:
     return bitstream.read_header(data)
 
 
-def _model_for(header: Header) -> zoo.LoadedModel:
+def _model_for(header: Header) -> tuple[zoo.LoadedModel, object]:
+    """The model and prior that wrote `header`'s stream, or a BitstreamError saying why not."""
     if header.model_id not in zoo.MODELS:
         raise BitstreamError(f"unknown model {header.model_id!r}: this installation has {', '.join(sorted(zoo.MODELS))}")
     loaded = zoo.load_model(header.model_id)
@@ -91,9 +121,14 @@ def _model_for(header: Header) -> zoo.LoadedModel:
     config = loaded.codec.config
     if (header.stride, header.codebook_size) != (config.stride, config.codebook_size) or header.stages > config.stages:
         raise BitstreamError(f"header does not match model {header.model_id!r} (stride, codebook size or stages)")
-    if header.prior != "static":
-        raise BitstreamError(f"prior {header.prior!r} is not supported by this installation")
-    return loaded
+    if header.prior == "static":
+        return loaded, loaded.codec.prior
+    if loaded.context_prior is None or loaded.prior_hash != header.prior_hash:
+        raise BitstreamError(
+            f"the file was coded with context prior {header.prior_hash.hex()}, which this installation "
+            f"of model {header.model_id!r} does not have"
+        )
+    return loaded, loaded.context_prior
 
 
 def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fidelity") -> Image.Image:
@@ -109,10 +144,14 @@ def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fideli
         BitstreamError: malformed, corrupt, truncated or foreign streams.
     """
     header, alpha_bytes, payloads = bitstream.unpack(data, stages)
-    loaded = _model_for(header)
+    try:
+        _check_codec_size(header.width, header.height)
+    except ValueError as error:
+        raise BitstreamError(str(error)) from error
+    loaded, coding_prior = _model_for(header)
     h, w = header.grid
     try:
-        indices = decode_grid(loaded.codec.prior, payloads, h, w, header.codebook_size)
+        indices = decode_grid(coding_prior, payloads, h, w, header.codebook_size)
         alpha = decode_alpha(alpha_bytes, header.width, header.height) if header.mode == "RGBA" else None
     except ValueError as error:
         raise BitstreamError(str(error)) from error
@@ -121,8 +160,9 @@ def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fideli
     return to_image(rgb, header.width, header.height, header.mode, alpha)
 
 
-def describe_stream(data: bytes) -> dict:
-    """Header fields of a stream plus its size and bits per pixel (for `vqcodec info`)."""
+def describe_stream(data: bytes, file_bytes: int | None = None) -> dict:
+    """Header fields of a stream plus its size and bits per pixel (for `vqcodec info`);
+    `file_bytes` is the size of the file `data` was read from, if known."""
     header = bitstream.read_header(data)
     return {
         "model": header.model_id,
@@ -138,8 +178,8 @@ def describe_stream(data: bytes) -> dict:
         "alpha_bytes": header.alpha_length,
         "stage_bytes": list(header.stage_lengths),
         "total_bytes": header.total_size,
-        "file_bytes": len(data),
-        "complete": len(data) == header.total_size,
+        "file_bytes": len(data) if file_bytes is None else file_bytes,
+        "complete": (len(data) if file_bytes is None else file_bytes) == header.total_size,
         "bpp": round(header.total_size * 8 / (header.width * header.height), 6),
     }
 

@@ -224,6 +224,10 @@ def _header_size(id_length: int, stages: int) -> int:
     return _FIXED.size + id_length + _SEGMENT.size * (1 + stages) + _CRC.size
 
 
+# The longest header any valid stream can have: readers fetch this much before trusting sizes.
+MAX_HEADER_SIZE = _header_size(MAX_MODEL_ID, MAX_STAGES)
+
+
 def _check_magic_and_version(view: memoryview) -> None:
     head = bytes(view[: len(MAGIC)])
     if not head:

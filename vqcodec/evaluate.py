@@ -29,7 +29,7 @@ def evaluate(image, *, stages: list[int] | None = None, model: str | None = None
     rows = []
     for count in stages or range(1, model_info(model)["stages"] + 1):
         started = time.perf_counter()
-        data = compress(prepared.rgb, stages=count, model=model)
+        data = compress(prepared.to_pil(), stages=count, model=model)  # real size: mode and alpha included
         encoded = time.perf_counter()
         decoded = np.array(decompress(data).convert("RGB"))
         finished = time.perf_counter()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from vqcodec.bitstream import MAX_PIXELS, MAX_SIDE
 
@@ -23,6 +23,14 @@ class PreparedImage:
     rgb: np.ndarray
     mode: str
     alpha: np.ndarray | None = None  # `[H,W]` uint8, only for mode "RGBA"
+
+    def to_pil(self) -> Image.Image:
+        """The image as the codec sees it, in its own mode."""
+        if self.mode == "L":
+            return Image.fromarray(np.ascontiguousarray(self.rgb[:, :, 0]), "L")
+        if self.mode == "RGBA":
+            return Image.fromarray(np.dstack([self.rgb, self.alpha]), "RGBA")
+        return Image.fromarray(self.rgb, "RGB")
 
 
 def _notice_16bit(what: str) -> None:
@@ -72,13 +80,34 @@ def _from_pil(image: Image.Image) -> PreparedImage:
     return _from_array(np.array(image.convert("RGB")))
 
 
+def _check_size(width: int, height: int) -> None:
+    if height == 0 or width == 0:
+        raise ValueError(f"image is empty ({width}×{height})")
+    if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
+        raise ValueError(f"image of {width}×{height} is too large (at most {MAX_SIDE} per side and {MAX_PIXELS} pixels)")
+
+
+def _from_file(source) -> PreparedImage:
+    """Open an image file, checking its declared size before decoding any pixels."""
+    try:
+        with Image.open(source) as opened:
+            _check_size(*opened.size)
+            if getattr(opened, "n_frames", 1) > 1:
+                warnings.warn(f"the image has {opened.n_frames} frames; only the first is coded", UserWarning, stacklevel=3)
+            # Pillow reads 16-bit RGB(A) PNGs as 8-bit without saying so; the raw mode tells.
+            if any(";16" in str(tile.args) for tile in opened.tile):
+                _notice_16bit("the image")
+            opened.load()
+            return _from_pil(ImageOps.exif_transpose(opened))
+    except Image.DecompressionBombError as error:
+        raise ValueError(str(error)) from error
+
+
 def prepare_image(image) -> PreparedImage:
     """Normalise a PIL image, a path or binary file object, a uint8 array `[H,W]`/`[H,W,3]`/`[H,W,4]` or a float
     tensor `[3,H,W]` in [0,1]. Raises ValueError (or OSError for unreadable files)."""
     if isinstance(image, (str, Path)) or hasattr(image, "read"):
-        with Image.open(image) as opened:
-            opened.load()
-            prepared = _from_pil(opened)
+        prepared = _from_file(image)
     elif isinstance(image, Image.Image):
         prepared = _from_pil(image)
     elif isinstance(image, np.ndarray):
@@ -87,11 +116,7 @@ def prepare_image(image) -> PreparedImage:
         prepared = _from_tensor(image)
     else:
         raise TypeError(f"unsupported image type {type(image).__name__}; pass a PIL image, a path, a numpy array or a tensor")
-    height, width = prepared.rgb.shape[:2]
-    if height == 0 or width == 0:
-        raise ValueError(f"image is empty ({width}×{height})")
-    if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
-        raise ValueError(f"image of {width}×{height} is too large (at most {MAX_SIDE} per side and {MAX_PIXELS} pixels)")
+    _check_size(prepared.rgb.shape[1], prepared.rgb.shape[0])
     return prepared
 
 
@@ -131,6 +156,6 @@ def decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
         raw = inflater.decompress(data, expected)
     except zlib.error as error:
         raise ValueError(f"alpha plane is corrupt: {error}") from error
-    if len(raw) != expected or not inflater.eof or inflater.unconsumed_tail:
+    if len(raw) != expected or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
         raise ValueError(f"alpha plane is corrupt: expected {expected} bytes of alpha")
     return np.frombuffer(raw, dtype=np.uint8).reshape(height, width)

@@ -12,22 +12,29 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from vqcodec.bitstream import HASH_SIZE
 from vqcodec.model import CodecConfig, VQCodec
 
-STREAM_HASH_BYTES = 8
+if TYPE_CHECKING:
+    from vqcodec.entropy.context import ContextPrior
+
 
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """A shipped model: codec weights file (inside `vqcodec/weights/`) and its sha256."""
+    """A shipped model: codec weights (inside `vqcodec/weights/`) and, optionally, the
+    weights of its context prior, each with its sha256."""
 
     weights_file: str
     sha256: str
     description: str
+    prior_file: str | None = None
+    prior_sha256: str | None = None
 
 
 MODELS: dict[str, ZooEntry] = {
@@ -44,7 +51,9 @@ DEFAULT_MODEL = "vqc-f8-s4"
 class LoadedModel:
     name: str
     codec: VQCodec
-    weights_hash: bytes  # first STREAM_HASH_BYTES of the weights' sha256, as stored in streams
+    weights_hash: bytes  # first HASH_SIZE bytes of the weights' sha256, as stored in streams
+    context_prior: "ContextPrior | None" = None
+    prior_hash: bytes = bytes(HASH_SIZE)
 
 
 def file_sha256(path: Path) -> str:
@@ -75,15 +84,31 @@ def resolve_name(name: str | None) -> str:
     return name
 
 
-@lru_cache(maxsize=4)
-def load_model(name: str | None = None) -> LoadedModel:
-    """Load a shipped model once per process, verifying its sha256 first."""
-    name = resolve_name(name)
-    entry = MODELS[name]
-    path = Path(str(resources.files("vqcodec.weights").joinpath(entry.weights_file)))
+def _verified_path(name: str, file_name: str, sha256: str) -> Path:
+    path = Path(str(resources.files("vqcodec.weights").joinpath(file_name)))
     if not path.is_file():
         raise FileNotFoundError(f"weights of model {name!r} are missing: {path}")
-    digest = file_sha256(path)
-    if digest != entry.sha256:
+    if file_sha256(path) != sha256:
         raise ValueError(f"weights of model {name!r} fail their sha256 check (file {path} is corrupt or replaced)")
-    return LoadedModel(name, load_codec_file(path), bytes.fromhex(digest)[:STREAM_HASH_BYTES])
+    return path
+
+
+def load_model(name: str | None = None) -> LoadedModel:
+    """Load a shipped model (and its context prior, if it has one) once per process,
+    verifying every sha256 first."""
+    return _load_model(resolve_name(name))
+
+
+@lru_cache(maxsize=4)
+def _load_model(name: str) -> LoadedModel:
+    entry = MODELS[name]
+    codec = load_codec_file(_verified_path(name, entry.weights_file, entry.sha256))
+    weights_hash = bytes.fromhex(entry.sha256)[:HASH_SIZE]
+    if entry.prior_file is None:
+        return LoadedModel(name, codec, weights_hash)
+    from vqcodec.entropy.context import load_prior_file
+
+    prior = load_prior_file(_verified_path(name, entry.prior_file, entry.prior_sha256))
+    if prior.config.codebook_size != codec.config.codebook_size or prior.config.stages < codec.config.stages:
+        raise ValueError(f"the context prior of model {name!r} does not fit its codec (codebook size or stages)")
+    return LoadedModel(name, codec, weights_hash, prior, bytes.fromhex(entry.prior_sha256)[:HASH_SIZE])

@@ -32,26 +32,29 @@ def _symbols(symbols: np.ndarray) -> np.ndarray:
 
 
 class StageEncoder:
-    """Collects the groups of one stage in coding order, then writes them as one stream."""
+    """Writes the groups of one stage as one stream.
+
+    ANS is a stack: groups must be pushed last group first, and `StageDecoder` then reads
+    them first group first. Each group is coded as soon as it is pushed, so only one
+    group's probabilities are ever held in memory.
+    """
 
     def __init__(self) -> None:
-        self._groups: list[tuple[np.ndarray, np.ndarray]] = []
+        self._coder = AnsCoder()
 
-    def add(self, symbols: np.ndarray, probabilities: np.ndarray) -> None:
+    def push(self, symbols: np.ndarray, probabilities: np.ndarray) -> None:
         """symbols `[n]` in [0,K); probabilities `[K]` (shared) or `[n, K]` (one row each)."""
-        self._groups.append((_symbols(symbols), np.ascontiguousarray(probabilities, dtype=np.float64)))
+        symbols = _symbols(symbols)
+        if symbols.size == 0:
+            return
+        probabilities = np.ascontiguousarray(probabilities, dtype=np.float64)
+        if probabilities.ndim == 1:
+            self._coder.encode_reverse(symbols, Categorical(probabilities, perfect=False))
+        else:
+            self._coder.encode_reverse(symbols, _ROW_MODELS, probabilities)
 
     def finish(self) -> bytes:
-        coder = AnsCoder()
-        # ANS is a stack: push the last group first so that decoding pops groups in order.
-        for symbols, probabilities in reversed(self._groups):
-            if symbols.size == 0:
-                continue
-            if probabilities.ndim == 1:
-                coder.encode_reverse(symbols, Categorical(probabilities, perfect=False))
-            else:
-                coder.encode_reverse(symbols, _ROW_MODELS, probabilities)
-        return coder.get_compressed().astype("<u4").tobytes()
+        return self._coder.get_compressed().astype("<u4").tobytes()
 
 
 class StageDecoder:

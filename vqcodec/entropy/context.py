@@ -153,8 +153,9 @@ class ContextPrior(nn.Module):
         hidden = self.hidden(features[:, None, None, :])[:, 0, 0]  # a 1×1 conv on [n, 1, 1, C]
         logits = self.head(hidden, stage)
         if stage > 0:
-            pair = round_ste(self.transition[stage - 1][previous] * (2.0**self.config.logit_bits))
-            logits = (logits + pair).clamp(-self.config.logit_max, self.config.logit_max)
+            limit = self.config.logit_max
+            pair = round_ste(self.transition[stage - 1][previous] * (2.0**self.config.logit_bits)).clamp(-limit, limit)
+            logits = (logits + pair).clamp(-limit, limit)
         return logits
 
     def _previous(self, tokens: torch.Tensor, known: torch.Tensor, stage: int, rows: torch.Tensor) -> torch.Tensor:
@@ -171,7 +172,7 @@ class ContextPrior(nn.Module):
             predict: `[B, h, w]` bool, positions of each sample's `stage` to score.
 
         Returns:
-            `[n]` float, one NLL per True entry of `predict`, ordered by sample, then stage groups.
+            `[n]` float, one NLL per True entry of `predict`, grouped by stage.
         """
         features = self.trunk(tokens, known, stage)  # [B, h, w, C]
         losses = []
@@ -238,10 +239,13 @@ class ContextPrior(nn.Module):
         tokens, known, mask = np.asarray(tokens), np.asarray(known), np.asarray(mask)
         if tokens.ndim != 3 or known.shape != tokens.shape or mask.shape != tokens.shape[1:]:
             raise ValueError(f"need tokens/known [s,h,w] and mask [h,w], got {tokens.shape}, {known.shape}, {mask.shape}")
-        if not 0 <= stage < min(tokens.shape[0], self.config.stages):
-            raise ValueError(f"stage {stage} is outside the {tokens.shape[0]} given stages (prior has {self.config.stages})")
+        if not 0 <= stage < tokens.shape[0] <= self.config.stages:
+            raise ValueError(f"need stage < given stages ({tokens.shape[0]}) ≤ the prior's {self.config.stages}, got stage {stage}")
         known = torch.from_numpy(known.astype(bool))
-        tokens = torch.from_numpy(tokens.astype(np.int64)).clamp(0, self.config.codebook_size - 1)
+        tokens = torch.from_numpy(tokens.astype(np.int64))
+        if known.any() and not 0 <= int(tokens[known].min()) <= int(tokens[known].max()) < self.config.codebook_size:
+            raise ValueError(f"known tokens must lie in [0, {self.config.codebook_size})")
+        tokens = tokens.clamp(0, self.config.codebook_size - 1)  # unknown values are ignored but must index
         return tokens, known, torch.from_numpy(mask.astype(bool))
 
 

@@ -5,7 +5,9 @@ are int8 with a power-of-two scale per output channel, activations are int8 with
 `2**-act_bits` scale, and layers rescale their integer accumulators with a floor
 multiplication by a power of two. An exact integer sum does not depend on summation order
 as long as every partial sum stays below 2**24 (float32), so results are bit-identical on any
-machine, thread count, CPU or GPU. In training mode the same arithmetic runs with
+machine, thread count, CPU or GPU. Integers up to 127 are exact even where matmul inputs are
+rounded to TF32 or bf16 (reduced-precision settings), and accumulation stays in float32.
+In training mode the same arithmetic runs with
 straight-through gradients (quantization-aware training).
 """
 from __future__ import annotations

@@ -22,12 +22,16 @@ class Prior(Protocol):
 def encode_grid(prior: Prior, indices: np.ndarray) -> list[bytes]:
     """indices `[S, h, w]` int → one payload per stage."""
     stages, h, w = indices.shape
-    known = np.zeros(indices.shape, dtype=bool)
-    encoders = [StageEncoder() for _ in range(stages)]
-    for stage, mask in prior.groups(stages, h, w):
-        frequencies = prior.group_frequencies(indices, known, stage, mask)
-        encoders[stage].add(indices[stage][mask], probabilities_from_frequencies(frequencies))
+    groups = prior.groups(stages, h, w)
+    known_before, known = [], np.zeros(indices.shape, dtype=bool)
+    for stage, mask in groups:
+        known_before.append(known.copy())
         known[stage] |= mask
+    encoders = [StageEncoder() for _ in range(stages)]
+    # Last group first (ANS is a stack): the decoder then meets the groups in coding order.
+    for (stage, mask), known in zip(reversed(groups), reversed(known_before)):
+        frequencies = prior.group_frequencies(indices, known, stage, mask)
+        encoders[stage].push(indices[stage][mask], probabilities_from_frequencies(frequencies))
     return [encoder.finish() for encoder in encoders]
 
 

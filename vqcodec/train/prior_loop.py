@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,32 +188,24 @@ def _report(logger: RunLogger, step: int, context: np.ndarray, static: np.ndarra
     tqdm.write(f"step {step}: bits/index context/static {pairs}")
 
 
-def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path, config: PriorTrainConfig, resume: bool) -> ContextPrior:
-    """Cache tokens, train the prior (resuming from `run_dir` if asked), write it to `out_path`."""
-    train_files, val_files = split_files(list_images(data_dir), config.validation_images)
-    grids = load_or_build_cache(codec_path, train_files + val_files, run_dir / CACHE_FILE, config)
-    train_grids, val_grids = grids[: len(train_files)], grids[len(train_files) :]
-    torch.manual_seed(config.seed)
-    prior = ContextPrior(config.prior)
-    fit_transitions(prior, train_grids)
-    optimizer = torch.optim.AdamW(prior.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    step = 0
-    if resume and (run_dir / LATEST).exists():
-        state = load_checkpoint(run_dir / LATEST)
-        if state["train_config"] != config.to_json():
-            raise click.UsageError(f"{run_dir / LATEST} was written with other settings; drop --resume or pass the same options")
-        prior.load_state_dict(state["model"], strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
-    logger = RunLogger(run_dir)
-    (run_dir / "prior_config.json").write_text(config.to_json())
-    static = static_bits(train_grids, val_grids, config.prior.stages, config.prior.codebook_size)
+def _restore(prior: ContextPrior, optimizer: torch.optim.Optimizer, path: Path, config: PriorTrainConfig, codec_sha256: str) -> int:
+    """Load a checkpoint written by the same settings and codec; returns its step."""
+    state = load_checkpoint(path)
+    if state["train_config"] != config.to_json() or state["codec_sha256"] != codec_sha256:
+        raise click.UsageError(f"{path} was written with other settings or codec weights; drop --resume or pass the same ones")
+    prior.load_state_dict(state["model"], strict=True)
+    optimizer.load_state_dict(state["optimizer"])
+    return state["step"]
+
+
+def _train_steps(prior: ContextPrior, optimizer: torch.optim.Optimizer, grids: list[np.ndarray], config: PriorTrainConfig,
+                 step: int, save: Callable[[int], None], logger: RunLogger) -> int:
+    """Run the optimizer from `step` to `config.steps` with a progress bar; returns the last step."""
     progress = tqdm(total=config.steps, initial=step, desc="prior", unit="step", dynamic_ncols=True)
-    started = time.time()
+    started, first = time.time(), step
     while step < config.steps:
-        batch = make_batch(train_grids, config, step)
         set_learning_rate(optimizer, learning_rate(config, step))
-        loss = prior(**batch).mean() / math.log(2)  # bits per predicted index
+        loss = prior(**make_batch(grids, config, step)).mean() / math.log(2)  # bits per predicted index
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
@@ -221,16 +214,38 @@ def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path,
         progress.update(1)
         if step % config.log_every == 0:
             logger.scalars(step, {"train/bits": loss.item(), "train/lr": learning_rate(config, step - 1),
-                                  "train/steps_per_s": (step - progress.initial) / (time.time() - started)})
+                                  "train/steps_per_s": (step - first) / (time.time() - started)})
             progress.set_postfix(bits=f"{loss.item():.3f}")
         if step % config.checkpoint_every == 0 or step == config.steps:
-            save_checkpoint(run_dir / LATEST, {"model": prior.state_dict(), "optimizer": optimizer.state_dict(),
-                                               "step": step, "train_config": config.to_json()})
+            save(step)
     progress.close()
+    return step
+
+
+def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path, config: PriorTrainConfig, resume: bool) -> ContextPrior:
+    """Cache tokens, train the prior (resuming from `run_dir` if asked), write it to `out_path`."""
+    train_files, val_files = split_files(list_images(data_dir), config.validation_images)
+    grids = load_or_build_cache(codec_path, train_files + val_files, run_dir / CACHE_FILE, config)
+    train_grids, val_grids = grids[: len(train_files)], grids[len(train_files) :]
+    codec_sha256 = file_sha256(codec_path)
+    torch.manual_seed(config.seed)
+    prior = ContextPrior(config.prior)
+    fit_transitions(prior, train_grids)
+    optimizer = torch.optim.AdamW(prior.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    step = _restore(prior, optimizer, run_dir / LATEST, config, codec_sha256) if resume and (run_dir / LATEST).exists() else 0
+    logger = RunLogger(run_dir)
+    (run_dir / "prior_config.json").write_text(config.to_json())
+
+    def save(at: int) -> None:
+        save_checkpoint(run_dir / LATEST, {"model": prior.state_dict(), "optimizer": optimizer.state_dict(), "step": at,
+                                           "train_config": config.to_json(), "codec_sha256": codec_sha256})
+
+    step = _train_steps(prior, optimizer, train_grids, config, step, save, logger)
     if val_grids:
+        static = static_bits(train_grids, val_grids, config.prior.stages, config.prior.codebook_size)
         _report(logger, step, coding_bits(prior, val_grids), static)
     logger.close()
-    save_prior_file(prior.eval(), out_path, description=f"context prior, {step} steps, codec sha256 {file_sha256(codec_path)}")
+    save_prior_file(prior.eval(), out_path, description=f"context prior, {step} steps, codec sha256 {codec_sha256}")
     return prior
 
 
