@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from vqcodec.train.cli import train_command
+from vqcodec.train.prior_loop import train_prior_command
 from vqcodec.train.static_prior import export_model_command
 
 STDIO = "-"
@@ -106,7 +107,7 @@ def main() -> None:
 @click.option("--stages", type=click.IntRange(1, 16), help="Residual stages to code (fewer = smaller file).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="Largest stage count that fits this many bits per pixel.")
 @click.option("--model", help="Model name (default: the shipped model).")
-@click.option("--prior", type=click.Choice(["context", "static"]), help="Entropy model (default: context where the model ships one).")
+@click.option("--prior", type=click.Choice(["context", "static"]), help="Entropy model: static (default) or context (a few % fewer bits, slower to decode).")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Encode several inputs into this folder.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 def encode(paths, stages, bpp, model, prior, out_dir, force) -> None:
@@ -186,8 +187,48 @@ def evaluate(image, stages, model, as_json) -> None:
         )
 
 
+@main.command()
+@click.argument("output")
+@click.option("--size", required=True, help="WIDTHxHEIGHT, e.g. 256x256.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=click.IntRange(1, 64), default=8, show_default=True, help="Unmasking rounds per stage.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--decoder", type=click.Choice(["fidelity", "realism"]), help="Default: realism where the model has one.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT.")
+def generate(output, size, seed, steps, temperature, decoder, force) -> None:
+    """Sample a new image from the model's prior and write it to OUTPUT."""
+    from vqcodec.api import encode_image, generate as generate_image
+
+    try:
+        width, height = (int(part) for part in size.lower().split("x"))
+    except ValueError as error:
+        raise click.BadParameter(f"expected WIDTHxHEIGHT, got {size!r}", param_hint="--size") from error
+    _run_all([("", output)], force, "generating", lambda _, target: _write_output(
+        target, encode_image(generate_image(width, height, seed=seed, steps=steps, temperature=temperature, decoder=decoder),
+                             "" if target == STDIO else Path(target).suffix)))
+
+
+@main.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.argument("mask", type=click.Path(exists=True, dir_okay=False))
+@click.argument("output")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=click.IntRange(1, 64), default=8, show_default=True, help="Unmasking rounds per stage.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--decoder", type=click.Choice(["fidelity", "realism"]), help="Default: realism where the model has one.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT.")
+def inpaint(image, mask, output, seed, steps, temperature, decoder, force) -> None:
+    """Re-sample the part of IMAGE under MASK's white pixels; write the result to OUTPUT."""
+    from vqcodec.api import encode_image, inpaint as inpaint_image
+
+    _run_all([(image, output)], force, "inpainting", lambda source, target: _write_output(
+        target, encode_image(inpaint_image(source, mask, seed=seed, steps=steps, temperature=temperature, decoder=decoder),
+                             "" if target == STDIO else Path(target).suffix)))
+
+
 main.add_command(train_command)
 main.add_command(export_model_command)
+main.add_command(train_prior_command)
 
 if __name__ == "__main__":
     main()

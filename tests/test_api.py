@@ -174,3 +174,17 @@ def test_huge_declared_size_is_refused_before_decoding(sample_stream):
     )
     with pytest.raises(BitstreamError, match="pixels"):
         vqcodec.decompress(forged)
+
+
+def test_context_prior_stream_decodes_to_the_same_image(sample_crop):
+    static = vqcodec.compress(sample_crop, stages=2)
+    context = vqcodec.compress(sample_crop, stages=2, prior="context")
+    header = vqcodec.read_header(context)
+    assert header.prior == "context" and header.prior_hash != bytes(8)
+    assert vqcodec.read_header(static).prior == "static"
+    assert np.array_equal(np.asarray(vqcodec.decompress(context)), np.asarray(vqcodec.decompress(static)))
+    prefix = context[: header.prefix_size(1)]
+    assert np.array_equal(np.asarray(vqcodec.decompress(prefix, stages=1)),
+                          np.asarray(vqcodec.decompress(vqcodec.compress(sample_crop, stages=1))))
+    with pytest.raises(ValueError, match="prior"):
+        vqcodec.compress(sample_crop, prior="fancy")

@@ -123,3 +123,31 @@ def test_info_reads_only_what_the_header_declares(workdir):
     assert fields["file_bytes"] == padded.stat().st_size and fields["complete"] is False
     result = run("decode", padded, workdir / "out.png")
     assert result.exit_code == 1 and "trailing data" in result.output
+
+
+def test_generate_is_deterministic_per_seed(workdir):
+    for name in ("g1.png", "g2.png"):
+        result = run("generate", workdir / name, "--size", "32x24", "--seed", 7, "--steps", 2)
+        assert result.exit_code == 0, result.output
+    assert (workdir / "g1.png").read_bytes() == (workdir / "g2.png").read_bytes()
+    assert Image.open(workdir / "g1.png").size == (32, 24)
+    assert run("generate", workdir / "g1.png", "--size", "32x24").exit_code == 1  # exists, no --force
+    assert run("generate", workdir / "g3.png", "--size", "wide").exit_code == 2
+
+
+def test_inpaint_changes_only_the_masked_cells(workdir):
+    import numpy as np
+
+    import vqcodec
+
+    mask = np.zeros((96, 128), np.uint8)
+    mask[32:64, 40:80] = 255
+    Image.fromarray(mask).save(workdir / "mask.png")
+    result = run("inpaint", workdir / "a.png", workdir / "mask.png", workdir / "edit.png", "--seed", 1, "--steps", 2, "--decoder", "fidelity")
+    assert result.exit_code == 0, result.output
+    edited = np.asarray(Image.open(workdir / "edit.png"))
+    reconstruction = np.asarray(vqcodec.decompress(vqcodec.compress(workdir / "a.png")))
+    outside = np.ones((96, 128), bool)
+    outside[32:64, 40:80] = False  # the mask lies on whole 8×8 cells
+    assert np.array_equal(edited[outside], reconstruction[outside])
+    assert not np.array_equal(edited[~outside], reconstruction[~outside])

@@ -3,7 +3,16 @@
     data = vqcodec.compress("photo.png", stages=2)
     image = vqcodec.decompress(data)
 """
-from vqcodec.api import compress, compress_file, decompress, decompress_file, model_info, read_header
+from vqcodec.api import (
+    compress,
+    compress_file,
+    decompress,
+    decompress_file,
+    generate,
+    inpaint,
+    model_info,
+    read_header,
+)
 from vqcodec.bitstream import BitstreamError, Header
 
 __all__ = [
@@ -13,6 +22,8 @@ __all__ = [
     "compress_file",
     "decompress",
     "decompress_file",
+    "generate",
+    "inpaint",
     "model_info",
     "read_header",
 ]

@@ -40,8 +40,10 @@ class ZooEntry:
 MODELS: dict[str, ZooEntry] = {
     "vqc-f8-s4": ZooEntry(
         weights_file="vqc-f8-s4.safetensors",
-        sha256="4de5b2b96bd67f4e7f7db1c2fbb0fe4ec83605d95c4aa9e204acd3dd6e1b8292",
+        sha256="d3daa8eec74a664bf9e53a4dc22c09357739fabc6e8d8af7de8987453616d81e",
         description="f=8, 4 residual stages of 1024 codewords; trained on BSDS500 + an ImageNet sample",
+        prior_file="vqc-f8-s4-prior.safetensors",
+        prior_sha256="f5fd1fc1aa3b434808ceafed0cb6648cdad695973dc50184bf5314237f7a0592",
     ),
 }
 DEFAULT_MODEL = "vqc-f8-s4"

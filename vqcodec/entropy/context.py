@@ -246,6 +246,11 @@ class ContextPrior(nn.Module):
         if known.any() and not 0 <= int(tokens[known].min()) <= int(tokens[known].max()) < self.config.codebook_size:
             raise ValueError(f"known tokens must lie in [0, {self.config.codebook_size})")
         tokens = tokens.clamp(0, self.config.codebook_size - 1)  # unknown values are ignored but must index
+        # Stages a stream does not hold are simply unknown: padding them makes the frequencies
+        # of a stage independent of how many stages the file codes, so prefixes decode.
+        missing = self.config.stages - tokens.shape[0]
+        tokens = torch.cat([tokens, tokens.new_zeros((missing, *tokens.shape[1:]))])
+        known = torch.cat([known, known.new_zeros((missing, *known.shape[1:]))])
         return tokens, known, torch.from_numpy(mask.astype(bool))
 
 
