@@ -40,8 +40,8 @@ class ZooEntry:
 MODELS: dict[str, ZooEntry] = {
     "vqc-f8-s4": ZooEntry(
         weights_file="vqc-f8-s4.safetensors",
-        sha256="d3daa8eec74a664bf9e53a4dc22c09357739fabc6e8d8af7de8987453616d81e",
-        description="f=8, 4 residual stages of 1024 codewords; trained on BSDS500 + an ImageNet sample",
+        sha256="7da77994693b0a7f5749310f0cfedcf3a2eaa53b915bd1107bbce4f3861bb492",
+        description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders; trained on BSDS500 + an ImageNet sample",
         prior_file="vqc-f8-s4-prior.safetensors",
         prior_sha256="f5fd1fc1aa3b434808ceafed0cb6648cdad695973dc50184bf5314237f7a0592",
     ),
