@@ -46,7 +46,10 @@ class VQCodec(nn.Module):
             `indices` `[B,S,h,w]` and scalar `commit_loss`.
         """
         latent = self.encoder(image)
-        quantized, indices, commit_loss = self.quantizer(latent, stages_per_sample)
+        # Nearest-codeword search and EMA updates stay in fp32 even under bf16 autocast: bf16
+        # distances would pick different codewords than inference does.
+        with torch.autocast(device_type=latent.device.type, enabled=False):
+            quantized, indices, commit_loss = self.quantizer(latent.float(), stages_per_sample)
         return {
             "reconstruction": self.decoders["fidelity"](quantized),
             "latent": latent,
