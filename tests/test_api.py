@@ -85,6 +85,15 @@ def test_rgba_alpha_is_kept_exactly():
     assert np.array_equal(np.asarray(decoded)[:, :, 3], rgba[:, :, 3])
 
 
+def test_gray_with_alpha_stays_gray_with_exact_alpha():
+    gray = smooth_image(30, 20)[:, :, 0]
+    alpha = np.random.default_rng(2).integers(0, 256, (20, 30), dtype=np.uint8)
+    decoded = vqcodec.decompress(vqcodec.compress(Image.fromarray(np.dstack([gray, alpha]), "LA")))
+    assert decoded.mode == "LA"
+    assert np.array_equal(np.asarray(decoded)[:, :, 1], alpha)
+    assert vqcodec.read_header(vqcodec.compress(np.dstack([gray, alpha]))).mode == "LA"
+
+
 def test_16bit_input_warns_and_converts():
     deep = (smooth_image(16, 16)[:, :, 0].astype(np.uint16) * 257)
     with pytest.warns(UserWarning, match="16-bit"):
@@ -128,7 +137,7 @@ def test_bad_arguments(kwargs, message):
     "image,message",
     [
         (np.zeros((0, 5, 3), np.uint8), "empty"),
-        (np.zeros((4, 4, 2), np.uint8), "shape"),
+        (np.zeros((4, 4, 5), np.uint8), "shape"),
         (np.zeros((4, 4, 3), np.float32), "uint8"),
         (torch.full((3, 4, 4), 2.0), r"\[0, 1\]"),
     ],

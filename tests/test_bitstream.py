@@ -9,7 +9,7 @@ import zlib
 import pytest
 
 from vqcodec.bitstream import (
-    FORMAT_VERSION, MAGIC, MODES, BitstreamError, Header, pack, read_header, unpack,
+    ALPHA_MODES, FORMAT_VERSION, MAGIC, MODES, BitstreamError, Header, pack, read_header, unpack,
 )
 
 # An independent statement of the v1 layout (docs/format.md), so that a change to the
@@ -73,7 +73,7 @@ def test_golden_header_fields():
 @pytest.mark.parametrize("stages", range(1, 17))
 @pytest.mark.parametrize("mode", MODES)
 def test_round_trip(stages: int, mode: str):
-    alpha = b"\x00\xff" * 7 if mode == "RGBA" else b""
+    alpha = b"\x00\xff" * 7 if mode in ALPHA_MODES else b""
     # Every third stage is empty: a zero-length payload is legal.
     payloads = [bytes([i]) * (0 if i % 3 == 2 else i + 1) for i in range(stages)]
     fields = dict(BASE, mode=mode, prior="context", prior_hash=b"\xaa" * 8)
@@ -96,7 +96,7 @@ def test_round_trip_random_fields():
                       weights_hash=rng.randbytes(8), prior="context",
                       prior_hash=rng.randbytes(8), width=width, height=height, mode=mode,
                       stride=rng.choice((4, 8, 16)), codebook_size=rng.randint(2, 65536))
-        alpha = rng.randbytes(rng.randint(1, 40)) if mode == "RGBA" else b""
+        alpha = rng.randbytes(rng.randint(1, 40)) if mode in ALPHA_MODES else b""
         payloads = [rng.randbytes(rng.randint(0, 40)) for _ in range(rng.randint(1, 16))]
         header, got_alpha, got_payloads = unpack(pack(**fields, alpha=alpha,
                                                       stage_payloads=payloads))
@@ -155,7 +155,7 @@ def test_raw_header_matches_pack():
 
 BAD_FIELDS = [
     (dict(prior=2), "prior: code 2"),
-    (dict(mode=3), "mode: code 3"),
+    (dict(mode=4), "mode: code 4"),
     (dict(stride=12), "stride: 12"),
     (dict(stride=0), "stride: 0"),
     (dict(width=0), "width: 0"),

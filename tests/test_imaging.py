@@ -16,7 +16,7 @@ def test_modes_are_normalised():
     assert prepare_image(Image.fromarray(rgb[:, :, 0])).mode == "L"
     assert prepare_image(Image.fromarray(rgb).convert("P")).mode == "RGB"
     la = prepare_image(Image.fromarray(rgb[:, :, 0]).convert("LA"))
-    assert la.mode == "RGBA" and la.alpha.shape == (5, 6)
+    assert la.mode == "LA" and la.alpha.shape == (5, 6)
 
 
 def test_padding_replicates_edges_to_the_stride():

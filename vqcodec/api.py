@@ -72,7 +72,7 @@ def compress(
     """Compress an image into a `.vqc` stream.
 
     Args:
-        image: PIL image, path, numpy uint8 `[H,W]`/`[H,W,3]`/`[H,W,4]` or float tensor
+        image: PIL image, path, numpy uint8 `[H,W]`/`[H,W,2]`/`[H,W,3]`/`[H,W,4]` or float tensor
             `[3,H,W]` in [0,1]. Any size from 1×1. Grayscale stays grayscale; alpha is kept
             losslessly. 16-bit input is converted to 8-bit with a warning.
         stages: residual stages to code (1..S, default all): fewer stages, fewer bits.
@@ -156,7 +156,7 @@ def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fideli
     h, w = header.grid
     try:
         indices = decode_grid(coding_prior, payloads, h, w, header.codebook_size)
-        alpha = decode_alpha(alpha_bytes, header.width, header.height) if header.mode == "RGBA" else None
+        alpha = decode_alpha(alpha_bytes, header.width, header.height) if header.mode in bitstream.ALPHA_MODES else None
     except ValueError as error:
         raise BitstreamError(str(error)) from error
     with torch.inference_mode():
@@ -274,7 +274,7 @@ def encode_image(image: Image.Image, suffix: str) -> bytes:
     formats = Image.registered_extensions()
     if extension not in formats:
         raise ValueError(f"unknown output image format {extension!r}; use .png, .webp, .bmp, .tif, ...")
-    if image.mode == "RGBA" and formats[extension] == "JPEG":
+    if image.mode in bitstream.ALPHA_MODES and formats[extension] == "JPEG":
         raise ValueError("JPEG cannot hold the alpha channel of this image; write .png instead")
     buffer = io.BytesIO()
     image.save(buffer, format=formats[extension])

@@ -12,7 +12,7 @@ import zlib
 from dataclasses import dataclass
 
 __all__ = [
-    "BitstreamError", "Header", "FORMAT_VERSION", "MAGIC", "PRIORS", "MODES", "STRIDES",
+    "BitstreamError", "Header", "FORMAT_VERSION", "MAGIC", "PRIORS", "MODES", "ALPHA_MODES", "STRIDES",
     "pack", "read_header", "unpack",
 ]
 
@@ -20,7 +20,8 @@ FORMAT_VERSION = 1
 # A non-ASCII first byte (as in PNG) so that no text file is ever taken for a stream.
 MAGIC = b"\x89VQC"
 PRIORS = ("static", "context")
-MODES = ("L", "RGB", "RGBA")
+MODES = ("L", "RGB", "RGBA", "LA")
+ALPHA_MODES = ("RGBA", "LA")  # modes whose alpha plane travels losslessly in its own segment
 STRIDES = (4, 8, 16)
 
 HASH_SIZE = 8
@@ -65,7 +66,7 @@ class Header:
         stride: encoder downsampling factor f, one of STRIDES.
         codebook_size: entries K per residual stage, 2..65536.
         stages: residual stages coded in the stream, 1..16.
-        alpha_length: bytes of the alpha segment; > 0 iff mode == "RGBA".
+        alpha_length: bytes of the alpha segment; > 0 iff mode is in ALPHA_MODES.
         stage_lengths: bytes of each stage's payload, len == stages; 0 is allowed.
         alpha_crc: CRC32 of the alpha segment.
         stage_crcs: CRC32 of each stage's payload, len == stages.
@@ -123,7 +124,7 @@ def pack(*, model_id: str, weights_hash: bytes, prior: str, prior_hash: bytes, w
     Args:
         model_id, weights_hash, prior, prior_hash, width, height, mode, stride,
             codebook_size: as the `Header` attributes of the same name.
-        alpha: coded alpha plane; non-empty iff mode == "RGBA", otherwise b"".
+        alpha: coded alpha plane; non-empty iff mode is in ALPHA_MODES, otherwise b"".
         stage_payloads: 1..16 coded stages in residual order; each may be empty.
 
     Returns:
@@ -349,12 +350,12 @@ def _validate_segments(header: Header) -> None:
         value = getattr(header, field)
         _check(isinstance(value, tuple) and len(value) == header.stages, field, value,
                f"must be a tuple of {header.stages} integers, one per stage")
-    if header.mode == "RGBA":
+    if header.mode in ALPHA_MODES:
         alpha_max = ALPHA_BYTES_PER_PIXEL * header.width * header.height + SEGMENT_SLACK
         _check_range("alpha_length", header.alpha_length, 1, alpha_max)
     else:
         _check(header.alpha_length == 0, "alpha_length", header.alpha_length,
-               f'must be 0 for mode "{header.mode}"; only RGBA carries alpha')
+               f'must be 0 for mode "{header.mode}"; only {" and ".join(ALPHA_MODES)} carry alpha')
     grid_h, grid_w = header.grid
     stage_max = STAGE_BYTES_PER_INDEX * grid_h * grid_w + SEGMENT_SLACK
     for i, length in enumerate(header.stage_lengths):

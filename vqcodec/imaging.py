@@ -18,16 +18,18 @@ from vqcodec.bitstream import MAX_PIXELS, MAX_SIDE
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """`rgb` `[H,W,3]` uint8; `mode` is what decoding gives back: "L", "RGB" or "RGBA"."""
+    """`rgb` `[H,W,3]` uint8; `mode` is what decoding gives back: "L", "RGB", "RGBA" or "LA"."""
 
     rgb: np.ndarray
     mode: str
-    alpha: np.ndarray | None = None  # `[H,W]` uint8, only for mode "RGBA"
+    alpha: np.ndarray | None = None  # `[H,W]` uint8, only for modes "RGBA" and "LA"
 
     def to_pil(self) -> Image.Image:
         """The image as the codec sees it, in its own mode."""
         if self.mode == "L":
             return Image.fromarray(np.ascontiguousarray(self.rgb[:, :, 0]), "L")
+        if self.mode == "LA":
+            return Image.fromarray(np.dstack([self.rgb[:, :, 0], self.alpha]), "LA")
         if self.mode == "RGBA":
             return Image.fromarray(np.dstack([self.rgb, self.alpha]), "RGBA")
         return Image.fromarray(self.rgb, "RGB")
@@ -47,11 +49,14 @@ def _from_array(array: np.ndarray) -> PreparedImage:
         array = array[:, :, 0]
     if array.ndim == 2:
         return PreparedImage(np.repeat(array[:, :, None], 3, axis=2), "L")
+    if array.ndim == 3 and array.shape[2] == 2:
+        gray = np.repeat(array[:, :, :1], 3, axis=2)
+        return PreparedImage(gray, "LA", np.ascontiguousarray(array[:, :, 1]))
     if array.ndim == 3 and array.shape[2] == 3:
         return PreparedImage(np.ascontiguousarray(array), "RGB")
     if array.ndim == 3 and array.shape[2] == 4:
         return PreparedImage(np.ascontiguousarray(array[:, :, :3]), "RGBA", np.ascontiguousarray(array[:, :, 3]))
-    raise ValueError(f"numpy images must be [H,W], [H,W,3] or [H,W,4], got shape {array.shape}")
+    raise ValueError(f"numpy images must be [H,W], [H,W,2], [H,W,3] or [H,W,4], got shape {array.shape}")
 
 
 def _from_tensor(tensor: torch.Tensor) -> PreparedImage:
@@ -72,7 +77,9 @@ def _from_pil(image: Image.Image) -> PreparedImage:
         return _from_array(np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8))
     if mode == "F":
         raise ValueError("32-bit float images (mode F) are not supported; convert to 8-bit first")
-    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
+    if mode in ("LA", "La"):
+        return _from_array(np.array(image.convert("LA")))
+    has_alpha = mode in ("RGBA", "PA", "RGBa") or (mode == "P" and "transparency" in image.info)
     if has_alpha:
         return _from_array(np.array(image.convert("RGBA")))
     if mode in ("1", "L"):
@@ -104,7 +111,7 @@ def _from_file(source) -> PreparedImage:
 
 
 def prepare_image(image) -> PreparedImage:
-    """Normalise a PIL image, a path or binary file object, a uint8 array `[H,W]`/`[H,W,3]`/`[H,W,4]` or a float
+    """Normalise a PIL image, a path or binary file object, a uint8 array `[H,W]`/`[H,W,2]`/`[H,W,3]`/`[H,W,4]` or a float
     tensor `[3,H,W]` in [0,1]. Raises ValueError (or OSError for unreadable files)."""
     if isinstance(image, (str, Path)) or hasattr(image, "read"):
         prepared = _from_file(image)
@@ -135,9 +142,9 @@ def to_image(rgb: torch.Tensor, width: int, height: int, mode: str, alpha: np.nd
     """Decoded `[3,H',W']` in [0,1] → PIL image of `mode`, cropped to `width`×`height`."""
     array = (rgb[:, :height, :width].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
     image = Image.fromarray(np.ascontiguousarray(array), "RGB")
-    if mode == "L":
-        return image.convert("L")
-    if mode == "RGBA":
+    if mode in ("L", "LA"):
+        image = image.convert("L")
+    if mode in ("RGBA", "LA"):
         image.putalpha(Image.fromarray(alpha, "L"))
     return image
 
