@@ -10,11 +10,9 @@ import json
 import math
 from pathlib import Path
 
-import torch
-
 from vqcodec import zoo
-from vqcodec.imaging import prepare_image, to_padded_tensor
 from vqcodec.train.data import list_images
+from vqcodec.train.static_prior import count_indices
 
 
 def main() -> None:
@@ -25,14 +23,8 @@ def main() -> None:
     args = parser.parse_args()
     loaded = zoo.load_model(args.model)
     config = loaded.codec.config
-    counts = torch.zeros(config.stages, config.codebook_size, dtype=torch.int64)
     files = list_images(args.dataset)
-    with torch.inference_mode():
-        for path in files:
-            pixels = to_padded_tensor(prepare_image(path).rgb, config.stride)
-            indices = loaded.codec.encode_indices(pixels)[0]  # [S, h, w]
-            for stage in range(config.stages):
-                counts[stage] += torch.bincount(indices[stage].flatten(), minlength=config.codebook_size)
+    counts = count_indices(loaded.codec, files)  # [S, K]
     stages = []
     for stage in range(config.stages):
         p = counts[stage].double() / counts[stage].sum()

@@ -8,21 +8,21 @@ import click
 import torch
 from tqdm import tqdm
 
-from vqcodec.imaging import to_padded_tensor
+from vqcodec.imaging import prepare_image, to_padded_tensor
 from vqcodec.model import VQCodec
 from vqcodec.zoo import load_codec_file
 
 from .checkpoint import export_weights
-from .data import list_images, load_rgb
+from .data import list_images
 
 
 @torch.inference_mode()
 def count_indices(codec: VQCodec, files: list[Path]) -> torch.Tensor:
-    """Index counts `[S, K]` over whole images (padded like the API pads them)."""
+    """Index counts `[S, K]` over whole images, normalised and padded as `compress` does."""
     config = codec.config
     counts = torch.zeros(config.stages, config.codebook_size, dtype=torch.int64)
     for path in tqdm(files, desc="counting indices", unit="image", dynamic_ncols=True):
-        indices = codec.encode_indices(to_padded_tensor(load_rgb(path, config.stride), config.stride))
+        indices = codec.encode_indices(to_padded_tensor(prepare_image(path).rgb, config.stride))
         for stage in range(config.stages):
             counts[stage] += torch.bincount(indices[0, stage].flatten(), minlength=config.codebook_size)
     return counts
