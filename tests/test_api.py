@@ -172,6 +172,20 @@ def test_file_helpers_write_complete_files(tmp_path, sample_crop):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "x.vqc", "y.png"]
 
 
+def test_writing_through_a_symlink_replaces_its_target_and_keeps_permissions(tmp_path):
+    from vqcodec.api import write_atomic
+
+    target = tmp_path / "real.vqc"
+    target.write_bytes(b"old")
+    target.chmod(0o600)
+    link = tmp_path / "link.vqc"
+    link.symlink_to(target)
+    write_atomic(link, b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.vqc", "real.vqc"]
+
+
 def test_huge_declared_size_is_refused_before_decoding(sample_stream):
     from vqcodec import bitstream
 
