@@ -55,7 +55,8 @@ def measure(image: Image.Image, threads: int, repeats: int) -> list[dict]:
         encode = median_seconds(lambda: vqcodec.compress(image, stages=stages), repeats)
         decode = median_seconds(lambda: vqcodec.decompress(data), repeats)
         rows.append({
-            "threads": threads, "stages": stages, "bpp": len(data) * 8 / (image.width * image.height),
+            "threads": threads, "stages": stages, "prior": vqcodec.read_header(data).prior,
+            "bpp": len(data) * 8 / (image.width * image.height),
             "encode_s": encode, "decode_s": decode,
             "encode_vs_jpeg": encode / jpeg_encode, "decode_vs_jpeg": decode / jpeg_decode,
             "jpeg_encode_s": jpeg_encode, "jpeg_decode_s": jpeg_decode,

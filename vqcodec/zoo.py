@@ -40,10 +40,10 @@ class ZooEntry:
 MODELS: dict[str, ZooEntry] = {
     "vqc-f8-s4": ZooEntry(
         weights_file="vqc-f8-s4.safetensors",
-        sha256="7da77994693b0a7f5749310f0cfedcf3a2eaa53b915bd1107bbce4f3861bb492",
+        sha256="57cc7a18a3a12def8321fd1408462bbb8eee8c630a8787a24055b50b7d7ecdb5",
         description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders; trained on BSDS500 + an ImageNet sample",
         prior_file="vqc-f8-s4-prior.safetensors",
-        prior_sha256="f5fd1fc1aa3b434808ceafed0cb6648cdad695973dc50184bf5314237f7a0592",
+        prior_sha256="67b89ba33ab32f3d63e43da980f2b08bf332c26455e9f64b5891d2edf4872920",
     ),
 }
 DEFAULT_MODEL = "vqc-f8-s4"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +25,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .fixedpoint import EXP_ONE_BITS, INT8_MAX, QuantConv, QuantHead, exp_table, max_fan_in, quantize_table, round_ste
+from .fixedpoint import EXP_ONE_BITS, INT8_MAX, QuantConv, QuantHead, exp_table, floor_ste, max_fan_in, quantize_table, round_ste
 
 FORMAT = "vqcodec-context-prior"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: neighbour pair tables
 
 # Coding order inside one tile; the tile repeats over the grid. Group g = positions holding g.
 TILES: dict[str, np.ndarray] = {
@@ -37,6 +38,13 @@ TILES: dict[str, np.ndarray] = {
     # 1/16, 1/16, 2/16, 4/16, 8/16 of the grid: the first, context-free group is small.
     "pyramid": np.array([[0, 4, 2, 4], [4, 3, 4, 3], [2, 4, 1, 4], [4, 3, 4, 3]]),
 }
+
+
+# Same-stage neighbours read through pair tables: the neighbour at p+d for each offset d
+# below and at p-d (mirror offsets share a table, transposed), i.e. all 8 adjacent positions.
+NEIGHBOUR_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
+GAIN_BITS = 4  # neighbour-table gains are integers at scale 2**-GAIN_BITS
+GAIN_MAX = 1 << (GAIN_BITS + 2)  # gains stay ≤ 4: a larger weight on one neighbour is never useful
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,11 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x + self.mix(self.spatial(x))).clamp(-INT8_MAX, INT8_MAX)
 
+    def at_positions(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """`forward(x)[positions]` `[n, C]`, computed only there (eval mode)."""
+        inner = self.spatial.at_positions(x, positions)[:, None, None, :]
+        return (x[positions] + self.mix(inner)[:, 0, 0]).clamp(-INT8_MAX, INT8_MAX)
+
 
 class ContextPrior(nn.Module):
     """Predicts the tokens of one stage at masked positions from every known token."""
@@ -118,18 +131,29 @@ class ContextPrior(nn.Module):
         # transition[s-1][a] = logits of stage s given token a of stage s-1 at the same position
         # (row K: unknown). Residual VQ makes this pair table too sharp for the low-rank trunk.
         self.transition = nn.Parameter(torch.zeros(max(s - 1, 0), k + 1, k))
+        # neighbour[s, d][a, x]: pointwise mutual information of token a at p+d and token x at
+        # p in stage s, as int8 logits, counted on training grids (`fit_neighbour_tables`).
+        # Spatial context of VQ indices is mostly such pair statistics, which a narrow trunk
+        # cannot hold for K=1024; the trained gains temper their naive-Bayes sum.
+        self.register_buffer("neighbour", torch.zeros(s, len(NEIGHBOUR_OFFSETS), k, k, dtype=torch.int8))
+        self.neighbour_gain = nn.Parameter(torch.full((s, len(NEIGHBOUR_OFFSETS)), 0.5))
         self.register_buffer("exp_table", exp_table(config.logit_bits))
+        self._derived_cache: dict[str, tuple[tuple[int, int], torch.Tensor]] = {}
 
-    def trunk(self, tokens: torch.Tensor, known: torch.Tensor, stage: torch.Tensor) -> torch.Tensor:
-        """Integer features of every position.
+    def trunk(
+        self, tokens: torch.Tensor, known: torch.Tensor, stage: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Integer features of every position, or only of `positions`.
 
         Args:
             tokens: `[B, s, h, w]` int64 in [0, K), s ≤ S (missing stages count as unknown).
             known: `[B, s, h, w]` bool; unknown tokens are replaced by [MASK].
             stage: `[B]` int64, the stage each sample predicts.
+            positions: `[B, h, w]` bool or None. When given (eval mode), the last block runs
+                only there: the coding path needs features only where it predicts.
 
         Returns:
-            `[B, h, w, C]` (channels last) integers in [-127, 127].
+            `[B, h, w, C]` (channels last) integers in [-127, 127], or `[n, C]` at `positions`.
         """
         k = self.config.codebook_size
         table = quantize_table(self.embedding, self.config.act_bits)  # [S, K+1, C]
@@ -138,25 +162,82 @@ class ContextPrior(nn.Module):
             symbols = torch.where(known[:, s], tokens[:, s], k)  # [B, h, w]
             x = x + F.embedding(symbols, table[s])  # [B, h, w, C]
         x = x.clamp(-INT8_MAX, INT8_MAX)
-        for block in self.blocks:
+        if positions is None:
+            for block in self.blocks:
+                x = block(x)
+            return x
+        if not self.blocks:
+            return x[positions]
+        for block in self.blocks[:-1]:
             x = block(x)
-        return x
+        return self.blocks[-1].at_positions(x, positions)
 
-    def logits(self, features: torch.Tensor, previous: torch.Tensor, stage: int) -> torch.Tensor:
+    def logits(self, features: torch.Tensor, previous: torch.Tensor, neighbours: torch.Tensor, stage: int) -> torch.Tensor:
         """Integer logits `[n, K]` of positions to predict.
 
         Args:
             features: `[n, C]` trunk features at those positions.
             previous: `[n]` int64, the stage-1 token there, K where unknown (ignored for stage 0).
+            neighbours: `[n, K]` integer logits of the known same-stage neighbours
+                (`neighbour_logits`).
             stage: the stage predicted.
         """
+        limit = self.config.logit_max
         hidden = self.hidden(features[:, None, None, :])[:, 0, 0]  # a 1×1 conv on [n, 1, 1, C]
-        logits = self.head(hidden, stage)
+        logits = self.head(hidden, stage) + neighbours
         if stage > 0:
-            limit = self.config.logit_max
-            pair = round_ste(self.transition[stage - 1][previous] * (2.0**self.config.logit_bits)).clamp(-limit, limit)
-            logits = (logits + pair).clamp(-limit, limit)
-        return logits
+            if self.training:
+                table = self._integer_transition(self.transition)
+            else:  # rounded once, not per group: coding reads only a few rows of it
+                table = self._derived("transition", self.transition, self._integer_transition)
+            logits = logits + table[stage - 1][previous]
+        return logits.clamp(-limit, limit)
+
+    def _integer_transition(self, transition: torch.Tensor) -> torch.Tensor:
+        limit = self.config.logit_max
+        return round_ste(transition * (2.0**self.config.logit_bits)).clamp(-limit, limit)
+
+    def _derived(self, name: str, source: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """`compute(source)` without gradient, cached until `source` is modified or moved."""
+        key = (source.data_ptr(), source._version)
+        cached = self._derived_cache.get(name)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = self._derived_cache[name] = (key, compute(source))
+        return cached[1]
+
+    def neighbour_logits(self, tokens: torch.Tensor, known: torch.Tensor, stage: int, rows: torch.Tensor) -> torch.Tensor:
+        """Integer logits `[n, K]` at the True positions of `rows` `[B, h, w]` from the known
+        tokens of stage `stage` at the 8 adjacent positions: floor(Σ gain · table row).
+
+        Exact: every product is an int8 entry times an integer gain, and the sum of 8 of
+        them stays far below 2**24, in whatever order it is added.
+        """
+        k = self.config.codebook_size
+        b, i, j = rows.nonzero(as_tuple=True)
+        if stage >= tokens.shape[1]:
+            return torch.zeros((b.numel(), k), device=tokens.device)
+        padded_tokens = F.pad(tokens[:, stage], (1, 1, 1, 1))
+        padded_known = F.pad(known[:, stage], (1, 1, 1, 1))  # outside the grid: unknown
+        slots = []
+        for d, (dy, dx) in enumerate(NEIGHBOUR_OFFSETS):
+            for side, sign in enumerate((1, -1)):
+                y, x = i + 1 + sign * dy, j + 1 + sign * dx
+                token = torch.where(padded_known[b, y, x], padded_tokens[b, y, x], k)  # row K is zero
+                slots.append((2 * d + side) * (k + 1) + token)
+        gains = round_ste(self.neighbour_gain[stage] * (1 << GAIN_BITS)).clamp(0, GAIN_MAX)
+        weights = gains.repeat_interleave(2).expand(b.numel(), -1).contiguous()  # [n, 8]
+        table = self._derived(f"neighbour_rows{stage}", self.neighbour, lambda t: self._neighbour_rows(t, stage))
+        summed = F.embedding_bag(torch.stack(slots, dim=1), table, per_sample_weights=weights, mode="sum")
+        return floor_ste(summed * (2.0**-GAIN_BITS))
+
+    def _neighbour_rows(self, neighbour: torch.Tensor, stage: int) -> torch.Tensor:
+        """`[2·D·(K+1), K]` float rows of stage `stage`'s pair tables, one block per
+        neighbour slot (offset d, then -d as the transposed table), each ending in a zero row
+        for an unknown neighbour: one `embedding_bag` then sums all 8 neighbours."""
+        tables = neighbour[stage].float()  # [D, K, K]
+        both = torch.stack([tables, tables.transpose(1, 2)], dim=1)  # [D, 2, K, K]
+        return F.pad(both, (0, 0, 0, 1)).reshape(-1, tables.shape[-1])
 
     def _previous(self, tokens: torch.Tensor, known: torch.Tensor, stage: int, rows: torch.Tensor) -> torch.Tensor:
         """`[n]` tokens of stage-1 at the True positions of `rows` `[B, h, w]`, K where unknown."""
@@ -180,7 +261,8 @@ class ContextPrior(nn.Module):
             rows = predict & (stage == s).view(-1, 1, 1)
             target = tokens[:, s][rows]
             previous = self._previous(tokens, known, s, rows)
-            logits = self.logits(features[rows], previous, s) * (2.0**-self.config.logit_bits)
+            neighbours = self.neighbour_logits(tokens, known, s, rows)
+            logits = self.logits(features[rows], previous, neighbours, s) * (2.0**-self.config.logit_bits)
             losses.append(F.cross_entropy(logits, target, reduction="none"))
         return torch.cat(losses)
 
@@ -206,8 +288,9 @@ class ContextPrior(nn.Module):
         if self.training:
             raise RuntimeError("call .eval() before computing coding-path logits")
         stages = torch.full((tokens.shape[0],), stage, dtype=torch.int64, device=tokens.device)
-        features = self.trunk(tokens, known, stages)  # [B, h, w, C]
-        return self.logits(features[masks], self._previous(tokens, known, stage, masks), stage)
+        features = self.trunk(tokens, known, stages, masks)  # [n, C]
+        neighbours = self.neighbour_logits(tokens, known, stage, masks)
+        return self.logits(features, self._previous(tokens, known, stage, masks), neighbours, stage)
 
     def frequencies_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Integer-valued logits `[n, K]` → int64 frequencies `[n, K]`, each ≥ 1, rows sum < 2**31."""

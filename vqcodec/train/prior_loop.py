@@ -22,7 +22,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from vqcodec.entropy.context import ContextPrior, PriorConfig, group_map, save_prior_file
+from vqcodec.entropy.context import NEIGHBOUR_OFFSETS, ContextPrior, PriorConfig, group_map, save_prior_file
+from vqcodec.entropy.fixedpoint import INT8_MAX
 from vqcodec.imaging import to_padded_tensor
 from vqcodec.zoo import load_codec_file, file_sha256
 
@@ -115,6 +116,29 @@ def fit_transitions(prior: ContextPrior, grids: list[np.ndarray], smoothing: flo
         conditional = (joint + smoothing * marginal) / (joint.sum(axis=1, keepdims=True) + smoothing)
         table = np.log(conditional)
         prior.transition[s - 1, :k] = torch.from_numpy(table - table.mean(axis=1, keepdims=True)).float()
+
+
+def fit_neighbour_tables(prior: ContextPrior, grids: list[np.ndarray], smoothing: float = 1.0) -> None:
+    """Fill the neighbour pair tables with the pointwise mutual information of adjacent
+    tokens of each stage, counted on the training grids (add-`smoothing` counts), as int8
+    logits. Counting is exact and takes seconds, where learning a K×K table by gradient
+    would take far longer than the rest of the prior."""
+    k, scale = prior.config.codebook_size, 2.0**prior.config.logit_bits
+    for s in range(prior.config.stages):
+        for d, (dy, dx) in enumerate(NEIGHBOUR_OFFSETS):
+            pairs = [_neighbour_pairs(g[s].astype(np.int64), dy, dx, k) for g in grids]
+            joint = np.bincount(np.concatenate(pairs), minlength=k * k).reshape(k, k) + smoothing
+            pmi = np.log(joint * joint.sum()) - np.log(joint.sum(axis=1, keepdims=True)) - np.log(joint.sum(axis=0, keepdims=True))
+            table = np.clip(np.round(pmi * scale), -INT8_MAX, INT8_MAX).astype(np.int8)
+            prior.neighbour[s, d] = torch.from_numpy(table)
+
+
+def _neighbour_pairs(grid: np.ndarray, dy: int, dx: int, k: int) -> np.ndarray:
+    """`a·k + x` for every token x at p of the `[h, w]` grid whose neighbour a at p+(dy, dx) exists."""
+    h, w = grid.shape
+    here = grid[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+    there = grid[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)]
+    return (there * k + here).reshape(-1)
 
 
 def sample_masks(rng: np.random.Generator, config: PriorTrainConfig, stage: int) -> tuple[np.ndarray, np.ndarray]:
@@ -231,6 +255,7 @@ def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path,
     torch.manual_seed(config.seed)
     prior = ContextPrior(config.prior)
     fit_transitions(prior, train_grids)
+    fit_neighbour_tables(prior, train_grids)
     optimizer = torch.optim.AdamW(prior.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     step = _restore(prior, optimizer, run_dir / LATEST, config, codec_sha256) if resume and (run_dir / LATEST).exists() else 0
     logger = RunLogger(run_dir)
@@ -267,7 +292,7 @@ def train_prior_command(data_dir, out, codec_path, run_dir, steps, batch_size, l
     if threads:
         torch.set_num_threads(threads)
     codec_config = load_codec_file(codec_path).config
-    schedule = ("pyramid",) + ("quad",) * (codec_config.stages - 1)
+    schedule = ("quad",) * codec_config.stages
     prior_config = PriorConfig(stages=codec_config.stages, codebook_size=codec_config.codebook_size,
                                width=width, blocks=blocks, schedule=schedule)
     config = PriorTrainConfig(prior=prior_config, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
