@@ -198,7 +198,11 @@ class ContextPrior(nn.Module):
         return round_ste(transition * (2.0**self.config.logit_bits)).clamp(-limit, limit)
 
     def _derived(self, name: str, source: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-        """`compute(source)` without gradient, cached until `source` is modified or moved."""
+        """`compute(source)` without gradient, cached until `source` is modified or moved.
+
+        In-place updates (optimizer steps, `load_state_dict`) bump a tensor's version counter
+        and `.to()` moves its storage, so the key notices both.
+        """
         key = (source.data_ptr(), source._version)
         cached = self._derived_cache.get(name)
         if cached is None or cached[0] != key:
@@ -234,7 +238,8 @@ class ContextPrior(nn.Module):
     def _neighbour_rows(self, neighbour: torch.Tensor, stage: int) -> torch.Tensor:
         """`[2·D·(K+1), K]` float rows of stage `stage`'s pair tables, one block per
         neighbour slot (offset d, then -d as the transposed table), each ending in a zero row
-        for an unknown neighbour: one `embedding_bag` then sums all 8 neighbours."""
+        for an unknown neighbour: one `embedding_bag` then sums all 8 neighbours. Held as
+        float32 (34 MB per stage at K=1024), built once per stage a process codes."""
         tables = neighbour[stage].float()  # [D, K, K]
         both = torch.stack([tables, tables.transpose(1, 2)], dim=1)  # [D, 2, K, K]
         return F.pad(both, (0, 0, 0, 1)).reshape(-1, tables.shape[-1])
