@@ -202,6 +202,25 @@ def test_neighbour_tables_read_both_sides_of_an_offset():
     assert not prior.neighbour_logits(tokens, torch.zeros_like(only_left), 0, rows).any()
 
 
+def test_tables_derived_for_coding_follow_changes_to_the_weights():
+    prior = formula_prior()
+    tokens, known = random_grid(11)
+    mask = np.ones((9, 11), dtype=bool)
+    before = prior.frequencies(tokens, known, 1, mask)
+    with torch.no_grad():
+        prior.neighbour[1].neg_()
+    after_neighbour = prior.frequencies(tokens, known, 1, mask)
+    assert not np.array_equal(before, after_neighbour)
+    reloaded = ContextPrior(SMALL).eval()
+    reloaded.load_state_dict(formula_prior().state_dict())
+    reloaded.frequencies(tokens, known, 1, mask)  # fills its caches
+    reloaded.load_state_dict(prior.state_dict())
+    np.testing.assert_array_equal(reloaded.frequencies(tokens, known, 1, mask), after_neighbour)
+    with torch.no_grad():
+        prior.transition.mul_(2.0)
+    assert not np.array_equal(prior.frequencies(tokens, known, 1, mask), after_neighbour)
+
+
 def test_fitted_neighbour_tables_favour_pairs_seen_in_training():
     prior = ContextPrior(SMALL)
     rng = np.random.default_rng(0)
