@@ -21,21 +21,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vqcodec.train.prior_loop import read_token_cache  # noqa: E402
+from vqcodec.train.prior_loop import offset_pairs, read_token_cache  # noqa: E402
 
 SMOOTHING = 4.0
 
 
 def pairs(grids: list[np.ndarray], context_stage: int, stage: int, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
     """(context token at p+(dy, dx) in `context_stage`, token at p in `stage`) over all grids."""
-    context, target = [], []
-    for grid in grids:
-        h, w = grid.shape[1:]
-        here = grid[stage, max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
-        there = grid[context_stage, max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)]
-        context.append(there.reshape(-1).astype(np.int64))
-        target.append(here.reshape(-1).astype(np.int64))
-    return np.concatenate(context), np.concatenate(target)
+    found = [offset_pairs(grid[context_stage].astype(np.int64), grid[stage].astype(np.int64), dy, dx) for grid in grids]
+    return np.concatenate([context for context, _ in found]), np.concatenate([target for _, target in found])
 
 
 def entropies(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], k: int) -> tuple[float, float]:

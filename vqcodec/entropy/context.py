@@ -186,11 +186,11 @@ class ContextPrior(nn.Module):
         hidden = self.hidden(features[:, None, None, :])[:, 0, 0]  # a 1×1 conv on [n, 1, 1, C]
         logits = self.head(hidden, stage) + neighbours
         if stage > 0:
-            if self.training:
-                table = self._integer_transition(self.transition)
+            if self.training:  # the weights change every step: round just the rows read
+                pair = self._integer_transition(self.transition[stage - 1][previous])
             else:  # rounded once, not per group: coding reads only a few rows of it
-                table = self._derived("transition", self.transition, self._integer_transition)
-            logits = logits + table[stage - 1][previous]
+                pair = self._derived("transition", self.transition, self._integer_transition)[stage - 1][previous]
+            logits = logits + pair
         return logits.clamp(-limit, limit)
 
     def _integer_transition(self, transition: torch.Tensor) -> torch.Tensor:

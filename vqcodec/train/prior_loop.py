@@ -125,20 +125,23 @@ def fit_neighbour_tables(prior: ContextPrior, grids: list[np.ndarray], smoothing
     would take far longer than the rest of the prior."""
     k, scale = prior.config.codebook_size, 2.0**prior.config.logit_bits
     for s in range(prior.config.stages):
+        stage_grids = [g[s].astype(np.int64) for g in grids]
         for d, (dy, dx) in enumerate(NEIGHBOUR_OFFSETS):
-            pairs = [_neighbour_pairs(g[s].astype(np.int64), dy, dx, k) for g in grids]
-            joint = np.bincount(np.concatenate(pairs), minlength=k * k).reshape(k, k) + smoothing
+            pairs = [offset_pairs(grid, grid, dy, dx) for grid in stage_grids]
+            joint = np.bincount(np.concatenate([there * k + here for there, here in pairs]), minlength=k * k)
+            joint = joint.reshape(k, k) + smoothing
             pmi = np.log(joint * joint.sum()) - np.log(joint.sum(axis=1, keepdims=True)) - np.log(joint.sum(axis=0, keepdims=True))
             table = np.clip(np.round(pmi * scale), -INT8_MAX, INT8_MAX).astype(np.int8)
             prior.neighbour[s, d] = torch.from_numpy(table)
 
 
-def _neighbour_pairs(grid: np.ndarray, dy: int, dx: int, k: int) -> np.ndarray:
-    """`a·k + x` for every token x at p of the `[h, w]` grid whose neighbour a at p+(dy, dx) exists."""
-    h, w = grid.shape
-    here = grid[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
-    there = grid[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)]
-    return (there * k + here).reshape(-1)
+def offset_pairs(context: np.ndarray, target: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat (context token at p+(dy, dx), target token at p) for every position p of the
+    `[h, w]` grids where both exist."""
+    h, w = target.shape
+    here = target[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)]
+    there = context[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)]
+    return there.reshape(-1), here.reshape(-1)
 
 
 def sample_masks(rng: np.random.Generator, config: PriorTrainConfig, stage: int) -> tuple[np.ndarray, np.ndarray]:
@@ -254,10 +257,13 @@ def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path,
     codec_sha256 = file_sha256(codec_path)
     torch.manual_seed(config.seed)
     prior = ContextPrior(config.prior)
-    fit_transitions(prior, train_grids)
-    fit_neighbour_tables(prior, train_grids)
     optimizer = torch.optim.AdamW(prior.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    step = _restore(prior, optimizer, run_dir / LATEST, config, codec_sha256) if resume and (run_dir / LATEST).exists() else 0
+    if resume and (run_dir / LATEST).exists():
+        step = _restore(prior, optimizer, run_dir / LATEST, config, codec_sha256)
+    else:  # a resumed run's checkpoint already holds the fitted tables
+        step = 0
+        fit_transitions(prior, train_grids)
+        fit_neighbour_tables(prior, train_grids)
     logger = RunLogger(run_dir)
     (run_dir / "prior_config.json").write_text(config.to_json())
 
