@@ -55,7 +55,7 @@ def _read_stream(path: str) -> bytes:
 
 
 def _write_output(path: str, data: bytes) -> None:
-    from vqcodec.api import write_atomic
+    from vqcodec.files import write_atomic
 
     if path == STDIO:
         sys.stdout.buffer.write(data)
@@ -107,12 +107,14 @@ def main() -> None:
 @click.option("--stages", type=click.IntRange(1, 16), help="Residual stages to code (fewer = smaller file).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="Largest stage count that fits this many bits per pixel.")
 @click.option("--model", help="Model name (default: the shipped model).")
-@click.option("--prior", type=click.Choice(["context", "static"]), help="Entropy model: context (default: 9-23% fewer bits on Kodak) or static (faster).")
+@click.option("--prior", type=click.Choice(["context", "static"]), help="Entropy model: context (default: 12-22% fewer bits on Kodak) or static (faster).")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Encode several inputs into this folder.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 def encode(paths, stages, bpp, model, prior, out_dir, force) -> None:
     """Compress images: `encode INPUT OUTPUT` or `encode IN... --out-dir DIR` ('-' = stdin/stdout)."""
     import io
+
+    from PIL import Image
 
     from vqcodec.api import compress
 
@@ -123,7 +125,14 @@ def encode(paths, stages, bpp, model, prior, out_dir, force) -> None:
         image = io.BytesIO(_read_input(source)) if source == STDIO else source
         _write_output(target, compress(image, stages=stages, bpp=bpp, model=model, prior=prior))
 
-    _run_all(_plan(paths, out_dir, ".vqc"), force, "encoding", work)
+    jobs = _plan(paths, out_dir, ".vqc")
+    # `encode a.png b.png` is far likelier two inputs without --out-dir than a stream meant to
+    # be named like a picture; even with --force, do not overwrite an image with a stream.
+    for _, target in jobs:
+        if Path(target).suffix.lower() in Image.registered_extensions():
+            raise click.UsageError(f"OUTPUT {target} has an image suffix, but encode writes a .vqc stream "
+                                   "(to encode several images, use --out-dir DIR)")
+    _run_all(jobs, force, "encoding", work)
 
 
 @main.command()

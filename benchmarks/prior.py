@@ -2,11 +2,11 @@
 stage count (real constriction streams, decoded back and checked) and the time the context
 prior adds to decoding.
 
-The static baseline is the order-0 per-stage prior fitted on the training token grids
-(the `train-prior` token cache). Timing runs with `--threads` torch threads.
+The static baseline is the order-0 per-stage prior stored in the codec weights (what
+`--prior static` codes with). Timing runs with `--threads` torch threads.
 
     python benchmarks/prior.py ../shared/data/kodak --codec CODEC.safetensors \\
-        --prior PRIOR.safetensors --tokens RUN_DIR/tokens.safetensors --out benchmarks/results/prior
+        --prior PRIOR.safetensors --out benchmarks/results/prior
 """
 from __future__ import annotations
 
@@ -21,24 +21,10 @@ import numpy as np
 import torch
 
 from vqcodec.entropy.context import load_prior_file
-from vqcodec.entropy.prior import StaticPrior
 from vqcodec.entropy.stream import decode_grid, encode_grid
 from vqcodec.imaging import prepare_image, to_padded_tensor
 from vqcodec.train.data import list_images
-from vqcodec.train.prior_loop import read_token_cache
 from vqcodec.zoo import file_sha256, load_codec_file
-
-
-def static_prior(tokens_path: Path, stages: int, k: int) -> StaticPrior:
-    """Order-0 per-stage frequencies fitted on the cached training grids."""
-    _, grids = read_token_cache(tokens_path)
-    counts = torch.zeros(stages, k, dtype=torch.float64)
-    for grid in grids:
-        for s in range(stages):
-            counts[s] += torch.bincount(torch.from_numpy(grid[s].astype(np.int64)).flatten(), minlength=k).double()
-    prior = StaticPrior(stages, k)
-    prior.fit(counts)
-    return prior
 
 
 def timed_decode(prior, payloads: list[bytes], h: int, w: int, k: int, expected: np.ndarray) -> float:
@@ -109,7 +95,6 @@ def main() -> None:
     parser.add_argument("images", type=Path, help="folder of evaluation images (e.g. Kodak)")
     parser.add_argument("--codec", type=Path, required=True)
     parser.add_argument("--prior", type=Path, required=True)
-    parser.add_argument("--tokens", type=Path, required=True, help="train-prior token cache (fits the static prior)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prior"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
@@ -117,7 +102,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     codec, context = load_codec_file(args.codec), load_prior_file(args.prior)
     k, stages = codec.config.codebook_size, min(codec.config.stages, context.config.stages)
-    priors = {"static": static_prior(args.tokens, stages, k), "context": context}
+    priors = {"static": codec.prior, "context": context}
     files = list_images(args.images)[: args.limit or None]
     rows = [measure(path, codec, priors) for path in files]
     summary = summarize(rows, stages, k)

@@ -28,7 +28,7 @@ from rd_compare import draw_side_by_side, matched_panels
 from rd_measure import load_images, measure
 from rd_plot import plot_all
 from rd_reference import load_reference
-from rd_report import bd_markdown, bd_table, summarize, summary_markdown, tables_markdown, write_json
+from rd_report import bd_markdown, bd_table, same_rate_rows, summarize, summary_markdown, tables_markdown, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,7 +140,8 @@ def write_outputs(args: argparse.Namespace, curves: dict, meta: dict, reference:
     bd = bd_table(curves, reference)
     for name, document in curves.items():
         write_json(args.out / f"{name}.json", document)
-    write_json(args.out / "rd.json", {**meta, "curves": {n: f"{n}.json" for n in curves}, "bd": bd})
+    write_json(args.out / "rd.json", {**meta, "curves": {n: f"{n}.json" for n in curves}, "bd": bd,
+                                      "same_rate_jpeg": same_rate_rows(curves)})
     plots = plot_all(curves, reference, f"{meta['dataset']} ({meta['images']} images)", args.out, args.max_bpp)
     figures = {f"RD curves, {m}": _figure_link(p) for m, p in plots.items() if m != "haarpsi"}
     if picture is not None:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from rd_codecs import Codec
+from vqcodec.imaging import prepare_image
 from vqcodec.metrics import haarpsi, max_ms_ssim_scales, ms_ssim, psnr
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
@@ -25,10 +25,10 @@ def load_images(folder: Path, limit: int | None = None) -> tuple[dict[str, np.nd
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
     images, notes = {}, []
     for path in paths[:limit]:
-        with Image.open(path) as img:
-            if img.mode != "RGB":
-                notes.append(f"{path.name}: converted from mode {img.mode} to 8-bit RGB")
-            images[path.name] = np.asarray(img.convert("RGB"))
+        prepared = prepare_image(path)  # what every codec compares against: the image as vqcodec reads it
+        if prepared.mode != "RGB":
+            notes.append(f"{path.name}: converted from mode {prepared.mode} to 8-bit RGB")
+        images[path.name] = prepared.rgb
     return images, notes
 
 

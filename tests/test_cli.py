@@ -55,6 +55,13 @@ def test_never_writes_over_the_input(workdir):
     assert (workdir / "a.png").read_bytes() == before
 
 
+def test_two_images_without_out_dir_are_not_taken_as_input_and_output(workdir):
+    before = (workdir / "b.png").read_bytes()
+    result = run("encode", "--force", workdir / "a.png", workdir / "b.png")
+    assert result.exit_code == 2 and "--out-dir" in result.output
+    assert (workdir / "b.png").read_bytes() == before
+
+
 def test_bad_input_fails_cleanly_and_leaves_no_output(workdir):
     (workdir / "junk.vqc").write_bytes(b"not a stream at all")
     result = run("decode", workdir / "junk.vqc", workdir / "out.png")

@@ -45,3 +45,31 @@ def test_alpha_bomb_and_short_planes_are_refused():
         decode_alpha(zlib.compress(bytes(50)), 10, 10)
     with pytest.raises(ValueError, match="alpha"):
         decode_alpha(b"\x00garbage", 10, 10)
+
+
+@pytest.mark.parametrize("mode, key, expected", [("L", 7, "LA"), ("RGB", (1, 2, 3), "RGBA")])
+def test_colour_key_transparency_becomes_alpha(tmp_path, mode, key, expected):
+    pixels = np.full((4, 5, 3), (1, 2, 3), np.uint8) if mode == "RGB" else np.full((4, 5), 7, np.uint8)
+    pixels[0, 0] = 200
+    Image.fromarray(pixels, mode).save(tmp_path / "keyed.png", transparency=key)
+    prepared = prepare_image(tmp_path / "keyed.png")
+    assert prepared.mode == expected
+    expected_alpha = np.zeros((4, 5), np.uint8)
+    expected_alpha[0, 0] = 255
+    np.testing.assert_array_equal(prepared.alpha, expected_alpha)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares `width`×`height` but holds no pixel data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_too_many_pixels_are_refused_before_decoding(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_header(12_000, 6_000))  # 72 M pixels, over the codec's 2**26
+    with pytest.raises(ValueError, match="too large"):
+        prepare_image(path)

@@ -1,5 +1,6 @@
 """Training: one step learns, resume replays exactly, DDP keeps ranks identical, the GAN phase
 trains only the realism decoder, configs survive checkpoints, the CLI dispatches on phase."""
+import dataclasses
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ from vqcodec.train.checkpoint import LATEST, WEIGHTS, config_from_checkpoint, lo
 from vqcodec.train.cli import train_command
 from vqcodec.train.config import TrainConfig
 from vqcodec.train.gan import GanParts, add_realism_decoder, freeze_all_but_realism, gan_step, train_vqgan
+from vqcodec.train.logger import RunLogger
 from vqcodec.train.loop import evaluating, learning_rate, train_vqvae, validate, vqvae_step
 from vqcodec.zoo import load_codec_file
 
@@ -208,6 +210,33 @@ def test_cli_dispatches_on_phase_and_reports_bad_setups(tmp_path, vqvae_run):
     result = runner.invoke(train_command, args)
     assert result.exit_code == 0, result.output
     assert sorted(load_codec_file(tmp_path / "cli" / WEIGHTS).decoders) == ["fidelity", "realism"]
+
+
+def test_cli_resume_takes_the_checkpoint_config_and_refuses_what_cannot_continue(tmp_path, vqvae_run):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in (LATEST, WEIGHTS):
+        (run / name).write_bytes((vqvae_run / "run" / name).read_bytes())
+    runner = CliRunner()
+    changed_model = runner.invoke(train_command, ["--resume", f"out_dir={run}", "steps=6", "model.stages=3"])
+    assert changed_model.exit_code == 1 and "model" in changed_model.output
+    finished = runner.invoke(train_command, ["--resume", f"out_dir={run}", "steps=4"])
+    assert finished.exit_code == 1 and "step 4" in finished.output
+    result = runner.invoke(train_command, ["--resume", f"out_dir={run}", "steps=5", "lr=1e-3"])
+    assert result.exit_code == 0, result.output
+    continued = config_from_checkpoint(load_checkpoint(run / LATEST))
+    saved = config_from_checkpoint(load_checkpoint(vqvae_run / "run" / LATEST))
+    assert continued == dataclasses.replace(saved, out_dir=str(run), steps=5, lr=1e-3)
+    assert load_checkpoint(run / LATEST)["step"] == 5
+
+
+def test_log_drops_rows_a_resumed_run_will_write_again(tmp_path):
+    first = RunLogger(tmp_path)
+    for step in range(1, 7):
+        first.scalars(step, {"train/loss": float(step)})
+    first.close()
+    RunLogger(tmp_path, start_step=4).close()  # a crash after step 6, a checkpoint at step 4
+    assert [json.loads(row)["step"] for row in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
 def _free_port() -> int:

@@ -6,26 +6,20 @@ decompress: unpack + validate → look up the model that wrote it → decode sta
 from __future__ import annotations
 
 import io
-import os
-import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 from vqcodec import bitstream, zoo
 from vqcodec.bitstream import BitstreamError, Header
 from vqcodec.entropy.stream import decode_grid, encode_grid
-from vqcodec.imaging import decode_alpha, encode_alpha, prepare_image, to_image, to_padded_tensor
-
-
-# The model runs on a whole image at once (about 80 bytes of activations per pixel), so the
-# codec refuses images whose peak memory would run to many GB, though the format allows more.
-MAX_CODEC_PIXELS = 1 << 26
+from vqcodec.files import write_atomic
+from vqcodec.imaging import MAX_CODEC_PIXELS, decode_alpha, encode_alpha, prepare_image, to_image, to_padded_tensor
 
 
 def _check_codec_size(width: int, height: int) -> None:
+    """For sizes that come without pixels (headers, generation); images are checked as they are read."""
     if width * height > MAX_CODEC_PIXELS:
         raise ValueError(
             f"image of {width}×{height} has more than the {MAX_CODEC_PIXELS} pixels this version codes in one piece"
@@ -94,7 +88,6 @@ def compress(
     count = _stage_count(stages, config.stages)
     prepared = prepare_image(image)
     height, width = prepared.rgb.shape[:2]
-    _check_codec_size(width, height)
     with torch.inference_mode():
         indices = loaded.codec.encode_indices(to_padded_tensor(prepared.rgb, config.stride), count if bpp is None else None)
     payloads = encode_grid(coding_prior, indices[0].numpy())  # indices: [1, S, h, w]
@@ -241,26 +234,6 @@ def inpaint(
     with torch.inference_mode():
         return inpaint_image(loaded.codec, loaded.context_prior, image, mask, seed=seed, steps=steps,
                              temperature=temperature, decoder=decoder)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, then rename: readers never see a partial file.
-
-    Writing through a symlink replaces the file it points to (not the link), and a file
-    that is replaced keeps its permission bits, as an in-place write would.
-    """
-    path = Path(os.path.realpath(path))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.exists():
-            shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def compress_file(src: str | Path, dst: str | Path, **options) -> int:

@@ -142,11 +142,9 @@ def _check_models(codec: VQCodec, prior: ContextPrior, stages: int | None) -> in
 
 
 def _load_mask(mask_image) -> np.ndarray:
-    """PIL image or path → `[H, W]` bool, True where the mask is white (> 127 in grayscale)."""
-    if isinstance(mask_image, Image.Image):
-        return np.asarray(mask_image.convert("L")) > 127
-    with Image.open(mask_image) as opened:
-        return np.asarray(opened.convert("L")) > 127
+    """PIL image or path → `[H, W]` bool, True where the mask is white (> 127 in grayscale).
+    Read like the image it masks (`prepare_image`: EXIF rotation, 16-bit), so the two align."""
+    return np.asarray(prepare_image(mask_image).to_pil().convert("L")) > 127
 
 
 def _decode(codec: VQCodec, tokens: torch.Tensor, decoder: str) -> torch.Tensor:

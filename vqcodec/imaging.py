@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from vqcodec.bitstream import MAX_PIXELS, MAX_SIDE
+from vqcodec.bitstream import MAX_SIDE
 
 
 
@@ -77,21 +77,27 @@ def _from_pil(image: Image.Image) -> PreparedImage:
         return _from_array(np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8))
     if mode == "F":
         raise ValueError("32-bit float images (mode F) are not supported; convert to 8-bit first")
-    if mode in ("LA", "La"):
+    # A tRNS colour key (PNG palette, grayscale or RGB) is alpha too: Pillow keeps it in `info`.
+    keyed = "transparency" in image.info
+    if mode in ("LA", "La") or (mode in ("1", "L") and keyed):
         return _from_array(np.array(image.convert("LA")))
-    has_alpha = mode in ("RGBA", "PA", "RGBa") or (mode == "P" and "transparency" in image.info)
-    if has_alpha:
+    if mode in ("RGBA", "PA", "RGBa") or (mode in ("P", "RGB") and keyed):
         return _from_array(np.array(image.convert("RGBA")))
     if mode in ("1", "L"):
         return _from_array(np.array(image.convert("L")))
     return _from_array(np.array(image.convert("RGB")))
 
 
+# The model runs on a whole image at once (about 80 bytes of activations per pixel), so the
+# codec refuses images whose peak memory would run to many GB, though the format allows more.
+MAX_CODEC_PIXELS = 1 << 26
+
+
 def _check_size(width: int, height: int) -> None:
     if height == 0 or width == 0:
         raise ValueError(f"image is empty ({width}×{height})")
-    if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_PIXELS:
-        raise ValueError(f"image of {width}×{height} is too large (at most {MAX_SIDE} per side and {MAX_PIXELS} pixels)")
+    if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_CODEC_PIXELS:
+        raise ValueError(f"image of {width}×{height} is too large (at most {MAX_SIDE} per side and {MAX_CODEC_PIXELS} pixels)")
 
 
 def _from_file(source) -> PreparedImage:
@@ -112,7 +118,8 @@ def _from_file(source) -> PreparedImage:
 
 def prepare_image(image) -> PreparedImage:
     """Normalise a PIL image, a path or binary file object, a uint8 array `[H,W]`/`[H,W,2]`/`[H,W,3]`/`[H,W,4]` or a float
-    tensor `[3,H,W]` in [0,1]. Raises ValueError (or OSError for unreadable files)."""
+    tensor `[3,H,W]` in [0,1]. Raises ValueError (or OSError for unreadable files), also for
+    images larger than the codec takes (a file is checked before its pixels are decoded)."""
     if isinstance(image, (str, Path)) or hasattr(image, "read"):
         prepared = _from_file(image)
     elif isinstance(image, Image.Image):

@@ -66,7 +66,7 @@ class StageDecoder:
         self._coder = AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
 
     def read(self, count: int, probabilities: np.ndarray) -> np.ndarray:
-        """Decode `count` symbols; probabilities as in `StageEncoder.add`. Returns int64 `[count]`."""
+        """Decode `count` symbols; probabilities as in `StageEncoder.push`. Returns int64 `[count]`."""
         if count == 0:
             return np.zeros(0, dtype=np.int64)
         probabilities = np.ascontiguousarray(probabilities, dtype=np.float64)

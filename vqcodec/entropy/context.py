@@ -21,9 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import safetensors.torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
+
+from vqcodec.files import write_atomic
 
 from .fixedpoint import EXP_ONE_BITS, INT8_MAX, QuantConv, QuantHead, exp_table, floor_ste, max_fan_in, quantize_table, round_ste
 
@@ -347,7 +350,7 @@ def save_prior_file(prior: ContextPrior, path: str | Path, description: str = ""
     state = {key: value.detach().cpu().contiguous() for key, value in prior.state_dict().items()}
     metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), "config": prior.config.to_json(), "description": description}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata=metadata)
+    write_atomic(Path(path), safetensors.torch.save(state, metadata=metadata))
 
 
 def load_prior_file(path: str | Path) -> ContextPrior:

@@ -19,23 +19,47 @@ class Prior(Protocol):
     def group_frequencies(self, tokens: np.ndarray, known: np.ndarray, stage: int, mask: np.ndarray) -> np.ndarray: ...
 
 
-def encode_grid(prior: Prior, indices: np.ndarray) -> list[bytes]:
+# Positions whose frequencies are computed at once. A row costs about 40·K bytes on the way
+# to probabilities, so this bounds the peak near 100 MB for any image size; blocks this small
+# also stay in cache: decoding a Kodak image took 0.37 s instead of 0.58 s with one block
+# per group (2 threads).
+CHUNK_ROWS = 2048
+
+
+def _chunks(mask: np.ndarray, rows: int) -> list[np.ndarray]:
+    """Split `mask`'s True positions, in row-major order, into masks of at most `rows` each.
+
+    A group's frequencies depend only on tokens known before the group, so coding it chunk by
+    chunk yields the very same stream as coding it at once."""
+    flat = np.flatnonzero(mask)
+    chunks = []
+    for start in range(0, flat.size, rows):
+        chunk = np.zeros(mask.size, dtype=bool)
+        chunk[flat[start : start + rows]] = True
+        chunks.append(chunk.reshape(mask.shape))
+    return chunks
+
+
+def encode_grid(prior: Prior, indices: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> list[bytes]:
     """indices `[S, h, w]` int → one payload per stage."""
     stages, h, w = indices.shape
-    groups = prior.groups(stages, h, w)
     known_before, known = [], np.zeros(indices.shape, dtype=bool)
-    for stage, mask in groups:
+    chunks = []
+    for stage, mask in prior.groups(stages, h, w):
         known_before.append(known.copy())
+        chunks.append([(stage, chunk) for chunk in _chunks(mask, chunk_rows)])
         known[stage] |= mask
     encoders = [StageEncoder() for _ in range(stages)]
-    # Last group first (ANS is a stack): the decoder then meets the groups in coding order.
-    for (stage, mask), known in zip(reversed(groups), reversed(known_before)):
-        frequencies = prior.group_frequencies(indices, known, stage, mask)
-        encoders[stage].push(indices[stage][mask], probabilities_from_frequencies(frequencies))
+    # Last chunk first (ANS is a stack): the decoder then meets them in coding order.
+    for group_chunks, known in zip(reversed(chunks), reversed(known_before)):
+        for stage, chunk in reversed(group_chunks):
+            frequencies = prior.group_frequencies(indices, known, stage, chunk)
+            encoders[stage].push(indices[stage][chunk], probabilities_from_frequencies(frequencies))
     return [encoder.finish() for encoder in encoders]
 
 
-def decode_grid(prior: Prior, payloads: list[bytes], h: int, w: int, codebook_size: int) -> np.ndarray:
+def decode_grid(prior: Prior, payloads: list[bytes], h: int, w: int, codebook_size: int,
+                chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
     """Payloads of the first n stages → indices `[n, h, w]` int64.
 
     Raises ValueError when a payload decodes to out-of-range symbols or leaves unread words.
@@ -45,11 +69,12 @@ def decode_grid(prior: Prior, payloads: list[bytes], h: int, w: int, codebook_si
     known = np.zeros((stages, h, w), dtype=bool)
     decoders = [StageDecoder(payload) for payload in payloads]
     for stage, mask in prior.groups(stages, h, w):
-        frequencies = prior.group_frequencies(tokens, known, stage, mask)
-        symbols = decoders[stage].read(int(mask.sum()), probabilities_from_frequencies(frequencies))
-        if symbols.size and (symbols.min() < 0 or symbols.max() >= codebook_size):
-            raise ValueError(f"stage {stage} payload decodes to indices outside [0, {codebook_size})")
-        tokens[stage][mask] = symbols
+        for chunk in _chunks(mask, chunk_rows):  # all read before `known` grows: same frequencies as the encoder's
+            frequencies = prior.group_frequencies(tokens, known, stage, chunk)
+            symbols = decoders[stage].read(int(chunk.sum()), probabilities_from_frequencies(frequencies))
+            if symbols.size and (symbols.min() < 0 or symbols.max() >= codebook_size):
+                raise ValueError(f"stage {stage} payload decodes to indices outside [0, {codebook_size})")
+            tokens[stage][chunk] = symbols
         known[stage] |= mask
     for stage, decoder in enumerate(decoders):
         if not decoder.finished_cleanly():

@@ -5,16 +5,17 @@ file, which holds no discriminator or optimizer state.
 """
 from __future__ import annotations
 
+import io
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+import safetensors.torch
 
+from vqcodec.files import write_atomic
 from vqcodec.model import VQCodec
 
-from .config import TrainConfig
+from .config import TrainConfig, load_config
 
 LATEST = "latest.pt"
 WEIGHTS = "weights.safetensors"
@@ -23,13 +24,13 @@ WEIGHTS = "weights.safetensors"
 def save_checkpoint(path: Path, state: dict) -> None:
     """Atomic write: a crash mid-save never leaves a truncated checkpoint behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers: no pickled code runs
 
 
 def config_from_checkpoint(state: dict) -> TrainConfig:
@@ -49,9 +50,7 @@ def export_weights(model: VQCodec, path: Path, description: str) -> None:
         "decoders": json.dumps(sorted(model.decoders)),
         "description": description,
     }
-    tmp = path.with_suffix(".tmp")
-    save_file(inference_state(model), str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    write_atomic(path, safetensors.torch.save(inference_state(model), metadata=metadata))
 
 
 def save_run(
@@ -93,3 +92,21 @@ def load_resume_state(config: TrainConfig, resume: bool) -> dict | None:
     if phase != config.phase:
         raise ValueError(f"{path} is a {phase!r} checkpoint, cannot resume it as phase {config.phase!r}")
     return state
+
+
+def resumed_config(config: TrainConfig, path: str | None, overrides: list[str]) -> TrainConfig:
+    """The config `--resume` continues with: the checkpoint's own, with the config file and
+    overrides on top, so a resume names only what changes. `config` (parsed without the
+    checkpoint) locates the run; it is returned unchanged when there is nothing to resume.
+    Refuses to change the architecture of a VQ-VAE run or to resume a finished schedule."""
+    state = load_resume_state(config, resume=True)
+    if state is None:
+        return config
+    saved = config_from_checkpoint(state)
+    resumed = load_config(path, overrides, base=saved)
+    if resumed.phase == "vqvae" and resumed.model != saved.model:
+        raise ValueError(f"{config.out_dir}/{LATEST} holds model {saved.model}; a resume cannot change model.* options")
+    if state["step"] >= resumed.steps:
+        raise ValueError(f"{config.out_dir}/{LATEST} is at step {state['step']}, not below steps={resumed.steps}: "
+                         "pass a larger steps= to continue")
+    return resumed

@@ -67,9 +67,14 @@ def _parse_value(text: str):
         return text
 
 
-def load_config(path: str | None, overrides: list[str]) -> TrainConfig:
-    """JSON file (optional) then `key=value` overrides; `model.key=value` sets model fields."""
-    fields: dict = json.loads(Path(path).read_text()) if path else {}
+def load_config(path: str | None, overrides: list[str], base: TrainConfig | None = None) -> TrainConfig:
+    """`base` (optional, else the defaults), then the JSON file (optional), then `key=value`
+    overrides; `model.key=value` sets model fields."""
+    fields: dict = json.loads(base.to_json()) if base else {}
+    if path:
+        file_fields = json.loads(Path(path).read_text())
+        fields["model"] = {**fields.get("model", {}), **file_fields.pop("model", {})}
+        fields.update(file_fields)
     fields.setdefault("model", {})
     for item in overrides:
         if "=" not in item:

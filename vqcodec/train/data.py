@@ -9,6 +9,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from vqcodec.imaging import prepare_image
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
 
@@ -24,13 +26,13 @@ def list_images(root: str | Path) -> list[Path]:
 
 
 def load_rgb(path: Path, min_side: int) -> np.ndarray:
-    """`[H,W,3]` uint8, grayscale and palette images converted; upscaled if a side < min_side."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        if min(image.size) < min_side:
-            scale = min_side / min(image.size)
-            image = image.resize((max(min_side, round(image.width * scale)), max(min_side, round(image.height * scale))), Image.BICUBIC)
-        return np.asarray(image).copy()
+    """`[H,W,3]` uint8 as the codec sees the file (`prepare_image`: EXIF rotation, 16-bit,
+    grayscale and palette handled, alpha dropped); upscaled if a side < min_side."""
+    image = Image.fromarray(prepare_image(path).rgb)
+    if min(image.size) < min_side:
+        scale = min_side / min(image.size)
+        image = image.resize((max(min_side, round(image.width * scale)), max(min_side, round(image.height * scale))), Image.BICUBIC)
+    return np.asarray(image).copy()
 
 
 class RandomCrops(Dataset):

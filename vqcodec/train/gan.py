@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from vqcodec.model import VQCodec
+from vqcodec.model.codec import DECODER_NAMES
 from vqcodec.model.discriminator import PatchDiscriminator
 from vqcodec.zoo import load_codec_file
 
@@ -33,7 +34,6 @@ from .losses import (
     reconstruction_loss,
 )
 
-DECODERS = ("fidelity", "realism")
 GAN_BETAS = (0.5, 0.9)  # lower momentum than stage 1: the adversarial target moves every step
 
 
@@ -58,7 +58,7 @@ def add_realism_decoder(base: VQCodec) -> VQCodec:
     (kept as is when `base` already has one)."""
     if "realism" in base.decoders:
         return base
-    model = VQCodec(base.config, decoders=DECODERS)
+    model = VQCodec(base.config, decoders=DECODER_NAMES)
     state = base.state_dict()
     prefix = "decoders.fidelity."
     copies = {"decoders.realism." + k[len(prefix):]: v.clone() for k, v in state.items() if k.startswith(prefix)}
@@ -157,7 +157,7 @@ def gan_step(parts: GanParts, batch: torch.Tensor, keep: torch.Tensor, config: T
 def _initial_model(config: TrainConfig, state: dict | None) -> VQCodec:
     """Two-decoder codec: architecture from the resumed checkpoint, else weights from init_from."""
     if state is not None:
-        return VQCodec(config_from_checkpoint(state).model, decoders=DECODERS)
+        return VQCodec(config_from_checkpoint(state).model, decoders=DECODER_NAMES)
     if not config.init_from:
         raise ValueError("phase vqgan needs init_from=<VQ-VAE latest.pt or weights.safetensors>")
     return add_realism_decoder(load_vqvae(config.init_from))

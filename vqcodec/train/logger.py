@@ -10,13 +10,21 @@ import torch
 class RunLogger:
     """Writes `metrics.jsonl` in the run folder and mirrors it to TensorBoard if available."""
 
-    def __init__(self, out_dir: Path, enabled: bool = True) -> None:
+    def __init__(self, out_dir: Path, enabled: bool = True, start_step: int = 0) -> None:
+        """Appends to an existing log after dropping its rows past `start_step`: those came
+        after the checkpoint a resumed run continues from, and will be logged again."""
         self.enabled = enabled
         self.writer = None
         if not enabled:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.jsonl = open(out_dir / "metrics.jsonl", "a", buffering=1)
+        path = out_dir / "metrics.jsonl"
+        if path.exists():
+            rows = path.read_text().splitlines()
+            kept = [row for row in rows if row.strip() and json.loads(row)["step"] <= start_step]
+            if len(kept) != len(rows):
+                path.write_text("".join(row + "\n" for row in kept))
+        self.jsonl = open(path, "a", buffering=1)
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # TensorBoard is optional (the `train` extra)

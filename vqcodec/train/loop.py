@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from vqcodec.metrics import ms_ssim, psnr
+from vqcodec.metrics import max_ms_ssim_scales, ms_ssim, psnr
 from vqcodec.model import VQCodec
 
 from .checkpoint import load_resume_state, restore_run, save_run
@@ -57,9 +57,16 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def pick_device(name: str) -> torch.device:
+    """`name`, with "auto" meaning CUDA when present. Under torchrun each process takes the
+    GPU of its LOCAL_RANK, so ranks never share a device."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -88,17 +95,12 @@ def evaluating(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def _ms_ssim_scales(size: int) -> int:
-    """Most MS-SSIM scales (≤ 5) whose coarsest level still fits the 11-tap window."""
-    return max(1, min(5, int(math.log2(size / 11)) + 1)) if size >= 11 else 0
-
-
 @torch.no_grad()
 def validate(model: VQCodec, images: torch.Tensor, batch_size: int, decoder: str = "fidelity") -> dict[str, float]:
     """Mean PSNR and MS-SSIM of `decoder` on held-out crops `[N,3,H,W]` for every stage count,
     plus codebook usage per stage."""
     stages = model.config.stages
-    scales = _ms_ssim_scales(min(images.shape[-2:]))
+    scales = max_ms_ssim_scales(*images.shape[-2:])
     scores = {s: ([], []) for s in range(1, stages + 1)}
     used = [torch.zeros(model.config.codebook_size, dtype=torch.bool) for _ in range(stages)]
     with evaluating(model):
@@ -136,8 +138,8 @@ class TrainingRun:
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
+        self.device = pick_device(config.device)  # before the process group: NCCL binds to it
         self.rank, self.world = _distributed()
-        self.device = pick_device(config.device)
         self.is_main = self.rank == 0
         self.out_dir = Path(config.out_dir)
         if config.threads:
@@ -149,7 +151,9 @@ class TrainingRun:
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """DistributedDataParallel when running under torchrun, the module itself otherwise."""
-        return DistributedDataParallel(module) if self.world > 1 else module
+        if self.world == 1:
+            return module
+        return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def batches(self, step: int) -> Iterator[tuple[int, torch.Tensor]]:
         """(step, batch) for `step … config.steps−1`; batch `[B,3,crop,crop]` float in [0,1],
@@ -166,7 +170,7 @@ class TrainingRun:
             RandomCrops(train_files, config.crop), batch_size=config.batch_size,
             sampler=sampler, num_workers=config.workers, drop_last=True,
         )
-        self.logger = RunLogger(self.out_dir, enabled=self.is_main)
+        self.logger = RunLogger(self.out_dir, enabled=self.is_main, start_step=step)
         if self.is_main:
             (self.out_dir / "config.json").write_text(config.to_json())
         self.progress = tqdm(total=config.steps, initial=step, disable=not self.is_main,

@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from vqcodec.entropy.context import NEIGHBOUR_OFFSETS, ContextPrior, PriorConfig, group_map, save_prior_file
+from vqcodec.entropy.context import NEIGHBOUR_OFFSETS, TILES, ContextPrior, PriorConfig, group_map, save_prior_file
 from vqcodec.entropy.fixedpoint import INT8_MAX
 from vqcodec.imaging import to_padded_tensor
 from vqcodec.zoo import load_codec_file, file_sha256
@@ -34,6 +34,13 @@ from .loop import learning_rate, set_learning_rate
 
 CACHE_FILE = "tokens.safetensors"
 LATEST = "prior_latest.pt"
+
+
+# Stages 1 and 2 in five groups, the first only 1/16 of the grid, so most tokens see known
+# neighbours; later stages in one group: their same-stage neighbours tell almost nothing
+# (benchmarks/token_context.py) and their pair tables, fitted on training grids, overfit, so
+# held-out bits rise with them; one group also decodes in one pass.
+DEFAULT_SCHEDULE = ("pyramid", "pyramid", "all")
 
 
 @dataclass
@@ -63,9 +70,10 @@ class PriorTrainConfig:
 
 
 def _encode_file(codec, path: Path, min_side: int, max_side: int) -> np.ndarray:
-    """One image → `[S, h, w]` int16 token grid (downscaled first if a side exceeds max_side)."""
+    """One image → `[S, h, w]` int16 token grid (downscaled first if a side exceeds max_side,
+    though never below min_side, so every grid holds a training crop)."""
     rgb = load_rgb(path, min_side)
-    scale = max_side / max(rgb.shape[:2])
+    scale = max(max_side / max(rgb.shape[:2]), min_side / min(rgb.shape[:2]))
     if scale < 1:
         from PIL import Image
 
@@ -264,7 +272,7 @@ def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path,
         step = 0
         fit_transitions(prior, train_grids)
         fit_neighbour_tables(prior, train_grids)
-    logger = RunLogger(run_dir)
+    logger = RunLogger(run_dir, start_step=step)
     (run_dir / "prior_config.json").write_text(config.to_json())
 
     def save(at: int) -> None:
@@ -292,18 +300,28 @@ def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path,
 @click.option("--blocks", default=PriorConfig.blocks, show_default=True, type=click.IntRange(0, 16), help="Residual blocks.")
 @click.option("--threads", default=0, type=click.IntRange(0), help="Torch CPU threads (0: torch's default).")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--schedule", default=",".join(DEFAULT_SCHEDULE), show_default=True,
+              help=f"Coding groups per stage: tile names from {', '.join(TILES)}, comma-separated; the last repeats.")
 @click.option("--resume", is_flag=True, help="Continue from RUN_DIR/prior_latest.pt if it exists.")
-def train_prior_command(data_dir, out, codec_path, run_dir, steps, batch_size, lr, width, blocks, threads, seed, resume) -> None:
+@click.option("--force", is_flag=True, help="Overwrite OUT.")
+def train_prior_command(data_dir, out, codec_path, run_dir, steps, batch_size, lr, width, blocks, threads, seed,
+                        schedule, resume, force) -> None:
     """Train the context prior on DATA_DIR's images (tokens of the frozen --codec) and write it to OUT."""
+    out_path = Path(out)
+    if out_path.exists() and not force:
+        raise click.ClickException(f"{out_path} exists; pass --force to overwrite it")
     if threads:
         torch.set_num_threads(threads)
-    codec_config = load_codec_file(codec_path).config
-    schedule = ("quad",) * codec_config.stages
-    prior_config = PriorConfig(stages=codec_config.stages, codebook_size=codec_config.codebook_size,
-                               width=width, blocks=blocks, schedule=schedule)
-    config = PriorTrainConfig(prior=prior_config, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
-    out_path = Path(out)
-    run = Path(run_dir) if run_dir else out_path.parent / "prior-run"
-    started = time.time()
-    train_prior(Path(codec_path), Path(data_dir), out_path, run, config, resume)
+    try:
+        codec_config = load_codec_file(codec_path).config
+        tiles = schedule.split(",")
+        tiles += tiles[-1:] * (codec_config.stages - len(tiles))
+        prior_config = PriorConfig(stages=codec_config.stages, codebook_size=codec_config.codebook_size,
+                                   width=width, blocks=blocks, schedule=tuple(tiles[: codec_config.stages]))
+        config = PriorTrainConfig(prior=prior_config, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+        run = Path(run_dir) if run_dir else out_path.parent / "prior-run"
+        started = time.time()
+        train_prior(Path(codec_path), Path(data_dir), out_path, run, config, resume)
+    except (ValueError, RuntimeError) as error:  # RuntimeError: a checkpoint or codec that does not fit
+        raise click.ClickException(str(error)) from error
     click.echo(f"prior written to {out_path} ({time.time() - started:.0f} s)")

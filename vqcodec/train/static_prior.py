@@ -38,8 +38,11 @@ def export_model_command(weights: str, output: str, data_dir: str, description: 
     """Fit the static prior of trained WEIGHTS on DATA_DIR and write shippable OUTPUT weights."""
     if Path(output).exists() and not force:
         raise click.ClickException(f"{output} exists; pass --force to overwrite it")
-    codec = load_codec_file(weights)
-    counts = count_indices(codec, list_images(data_dir))
+    try:
+        codec = load_codec_file(weights)
+        counts = count_indices(codec, list_images(data_dir))
+    except (ValueError, RuntimeError, FileNotFoundError) as error:  # not codec weights; no images
+        raise click.ClickException(str(error)) from error
     codec.prior.fit(counts)
     export_weights(codec, Path(output), description)
     used = (counts > 0).float().mean(dim=1)
