@@ -1,6 +1,8 @@
 """Round trips and error handling of vqcodec.compress / decompress."""
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -147,7 +149,7 @@ def test_bad_images(image, message):
         vqcodec.compress(image)
 
 
-def test_every_bit_flip_in_header_and_payload_is_detected(sample_stream):
+def test_bit_flips_throughout_header_and_payload_are_detected(sample_stream):
     for position in range(0, len(sample_stream), 7):
         corrupted = bytearray(sample_stream)
         corrupted[position] ^= 1 << (position % 8)
@@ -173,7 +175,7 @@ def test_file_helpers_write_complete_files(tmp_path, sample_crop):
 
 
 def test_writing_through_a_symlink_replaces_its_target_and_keeps_permissions(tmp_path):
-    from vqcodec.api import write_atomic
+    from vqcodec.files import write_atomic
 
     target = tmp_path / "real.vqc"
     target.write_bytes(b"old")
@@ -211,3 +213,25 @@ def test_context_prior_is_the_default_and_decodes_to_the_same_image_as_static(sa
                           np.asarray(vqcodec.decompress(vqcodec.compress(sample_crop, stages=1))))
     with pytest.raises(ValueError, match="prior"):
         vqcodec.compress(sample_crop, prior="fancy")
+
+
+# Streams written by the shipped model with each prior (`tests/data/golden-*.vqc`, a 64×48 crop
+# of the sample at 4 stages) and the sha256 of the indices they hold. A failure means files
+# written before the change no longer decode: ship the change as a new model name, or
+# regenerate these on purpose when the shipped weights change.
+GOLDEN_INDICES_SHA256 = "bee2f9beefbf11c383a30a0a6523773043d3d266ccf58365af8cd51c4f4c03f4"
+
+
+@pytest.mark.parametrize("prior", ["context", "static"])
+def test_committed_streams_of_the_shipped_model_keep_decoding(prior):
+    from vqcodec import bitstream
+    from vqcodec.api import _model_for
+    from vqcodec.entropy.stream import decode_grid, encode_grid
+
+    data = (SAMPLE.parent / f"golden-{prior}.vqc").read_bytes()
+    header, _, payloads = bitstream.unpack(data)
+    _, coding_prior = _model_for(header)
+    indices = decode_grid(coding_prior, payloads, *header.grid, header.codebook_size)
+    assert hashlib.sha256(indices.astype("<i2").tobytes()).hexdigest() == GOLDEN_INDICES_SHA256
+    assert encode_grid(coding_prior, indices) == payloads  # and the encoder side writes the same bytes
+    assert vqcodec.decompress(data).size == (64, 48)

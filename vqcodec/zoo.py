@@ -40,10 +40,10 @@ class ZooEntry:
 MODELS: dict[str, ZooEntry] = {
     "vqc-f8-s4": ZooEntry(
         weights_file="vqc-f8-s4.safetensors",
-        sha256="57cc7a18a3a12def8321fd1408462bbb8eee8c630a8787a24055b50b7d7ecdb5",
+        sha256="3246d0a9c3fe379387b317cd89022f59874443ee7e9b4a01026060034d99ce84",
         description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders; trained on BSDS500 + an ImageNet sample",
         prior_file="vqc-f8-s4-prior.safetensors",
-        prior_sha256="67b89ba33ab32f3d63e43da980f2b08bf332c26455e9f64b5891d2edf4872920",
+        prior_sha256="a8e2b5f9d162acabd1402163fd4f49abeb946a9150641306b7b96fc890574c06",
     ),
 }
 DEFAULT_MODEL = "vqc-f8-s4"
