@@ -3,7 +3,8 @@ stage count (real constriction streams, decoded back and checked) and the time t
 prior adds to decoding.
 
 The static baseline is the order-0 per-stage prior stored in the codec weights (what
-`--prior static` codes with). Timing runs with `--threads` torch threads.
+`--prior static` codes with). Timing runs with `--threads` torch threads, the least of
+`--repeats` decodes per image.
 
     python benchmarks/prior.py ../shared/data/kodak --codec CODEC.safetensors \\
         --prior PRIOR.safetensors --out benchmarks/results/prior
@@ -27,17 +28,20 @@ from vqcodec.train.data import list_images
 from vqcodec.zoo import file_sha256, load_codec_file
 
 
-def timed_decode(prior, payloads: list[bytes], h: int, w: int, k: int, expected: np.ndarray) -> float:
-    """Seconds to decode all stages; raises if the decoded grid differs from `expected`."""
-    started = time.perf_counter()
-    decoded = decode_grid(prior, payloads, h, w, k)
-    seconds = time.perf_counter() - started
-    if not np.array_equal(decoded, expected):
-        raise AssertionError("decoded indices differ from the encoded ones")
-    return seconds
+def timed_decode(prior, payloads: list[bytes], h: int, w: int, k: int, expected: np.ndarray, repeats: int) -> float:
+    """Seconds to decode all stages, the least of `repeats` runs (the machine's own cost, less
+    what other processes took); raises if a decoded grid differs from `expected`."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        decoded = decode_grid(prior, payloads, h, w, k)
+        times.append(time.perf_counter() - started)
+        if not np.array_equal(decoded, expected):
+            raise AssertionError("decoded indices differ from the encoded ones")
+    return min(times)
 
 
-def measure(image_path: Path, codec, priors: dict) -> dict:
+def measure(image_path: Path, codec, priors: dict, repeats: int) -> dict:
     """Per-stage coded bytes and decode seconds of one image under each prior."""
     pixels = to_padded_tensor(prepare_image(image_path).rgb, codec.config.stride)
     indices = codec.encode_indices(pixels)[0].numpy().astype(np.int64)  # [S, h, w]
@@ -46,7 +50,7 @@ def measure(image_path: Path, codec, priors: dict) -> dict:
     for name, prior in priors.items():
         payloads = encode_grid(prior, indices)
         row[name] = {"bytes": [len(p) for p in payloads],
-                     "decode_s": timed_decode(prior, payloads, h, w, codec.config.codebook_size, indices)}
+                     "decode_s": timed_decode(prior, payloads, h, w, codec.config.codebook_size, indices, repeats)}
     return row
 
 
@@ -98,15 +102,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prior"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
+    parser.add_argument("--repeats", type=int, default=3, help="decode timings per image; the least counts")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     codec, context = load_codec_file(args.codec), load_prior_file(args.prior)
     k, stages = codec.config.codebook_size, min(codec.config.stages, context.config.stages)
     priors = {"static": codec.prior, "context": context}
     files = list_images(args.images)[: args.limit or None]
-    rows = [measure(path, codec, priors) for path in files]
+    rows = [measure(path, codec, priors, args.repeats) for path in files]
     summary = summarize(rows, stages, k)
-    summary.update({"threads": args.threads, "machine": platform.machine(), "torch": torch.__version__,
+    summary.update({"threads": args.threads, "repeats": args.repeats, "machine": platform.machine(), "torch": torch.__version__,
                     "codec_sha256": file_sha256(args.codec), "prior_sha256": file_sha256(args.prior),
                     "prior_config": json.loads(context.config.to_json())})
     args.out.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ MODELS: dict[str, ZooEntry] = {
         sha256="3246d0a9c3fe379387b317cd89022f59874443ee7e9b4a01026060034d99ce84",
         description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders; trained on BSDS500 + an ImageNet sample",
         prior_file="vqc-f8-s4-prior.safetensors",
-        prior_sha256="a8e2b5f9d162acabd1402163fd4f49abeb946a9150641306b7b96fc890574c06",
+        prior_sha256="2363cb05418d6b1a85bbef301f4f4714f6bf41201acf67318794481abb3d5032",
     ),
 }
 DEFAULT_MODEL = "vqc-f8-s4"
