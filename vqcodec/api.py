@@ -15,15 +15,7 @@ from vqcodec import bitstream, zoo
 from vqcodec.bitstream import BitstreamError, Header
 from vqcodec.entropy.stream import decode_grid, encode_grid
 from vqcodec.files import write_atomic
-from vqcodec.imaging import MAX_CODEC_PIXELS, decode_alpha, encode_alpha, prepare_image, to_image, to_padded_tensor
-
-
-def _check_codec_size(width: int, height: int) -> None:
-    """For sizes that come without pixels (headers, generation); images are checked as they are read."""
-    if width * height > MAX_CODEC_PIXELS:
-        raise ValueError(
-            f"image of {width}×{height} has more than the {MAX_CODEC_PIXELS} pixels this version codes in one piece"
-        )
+from vqcodec.imaging import check_size, decode_alpha, encode_alpha, prepare_image, to_image, to_padded_tensor
 
 
 def _stage_count(requested: int | None, available: int) -> int:
@@ -48,7 +40,7 @@ def _fit_bpp(bpp: float, prefix_sizes: list[int], pixels: int) -> int:
 def _coding_prior(loaded: zoo.LoadedModel, name: str | None) -> tuple[str, object, bytes]:
     """(name, prior object, hash stored in the header).
 
-    The default is "context" when the model ships a context prior (on Kodak it codes 9-23%
+    The default is "context" when the model ships a context prior (on Kodak it codes 12-22%
     fewer bits than "static", benchmarks/results/prior), else "static".
     """
     name = name or ("static" if loaded.context_prior is None else "context")
@@ -74,7 +66,7 @@ def compress(
         bpp: instead of `stages`, the largest stage count whose real file fits this many bits
             per pixel.
         model: model name from the zoo (default `vqcodec.zoo.DEFAULT_MODEL`).
-        prior: "context" (default where the model ships one: fewer bits, about 0.3 s more
+        prior: "context" (default where the model ships one: fewer bits, about 0.4 s more
             to encode and decode a Kodak image) or "static" (order-0 frequencies, fastest).
 
     Returns:
@@ -144,7 +136,7 @@ def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fideli
     """
     header, alpha_bytes, payloads = bitstream.unpack(data, stages)
     try:
-        _check_codec_size(header.width, header.height)
+        check_size(header.width, header.height)
     except ValueError as error:
         raise BitstreamError(str(error)) from error
     loaded, coding_prior = _model_for(header)
@@ -214,7 +206,7 @@ def generate(
     """
     from vqcodec.generate import generate_image
 
-    _check_codec_size(width, height)
+    check_size(width, height)
     loaded, decoder = _generative_parts(model, decoder)
     with torch.inference_mode():
         return generate_image(loaded.codec, loaded.context_prior, width, height, seed=seed, steps=steps,

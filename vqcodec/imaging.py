@@ -93,7 +93,9 @@ def _from_pil(image: Image.Image) -> PreparedImage:
 MAX_CODEC_PIXELS = 1 << 26
 
 
-def _check_size(width: int, height: int) -> None:
+def check_size(width: int, height: int) -> None:
+    """Raise ValueError unless the codec takes a `width`×`height` image (also for sizes that
+    come without pixels: stream headers, generation)."""
     if height == 0 or width == 0:
         raise ValueError(f"image is empty ({width}×{height})")
     if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_CODEC_PIXELS:
@@ -104,7 +106,7 @@ def _from_file(source) -> PreparedImage:
     """Open an image file, checking its declared size before decoding any pixels."""
     try:
         with Image.open(source) as opened:
-            _check_size(*opened.size)
+            check_size(*opened.size)
             if getattr(opened, "n_frames", 1) > 1:
                 warnings.warn(f"the image has {opened.n_frames} frames; only the first is coded", UserWarning, stacklevel=3)
             # Pillow reads 16-bit RGB(A) PNGs as 8-bit without saying so; the raw mode tells.
@@ -130,7 +132,7 @@ def prepare_image(image) -> PreparedImage:
         prepared = _from_tensor(image)
     else:
         raise TypeError(f"unsupported image type {type(image).__name__}; pass a PIL image, a path, a numpy array or a tensor")
-    _check_size(prepared.rgb.shape[1], prepared.rgb.shape[0])
+    check_size(prepared.rgb.shape[1], prepared.rgb.shape[0])
     return prepared
 
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import safetensors.torch
 import torch
 import torch.nn.functional as F
-import safetensors.torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn

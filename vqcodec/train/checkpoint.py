@@ -9,8 +9,8 @@ import io
 import json
 from pathlib import Path
 
-import torch
 import safetensors.torch
+import torch
 
 from vqcodec.files import write_atomic
 from vqcodec.model import VQCodec

@@ -128,10 +128,10 @@ def fit_transitions(prior: ContextPrior, grids: list[np.ndarray], smoothing: flo
 
 def fit_neighbour_tables(prior: ContextPrior, grids: list[np.ndarray], smoothing: float = 4.0) -> None:
     """Fill the neighbour pair tables with the pointwise mutual information of adjacent
-    tokens of each stage, counted on the training grids (add-`smoothing` counts: with about
-    three pairs per cell on average the raw counts overfit, and add-4 beat add-1 on held-out
-    grids), as int8 logits. Counting is exact and takes seconds, where learning a K×K table by gradient
-    would take far longer than the rest of the prior."""
+    tokens of each stage, counted on the training grids, as int8 logits. Counting is exact
+    and takes seconds, where learning a K×K table by gradient would take far longer than the
+    rest of the prior. Counts get add-`smoothing`: with about three pairs per cell the raw
+    counts overfit, and add-4 beat add-1 on held-out grids."""
     k, scale = prior.config.codebook_size, 2.0**prior.config.logit_bits
     for s in range(prior.config.stages):
         stage_grids = [g[s].astype(np.int64) for g in grids]
