@@ -57,7 +57,7 @@ def vqvae_run(tmp_path_factory) -> Path:
     """A tiny VQ-VAE trained for 4 steps; its folder holds latest.pt and weights.safetensors."""
     root = tmp_path_factory.mktemp("vqvae")
     write_images(root / "images")
-    train_vqvae(tiny_config(root, "run"), resume=False)
+    train_vqvae(tiny_config(root, "run"))
     return root
 
 
@@ -161,18 +161,18 @@ def test_config_round_trips_through_checkpoint(tmp_path):
 def test_vqvae_resume_continues_identically(tmp_path, vqvae_run):
     straight = tiny_config(tmp_path, "straight", data_dir=str(vqvae_run / "images"))
     split = tiny_config(tmp_path, "split", data_dir=str(vqvae_run / "images"))
-    final = train_vqvae(straight, resume=False)
-    train_vqvae(tiny_config(tmp_path, "split", data_dir=str(vqvae_run / "images"), steps=2), resume=False)
-    resumed = train_vqvae(split, resume=True)
+    final = train_vqvae(straight)
+    train_vqvae(tiny_config(tmp_path, "split", data_dir=str(vqvae_run / "images"), steps=2))
+    resumed = train_vqvae(split, load_checkpoint(tmp_path / "split" / LATEST))
     assert train_rows(tmp_path / "straight") == train_rows(tmp_path / "split")
     assert sorted(train_rows(tmp_path / "split")) == [1, 2, 3, 4]
     assert_same_state(final.state_dict(), resumed.state_dict())
 
 
 def test_vqgan_resume_continues_identically(tmp_path, vqvae_run):
-    final = train_vqgan(gan_config(tmp_path, vqvae_run, "straight"), resume=False)
-    train_vqgan(gan_config(tmp_path, vqvae_run, "split", steps=2), resume=False)
-    resumed = train_vqgan(gan_config(tmp_path, vqvae_run, "split"), resume=True)
+    final = train_vqgan(gan_config(tmp_path, vqvae_run, "straight"))
+    train_vqgan(gan_config(tmp_path, vqvae_run, "split", steps=2))
+    resumed = train_vqgan(gan_config(tmp_path, vqvae_run, "split"), load_checkpoint(tmp_path / "split" / LATEST))
     assert train_rows(tmp_path / "straight") == train_rows(tmp_path / "split")
     assert "train/generator" in train_rows(tmp_path / "split")[4]
     assert_same_state(final.state_dict(), resumed.state_dict())
@@ -181,7 +181,7 @@ def test_vqgan_resume_continues_identically(tmp_path, vqvae_run):
 
 
 def test_vqgan_export_has_both_decoders_and_untouched_stage1(tmp_path, vqvae_run):
-    train_vqgan(gan_config(tmp_path, vqvae_run, "gan"), resume=False)
+    train_vqgan(gan_config(tmp_path, vqvae_run, "gan"))
     stage1 = load_codec_file(vqvae_run / "run" / WEIGHTS)
     codec = load_codec_file(tmp_path / "gan" / WEIGHTS)
     assert sorted(codec.decoders) == ["fidelity", "realism"]
@@ -210,6 +210,11 @@ def test_cli_dispatches_on_phase_and_reports_bad_setups(tmp_path, vqvae_run):
     result = runner.invoke(train_command, args)
     assert result.exit_code == 0, result.output
     assert sorted(load_codec_file(tmp_path / "cli" / WEIGHTS).decoders) == ["fidelity", "realism"]
+    # A resume takes the phase from the checkpoint: the command line names only what changes.
+    resumed = runner.invoke(train_command, ["--resume", f"out_dir={tmp_path / 'cli'}", "steps=3"])
+    assert resumed.exit_code == 0, resumed.output
+    state = load_checkpoint(tmp_path / "cli" / LATEST)
+    assert state["step"] == 3 and config_from_checkpoint(state).phase == "vqgan"
 
 
 def test_cli_resume_takes_the_checkpoint_config_and_refuses_what_cannot_continue(tmp_path, vqvae_run):
@@ -248,10 +253,10 @@ def _free_port() -> int:
 def _ddp_worker(rank: int, root: Path, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    vqvae = train_vqvae(tiny_config(root, "vqvae", steps=3, batch_size=2), resume=False)
+    vqvae = train_vqvae(tiny_config(root, "vqvae", steps=3, batch_size=2))
     dist.barrier()  # rank 0 has written the checkpoint the GAN phase starts from
     gan = train_vqgan(tiny_config(root, "gan", steps=3, batch_size=2, phase="vqgan",
-                                  init_from=str(root / "vqvae" / LATEST)), resume=False)
+                                  init_from=str(root / "vqvae" / LATEST)))
     torch.save({"vqvae": vqvae.state_dict(), "gan": gan.state_dict()}, root / f"rank{rank}.pt")
     dist.destroy_process_group()
 

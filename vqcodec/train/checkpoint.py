@@ -82,31 +82,25 @@ def restore_run(state: dict, model: VQCodec, optimizer: torch.optim.Optimizer) -
     return state["step"]
 
 
-def load_resume_state(config: TrainConfig, resume: bool) -> dict | None:
-    """`out_dir/latest.pt` when resuming and it exists, after checking it is the same phase."""
-    path = Path(config.out_dir) / LATEST
-    if not (resume and path.exists()):
-        return None
-    state = load_checkpoint(path)
-    phase = config_from_checkpoint(state).phase
-    if phase != config.phase:
-        raise ValueError(f"{path} is a {phase!r} checkpoint, cannot resume it as phase {config.phase!r}")
-    return state
+def resume_run(config: TrainConfig, path: str | None, overrides: list[str]) -> tuple[TrainConfig, dict | None]:
+    """What `--resume` continues: (config, checkpoint state), reading `out_dir/latest.pt` once.
 
-
-def resumed_config(config: TrainConfig, path: str | None, overrides: list[str]) -> TrainConfig:
-    """The config `--resume` continues with: the checkpoint's own, with the config file and
-    overrides on top, so a resume names only what changes. `config` (parsed without the
-    checkpoint) locates the run; it is returned unchanged when there is nothing to resume.
-    Refuses to change the architecture of a VQ-VAE run or to resume a finished schedule."""
-    state = load_resume_state(config, resume=True)
-    if state is None:
-        return config
+    The config is the checkpoint's own with the config file and overrides on top, so a resume
+    names only what changes (the phase included). `config` (parsed without the checkpoint)
+    locates the run; it comes back unchanged, with no state, when there is nothing to resume.
+    Refuses another phase, a changed VQ-VAE architecture and a finished schedule.
+    """
+    latest = Path(config.out_dir) / LATEST
+    if not latest.exists():
+        return config, None
+    state = load_checkpoint(latest)
     saved = config_from_checkpoint(state)
     resumed = load_config(path, overrides, base=saved)
+    if resumed.phase != saved.phase:
+        raise ValueError(f"{latest} is a {saved.phase!r} checkpoint, cannot resume it as phase {resumed.phase!r}")
     if resumed.phase == "vqvae" and resumed.model != saved.model:
-        raise ValueError(f"{config.out_dir}/{LATEST} holds model {saved.model}; a resume cannot change model.* options")
+        raise ValueError(f"{latest} holds model {saved.model}; a resume cannot change model.* options")
     if state["step"] >= resumed.steps:
-        raise ValueError(f"{config.out_dir}/{LATEST} is at step {state['step']}, not below steps={resumed.steps}: "
+        raise ValueError(f"{latest} is at step {state['step']}, not below steps={resumed.steps}: "
                          "pass a larger steps= to continue")
-    return resumed
+    return resumed, state

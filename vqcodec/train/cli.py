@@ -16,7 +16,7 @@ def train_command(config_path: str | None, resume: bool, overrides: tuple[str, .
     phase=vqvae trains encoder, codebooks and the fidelity decoder; phase=vqgan
     init_from=RUN/latest.pt fine-tunes a realism decoder on them with a discriminator.
     """
-    from .checkpoint import WEIGHTS, resumed_config
+    from .checkpoint import WEIGHTS, resume_run
     from .gan import train_vqgan
     from .loop import train_vqvae
 
@@ -28,9 +28,10 @@ def train_command(config_path: str | None, resume: bool, overrides: tuple[str, .
     if config.phase not in phases:
         raise click.UsageError(f"unknown phase {config.phase!r}; expected one of {sorted(phases)}")
     try:
+        state = None
         if resume:
-            config = resumed_config(config, config_path, list(overrides))
-        phases[config.phase](config, resume)
+            config, state = resume_run(config, config_path, list(overrides))
+        phases[config.phase](config, state)
     except (FileNotFoundError, ValueError, RuntimeError) as error:  # RuntimeError: weights that do not fit
         raise click.ClickException(str(error)) from error
     click.echo(f"weights written to {config.out_dir}/{WEIGHTS}")

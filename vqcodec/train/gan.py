@@ -23,7 +23,7 @@ from vqcodec.model.codec import DECODER_NAMES
 from vqcodec.model.discriminator import PatchDiscriminator
 from vqcodec.zoo import load_codec_file
 
-from .checkpoint import config_from_checkpoint, load_checkpoint, load_resume_state, restore_run, save_run
+from .checkpoint import config_from_checkpoint, load_checkpoint, restore_run, save_run
 from .config import TrainConfig
 from .loop import TrainingRun, autocast, learning_rate, set_learning_rate
 from .losses import (
@@ -163,12 +163,12 @@ def _initial_model(config: TrainConfig, state: dict | None) -> VQCodec:
     return add_realism_decoder(load_vqvae(config.init_from))
 
 
-def train_vqgan(config: TrainConfig, resume: bool) -> VQCodec:
-    """Stage 2 (see the module docstring). Returns the two-decoder codec; rank 0 writes
-    `latest.pt` (with discriminator state) and `weights.safetensors` in `config.out_dir`.
+def train_vqgan(config: TrainConfig, state: dict | None = None) -> VQCodec:
+    """Stage 2 (see the module docstring), from `init_from` or from the checkpoint `state`
+    (`checkpoint.resume_run`). Returns the two-decoder codec; rank 0 writes `latest.pt`
+    (with discriminator state) and `weights.safetensors` in `config.out_dir`.
     The architecture comes from `init_from` (or the resumed checkpoint); `config.model` is
     replaced by it, so `model.*` overrides have no effect in this phase."""
-    state = load_resume_state(config, resume)
     model = _initial_model(config, state)
     config = dataclasses.replace(config, model=model.config)  # the architecture is the init's
     run = TrainingRun(config)

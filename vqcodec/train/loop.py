@@ -20,7 +20,7 @@ from tqdm import tqdm
 from vqcodec.metrics import max_ms_ssim_scales, ms_ssim, psnr
 from vqcodec.model import VQCodec
 
-from .checkpoint import load_resume_state, restore_run, save_run
+from .checkpoint import restore_run, save_run
 from .config import TrainConfig
 from .data import CenterCrops, RandomCrops, list_images, split_files
 from .logger import RunLogger
@@ -236,13 +236,13 @@ def vqvae_step(
     return {k: v.detach() for k, v in terms.items()}, out["indices"]
 
 
-def train_vqvae(config: TrainConfig, resume: bool) -> VQCodec:
-    """Stage 1: encoder, residual codebooks and fidelity decoder. Returns the trained model;
-    rank 0 writes `latest.pt` and `weights.safetensors` in `config.out_dir`."""
+def train_vqvae(config: TrainConfig, state: dict | None = None) -> VQCodec:
+    """Stage 1: encoder, residual codebooks and fidelity decoder, from scratch or from the
+    checkpoint `state` (`checkpoint.resume_run`). Returns the trained model; rank 0 writes
+    `latest.pt` and `weights.safetensors` in `config.out_dir`."""
     run = TrainingRun(config)
     model = VQCodec(config.model).to(run.device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
-    state = load_resume_state(config, resume)
     start = restore_run(state, model, optimizer) if state else 0
     wrapped = run.wrap(model)
     for step, batch in run.batches(start):
