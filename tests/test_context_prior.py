@@ -155,6 +155,21 @@ def test_save_and_load_give_identical_frequencies(tmp_path):
     np.testing.assert_array_equal(loaded.frequencies(tokens, known, 1, mask), prior.frequencies(tokens, known, 1, mask))
 
 
+def test_a_prior_loaded_or_built_inside_inference_mode_still_codes(tmp_path):
+    # Inference tensors keep no version counter, which the coding-path caches key on.
+    prior = formula_prior()
+    save_prior_file(prior, tmp_path / "prior.safetensors")
+    tokens, known = random_grid(8)
+    mask = np.ones((9, 11), dtype=bool)
+    expected = prior.frequencies(tokens, known, 1, mask)
+    with torch.inference_mode():
+        loaded = load_prior_file(tmp_path / "prior.safetensors")
+        built = ContextPrior(SMALL).eval()
+        built.load_state_dict(prior.state_dict())
+        np.testing.assert_array_equal(built.frequencies(tokens, known, 1, mask), expected)
+    np.testing.assert_array_equal(loaded.frequencies(tokens, known, 1, mask), expected)
+
+
 def test_load_rejects_files_that_are_not_priors(tmp_path):
     from safetensors.torch import save_file
 
@@ -259,3 +274,43 @@ def test_short_training_beats_the_static_prior_and_codes_losslessly():
     # Coding a group in chunks (bounded memory on large images) writes the very same stream.
     assert encode_grid(prior, grid, chunk_rows=7) == payloads
     np.testing.assert_array_equal(decode_grid(prior, payloads, 18, 18, 32, chunk_rows=5), grid)
+
+
+def test_token_cache_is_rebuilt_when_an_image_changes(tmp_path, capsys):
+    from PIL import Image
+
+    from vqcodec.model import CodecConfig, VQCodec
+    from vqcodec.train.checkpoint import export_weights
+    from vqcodec.train.prior_loop import load_or_build_cache
+
+    codec_path = tmp_path / "codec.safetensors"
+    export_weights(VQCodec(CodecConfig(width_fine=8, width_coarse=8, latent_dim=4, codebook_size=16, stages=2)), codec_path, "tiny")
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(2):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(files[-1])
+    config = PriorTrainConfig(prior=SMALL, crop=2, max_side=16)
+    cache = tmp_path / "tokens.safetensors"
+    first = load_or_build_cache(codec_path, files, cache, config)
+    assert [g.shape for g in load_or_build_cache(codec_path, files, cache, config)] == [g.shape for g in first]
+    assert "rebuilding" not in capsys.readouterr().out  # unchanged images: read from the cache
+    Image.fromarray(rng.integers(0, 255, (24, 16, 3), dtype=np.uint8)).save(files[1])  # same name, new content
+    rebuilt = load_or_build_cache(codec_path, files, cache, config)
+    assert "rebuilding" in capsys.readouterr().out
+    assert rebuilt[1].shape != first[1].shape
+
+
+def test_train_prior_on_a_folder_without_images_is_a_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from vqcodec.model import CodecConfig, VQCodec
+    from vqcodec.train.checkpoint import export_weights
+    from vqcodec.train.prior_loop import train_prior_command
+
+    codec_path = tmp_path / "codec.safetensors"
+    export_weights(VQCodec(CodecConfig(width_fine=8, width_coarse=8, latent_dim=4, codebook_size=16, stages=2)), codec_path, "tiny")
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(train_prior_command, [str(tmp_path / "empty"), str(tmp_path / "p.safetensors"), "--codec", str(codec_path)])
+    assert result.exit_code == 1 and "no .jpg/.png/.webp images" in result.output
+    assert not (tmp_path / "p.safetensors").exists()

@@ -16,12 +16,13 @@ from PIL import Image
 
 from vqcodec.model import CodecConfig, VQCodec
 from vqcodec.model.discriminator import PatchDiscriminator
-from vqcodec.train.checkpoint import LATEST, WEIGHTS, config_from_checkpoint, load_checkpoint, save_run
+from vqcodec.train.checkpoint import LATEST, WEIGHTS, config_from_checkpoint, load_checkpoint, restore_run, save_run
 from vqcodec.train.cli import train_command
 from vqcodec.train.config import TrainConfig
 from vqcodec.train.gan import GanParts, add_realism_decoder, freeze_all_but_realism, gan_step, train_vqgan
 from vqcodec.train.logger import RunLogger
-from vqcodec.train.loop import evaluating, learning_rate, train_vqvae, validate, vqvae_step
+from vqcodec.train.data import split_files
+from vqcodec.train.loop import evaluating, learning_rate, pick_device, train_vqvae, validate, vqvae_step
 from vqcodec.zoo import load_codec_file
 
 torch.set_num_threads(1)
@@ -147,6 +148,55 @@ def test_learning_rate_warms_up_then_decays_to_floor():
     assert learning_rate(config, 9) == pytest.approx(1e-3)
     assert learning_rate(config, 110) == pytest.approx(1e-4)
     assert learning_rate(config, 60, peak=2e-4) == pytest.approx(2e-4 * (0.1 + 0.9 * 0.5))
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"log_every": 0}, "log_every"), ({"steps": 0}, "steps"), ({"crop": 30}, "crop"), ({"lr": 0.0}, "lr"),
+    ({"min_lr_ratio": 2.0}, "min_lr_ratio"),
+])
+def test_config_rejects_values_a_run_cannot_use(tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(tmp_path, "run", **override)
+
+
+def test_too_few_images_for_a_training_split_is_a_clear_error(tmp_path):
+    files = [tmp_path / f"{i}.png" for i in range(3)]
+    with pytest.raises(ValueError, match="none for training"):
+        split_files(files, 3)
+    assert split_files(files, 2)[0] == [files[2]]
+
+
+def test_files_that_are_not_checkpoints_or_weights_are_refused_clearly(tmp_path, vqvae_run):
+    from safetensors.torch import save_file
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "image.pt", format="PNG")
+    torch.save({"a": 1}, tmp_path / "other.pt")
+    for path in (tmp_path / "image.pt", tmp_path / "other.pt"):
+        with pytest.raises(ValueError, match="not a vqcodec training checkpoint"):
+            load_checkpoint(path)
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors at all")
+    for path in (tmp_path / "other.safetensors", tmp_path / "junk.safetensors"):
+        with pytest.raises(ValueError, match="not vqcodec codec weights"):
+            load_codec_file(path)
+    result = CliRunner().invoke(train_command, ["phase=vqgan", f"init_from={tmp_path / 'image.pt'}",
+                                                f"data_dir={vqvae_run / 'images'}", f"out_dir={tmp_path / 'gan'}"])
+    assert result.exit_code == 1 and "not a vqcodec training checkpoint" in result.output
+
+
+def test_resume_applies_a_changed_weight_decay(tmp_path):
+    model = VQCodec(TINY)
+    save_run(tmp_path / "run", tiny_config(tmp_path, "run"), 2, model, torch.optim.AdamW(model.parameters(), weight_decay=0.0))
+    optimizer = torch.optim.AdamW(model.parameters(), weight_decay=0.0)
+    assert restore_run(load_checkpoint(tmp_path / "run" / LATEST), model, optimizer, 0.1) == 2
+    assert all(group["weight_decay"] == 0.1 for group in optimizer.param_groups)
+
+
+def test_torchrun_refuses_one_gpu_index_for_every_process(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ValueError, match="one GPU"):
+        pick_device("cuda:0")
 
 
 def test_config_round_trips_through_checkpoint(tmp_path):

@@ -14,7 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from safetensors import safe_open
+import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from vqcodec.bitstream import HASH_SIZE
@@ -67,15 +68,26 @@ def file_sha256(path: Path) -> str:
 
 
 def load_codec_file(path: str | Path) -> VQCodec:
-    """Rebuild a codec from a safetensors file written by training's `export_weights`."""
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    if "config" not in metadata:
-        raise ValueError(f"{path} has no codec config in its metadata; was it written by vqcodec?")
-    config = CodecConfig.from_json(metadata["config"])
-    decoders = tuple(json.loads(metadata.get("decoders", '["fidelity"]')))
-    model = VQCodec(config, decoders=decoders)
-    model.load_state_dict(load_file(str(path)), strict=True)
+    """Rebuild a codec from a safetensors file written by training's `export_weights`.
+
+    Raises:
+        ValueError: the file is not codec weights (not safetensors, another kind of
+            safetensors file such as a context prior, or weights that do not fit their config).
+    """
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        if "config" not in metadata:
+            raise ValueError("no codec config in its metadata")
+        config = CodecConfig.from_json(metadata["config"])
+        decoders = tuple(json.loads(metadata.get("decoders", '["fidelity"]')))
+        # Built outside inference mode even when called inside it: inference tensors have no
+        # version counter, which the context prior's caches and later training rely on.
+        with torch.inference_mode(False):
+            model = VQCodec(config, decoders=decoders)
+            model.load_state_dict(load_file(str(path)), strict=True)
+    except (SafetensorError, KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{path} is not vqcodec codec weights: {error}") from error
     return model.eval()
 
 

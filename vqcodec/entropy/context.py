@@ -208,7 +208,9 @@ class ContextPrior(nn.Module):
         In-place updates (optimizer steps, `load_state_dict`) bump a tensor's version counter
         and `.to()` moves its storage, so the key notices both.
         """
-        key = (source.data_ptr(), source._version)
+        # Inference tensors (a prior built inside `torch.inference_mode`) keep no version
+        # counter; they cannot be updated in place outside inference mode either.
+        key = (source.data_ptr(), None if source.is_inference() else source._version)
         cached = self._derived_cache.get(name)
         if cached is None or cached[0] != key:
             with torch.no_grad():
@@ -368,6 +370,7 @@ def load_prior_file(path: str | Path) -> ContextPrior:
         metadata = handle.metadata() or {}
     if metadata.get("format") != FORMAT or metadata.get("version") != str(FORMAT_VERSION):
         raise ValueError(f"{path} is not a version-{FORMAT_VERSION} {FORMAT} file")
-    prior = ContextPrior(PriorConfig.from_json(metadata["config"]))
-    prior.load_state_dict(load_file(str(path)), strict=True)
+    with torch.inference_mode(False):  # inference tensors have no version counter, which `_derived` keys on
+        prior = ContextPrior(PriorConfig.from_json(metadata["config"]))
+        prior.load_state_dict(load_file(str(path)), strict=True)
     return prior.eval()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 from pathlib import Path
 
 import safetensors.torch
@@ -30,7 +31,14 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain containers: no pickled code runs
+    """A checkpoint written by `save_checkpoint`; ValueError for any other file."""
+    try:  # weights_only: tensors and plain containers, no pickled code runs
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ValueError(f"{path} is not a vqcodec training checkpoint: {error}") from error
+    if not isinstance(state, dict) or not {"model", "step", "train_config"} <= set(state):
+        raise ValueError(f"{path} is not a vqcodec training checkpoint (model, step or config missing)")
+    return state
 
 
 def config_from_checkpoint(state: dict) -> TrainConfig:
@@ -74,10 +82,16 @@ def save_run(
     export_weights(model, out_dir / WEIGHTS, f"{config.phase} step {step}")
 
 
-def restore_run(state: dict, model: VQCodec, optimizer: torch.optim.Optimizer) -> int:
-    """Load what `save_run` wrote into `model` and `optimizer` (strictly); returns the step."""
+def restore_run(state: dict, model: VQCodec, optimizer: torch.optim.Optimizer, weight_decay: float) -> int:
+    """Load what `save_run` wrote into `model` and `optimizer` (strictly); returns the step.
+
+    The optimizer's state comes back with the hyperparameters it was saved with; the run's
+    `weight_decay` is set again so that a resume that changes it takes effect (the learning
+    rate is set every step anyway)."""
     model.load_state_dict(state["model"], strict=True)
     optimizer.load_state_dict(state["optimizer"])
+    for group in optimizer.param_groups:
+        group["weight_decay"] = weight_decay
     model.quantizer.generator.set_state(state["quantizer_rng"])
     return state["step"]
 

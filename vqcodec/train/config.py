@@ -45,6 +45,20 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch_size", "log_every", "validate_every", "checkpoint_every")
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer ≥ 1, got {getattr(self, name)!r}")
+        for name in ("crop", "validation_crop"):
+            size = getattr(self, name)
+            if not isinstance(size, int) or size < self.model.stride or size % self.model.stride:
+                raise ValueError(f"{name} must be a multiple of the stride {self.model.stride}, got {size!r}")
+        if not self.lr > 0 or not self.disc_lr > 0:
+            raise ValueError(f"lr and disc_lr must be positive, got {self.lr!r}, {self.disc_lr!r}")
+        if not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.validation_images < 0:
+            raise ValueError("need 0 ≤ min_lr_ratio ≤ 1, warmup_steps ≥ 0 and validation_images ≥ 0")
+
     def to_json(self) -> str:
         fields = dataclasses.asdict(self)
         return json.dumps(fields, sort_keys=True, indent=1)

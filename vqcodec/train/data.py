@@ -86,4 +86,8 @@ def split_files(files: list[Path], validation_count: int) -> tuple[list[Path], l
     step = max(1, len(files) // validation_count)
     validation = files[::step][:validation_count]
     held_out = set(validation)
-    return [f for f in files if f not in held_out], validation
+    train = [f for f in files if f not in held_out]
+    if not train:
+        raise ValueError(f"{len(files)} images leave none for training after {len(validation)} for validation: "
+                         "add images or lower the number of validation images")
+    return train, validation

@@ -180,7 +180,7 @@ def train_vqgan(config: TrainConfig, state: dict | None = None) -> VQCodec:
     disc_optimizer = torch.optim.AdamW(disc.parameters(), lr=config.disc_lr, betas=GAN_BETAS)
     start = 0
     if state is not None:
-        start = restore_run(state, model, optimizer)
+        start = restore_run(state, model, optimizer, config.weight_decay)
         disc.load_state_dict(state["disc"], strict=True)
         disc_optimizer.load_state_dict(state["disc_optimizer"])
     parts = GanParts(model, run.wrap(model.decoders["realism"]), disc, run.wrap(disc), optimizer, disc_optimizer)

@@ -62,6 +62,8 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(f"device={name} would put every torchrun process on one GPU: pass device=cuda or auto")
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     if device.type == "cuda":
@@ -74,11 +76,12 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); initialises the process group when launched by torchrun."""
+def _distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun (NCCL for
+    GPUs, gloo for CPU tensors, also on a machine that has GPUs)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
@@ -139,7 +142,7 @@ class TrainingRun:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.device = pick_device(config.device)  # before the process group: NCCL binds to it
-        self.rank, self.world = _distributed()
+        self.rank, self.world = _distributed(self.device)
         self.is_main = self.rank == 0
         self.out_dir = Path(config.out_dir)
         if config.threads:
@@ -243,7 +246,7 @@ def train_vqvae(config: TrainConfig, state: dict | None = None) -> VQCodec:
     run = TrainingRun(config)
     model = VQCodec(config.model).to(run.device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
-    start = restore_run(state, model, optimizer) if state else 0
+    start = restore_run(state, model, optimizer, config.weight_decay) if state else 0
     wrapped = run.wrap(model)
     for step, batch in run.batches(start):
         set_learning_rate(optimizer, learning_rate(config, step))

@@ -95,8 +95,10 @@ def read_token_cache(path: Path) -> tuple[dict[str, str], list[np.ndarray]]:
 def load_or_build_cache(codec_path: Path, files: list[Path], cache_path: Path, config: PriorTrainConfig) -> list[np.ndarray]:
     """Token grids of `files`, read from `cache_path` when it was built by the same codec
     weights from the same file list, else encoded now and written there."""
+    # Paths, sizes and modification times: another folder, or images edited in place, rebuild it.
+    listing = "\n".join(f"{p}\t{p.stat().st_size}\t{p.stat().st_mtime_ns}" for p in files)
     key = {"codec_sha256": file_sha256(codec_path), "files": str(len(files)), "max_side": str(config.max_side),
-           "names": hashlib.sha256("\n".join(p.name for p in files).encode()).hexdigest()}
+           "listing": hashlib.sha256(listing.encode()).hexdigest()}
     if cache_path.exists():
         metadata, grids = read_token_cache(cache_path)
         if metadata == key:
@@ -323,6 +325,6 @@ def train_prior_command(data_dir, out, codec_path, run_dir, steps, batch_size, l
         run = Path(run_dir) if run_dir else out_path.parent / "prior-run"
         started = time.time()
         train_prior(Path(codec_path), Path(data_dir), out_path, run, config, resume)
-    except (ValueError, RuntimeError) as error:  # RuntimeError: a checkpoint or codec that does not fit
+    except (ValueError, RuntimeError, FileNotFoundError) as error:  # RuntimeError: a checkpoint that does not fit
         raise click.ClickException(str(error)) from error
     click.echo(f"prior written to {out_path} ({time.time() - started:.0f} s)")
