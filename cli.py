@@ -5,7 +5,10 @@ Exit codes: 0 ok, 1 failed (one clear line on stderr, no traceback), 2 usage err
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -22,7 +25,8 @@ def _fail(error: Exception) -> click.ClickException:
 
 
 def _check_output(path: str, force: bool, inputs: list[str]) -> None:
-    """Refuse to overwrite without --force, and never write over an input."""
+    """Refuse to overwrite without --force, never write over an input, and say up front when
+    the output cannot be written (no folder, not a regular file)."""
     if path == STDIO:
         return
     target = Path(path)
@@ -31,6 +35,10 @@ def _check_output(path: str, force: bool, inputs: list[str]) -> None:
             raise click.UsageError(f"output {path} is the same file as input {source}")
     if target.is_dir():
         raise click.UsageError(f"output {path} is a directory")
+    if target.exists() and not target.is_file():  # a pipe or device: the atomic rename would replace it
+        raise click.UsageError(f"output {path} is not a regular file; write to '-' for stdout")
+    if not target.parent.is_dir():
+        raise click.UsageError(f"output folder {target.parent} does not exist")
     if target.exists() and not force:
         raise click.ClickException(f"{path} exists; pass --force to overwrite it")
 
@@ -39,16 +47,21 @@ def _read_input(path: str) -> bytes:
     return sys.stdin.buffer.read() if path == STDIO else Path(path).read_bytes()
 
 
-def _read_stream(path: str) -> bytes:
-    """A .vqc stream, read no further than its header says it reaches (plus one byte, so
-    trailing data is still reported): a huge or endless input is never slurped whole."""
-    from vqcodec.bitstream import MAX_HEADER_SIZE, read_header
+def _read_stream(path: str, allow_trailing: bool = False) -> bytes:
+    """A .vqc stream, read no further than its header says it reaches: a huge or endless
+    input is never slurped whole. Data after the stream is an error (counted exactly for
+    files) unless `allow_trailing`, which returns up to one byte of it (enough to tell)."""
+    from vqcodec.bitstream import MAX_HEADER_SIZE, BitstreamError, read_header
 
     handle = sys.stdin.buffer if path == STDIO else open(path, "rb")
     try:
         head = handle.read(MAX_HEADER_SIZE)
         total = read_header(head).total_size
-        return head + handle.read(max(0, total + 1 - len(head)))
+        data = head + handle.read(max(0, total + 1 - len(head)))
+        if len(data) > total and not allow_trailing:
+            extra = f"{os.fstat(handle.fileno()).st_size - total} bytes" if path != STDIO else "data"
+            raise BitstreamError(f"trailing data: {extra} after the {total}-byte stream")
+        return data
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
@@ -82,11 +95,12 @@ def _plan(paths: tuple[str, ...], out_dir: str | None, suffix: str) -> list[tupl
     return list(zip(paths, outputs))
 
 
-def _run_all(jobs: list[tuple[str, str]], force: bool, label: str, work) -> None:
+def _run_all(jobs: list[tuple[str, str]], force: bool, label: str, work, shared_inputs: tuple[str, ...] = ()) -> None:
     """Check every output first (so nothing is half done on a usage error), then run with a
-    progress bar when there is more than one file."""
+    progress bar when there is more than one file. `shared_inputs` are read by every job
+    (an inpainting mask) and are never overwritten either; a job's source may be "" (none)."""
     for source, target in jobs:
-        _check_output(target, force, [source])
+        _check_output(target, force, [s for s in (source, *shared_inputs) if s])
     with click.progressbar(jobs, label=label, file=sys.stderr, hidden=len(jobs) == 1) as bar:
         for source, target in bar:
             try:
@@ -100,6 +114,12 @@ def _run_all(jobs: list[tuple[str, str]], force: bool, label: str, work) -> None
 @click.version_option(package_name="vqcodec")
 def main() -> None:
     """vqcodec: a learned image codec (VQ-VAE + entropy coding + VQ-GAN decoder)."""
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Notices (16-bit input, extra frames) as one line on stderr, without source paths."""
+    click.echo(f"warning: {message}", err=True)
 
 
 @main.command()
@@ -160,7 +180,7 @@ def info(path, as_json) -> None:
     from vqcodec.api import describe_stream
 
     try:
-        data = _read_stream(path)
+        data = _read_stream(path, allow_trailing=True)
         file_bytes = Path(path).stat().st_size if path != STDIO else len(data)
         fields = describe_stream(data, file_bytes)
     except (ValueError, OSError) as error:
@@ -185,21 +205,23 @@ def evaluate(image, stages, model, as_json) -> None:
         rows = run_evaluation(image, stages=list(stages) or None, model=model)
     except (ValueError, OSError) as error:
         raise _fail(error) from error
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
+    if as_json:  # strict JSON: MS-SSIM of images too small for it, PSNR of exact copies as null
+        rows = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()} for row in rows]
+        click.echo(json.dumps(rows, indent=2, allow_nan=False))
         return
     click.echo(f"{'stages':>6} {'bytes':>8} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'enc s':>6} {'dec s':>6}")
     for row in rows:
+        ms_ssim = f"{row['ms_ssim']:>8.4f}" if math.isfinite(row["ms_ssim"]) else f"{'n/a':>8}"
         click.echo(
             f"{row['stages']:>6} {row['bytes']:>8} {row['bpp']:>7.4f} {row['psnr']:>8.2f} "
-            f"{row['ms_ssim']:>8.4f} {row['encode_s']:>6.2f} {row['decode_s']:>6.2f}"
+            f"{ms_ssim} {row['encode_s']:>6.2f} {row['decode_s']:>6.2f}"
         )
 
 
 @main.command()
 @click.argument("output")
 @click.option("--size", required=True, help="WIDTHxHEIGHT, e.g. 256x256.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, (1 << 63) - 1), default=0, show_default=True)
 @click.option("--steps", type=click.IntRange(1, 64), default=8, show_default=True, help="Unmasking rounds per stage.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--decoder", type=click.Choice(["fidelity", "realism"]), help="Default: realism where the model has one.")
@@ -221,7 +243,7 @@ def generate(output, size, seed, steps, temperature, decoder, force) -> None:
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @click.argument("mask", type=click.Path(exists=True, dir_okay=False))
 @click.argument("output")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, (1 << 63) - 1), default=0, show_default=True)
 @click.option("--steps", type=click.IntRange(1, 64), default=8, show_default=True, help="Unmasking rounds per stage.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option("--decoder", type=click.Choice(["fidelity", "realism"]), help="Default: realism where the model has one.")
@@ -232,7 +254,7 @@ def inpaint(image, mask, output, seed, steps, temperature, decoder, force) -> No
 
     _run_all([(image, output)], force, "inpainting", lambda source, target: _write_output(
         target, encode_image(inpaint_image(source, mask, seed=seed, steps=steps, temperature=temperature, decoder=decoder),
-                             "" if target == STDIO else Path(target).suffix)))
+                             "" if target == STDIO else Path(target).suffix)), shared_inputs=(mask,))
 
 
 main.add_command(train_command)

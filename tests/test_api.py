@@ -235,3 +235,24 @@ def test_committed_streams_of_the_shipped_model_keep_decoding(prior):
     assert hashlib.sha256(indices.astype("<i2").tobytes()).hexdigest() == GOLDEN_INDICES_SHA256
     assert encode_grid(coding_prior, indices) == payloads  # and the encoder side writes the same bytes
     assert vqcodec.decompress(data).size == (64, 48)
+
+
+def test_file_wrappers_never_write_over_their_input(tmp_path, sample_crop, sample_stream):
+    sample_crop.save(tmp_path / "same.png")
+    before = (tmp_path / "same.png").read_bytes()
+    with pytest.raises(ValueError, match="same file"):
+        vqcodec.compress_file(tmp_path / "same.png", tmp_path / "same.png")
+    assert (tmp_path / "same.png").read_bytes() == before
+    (tmp_path / "s.vqc").write_bytes(sample_stream)
+    with pytest.raises(ValueError, match="same file"):
+        vqcodec.decompress_file(tmp_path / "s.vqc", tmp_path / "." / "s.vqc")
+    assert (tmp_path / "s.vqc").read_bytes() == sample_stream
+
+
+def test_integral_arguments_of_any_type_and_empty_tensors(sample_crop):
+    array = np.array(sample_crop)
+    assert vqcodec.compress(array, stages=np.int64(2)) == vqcodec.compress(array, stages=2)
+    with pytest.raises(ValueError, match="empty"):
+        vqcodec.compress(torch.zeros(3, 0, 40))
+    with pytest.raises(ValueError, match="stages"):
+        vqcodec.compress(array, stages=2.0)

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -127,9 +130,14 @@ def test_info_reads_only_what_the_header_declares(workdir):
     padded = workdir / "padded.vqc"
     padded.write_bytes((workdir / "a.vqc").read_bytes() + bytes(1_000_000))
     fields = json.loads(run("info", padded, "--json").output)
-    assert fields["file_bytes"] == padded.stat().st_size and fields["complete"] is False
+    assert fields["file_bytes"] == padded.stat().st_size and fields["complete"] is True
+    assert fields["trailing_bytes"] == 1_000_000
     result = run("decode", padded, workdir / "out.png")
-    assert result.exit_code == 1 and "trailing data" in result.output
+    assert result.exit_code == 1 and "trailing data: 1000000 bytes" in result.output
+    truncated = workdir / "truncated.vqc"
+    truncated.write_bytes((workdir / "a.vqc").read_bytes()[:-1])
+    fields = json.loads(run("info", truncated, "--json").output)
+    assert fields["complete"] is False and fields["trailing_bytes"] == 0
 
 
 def test_generate_is_deterministic_per_seed(workdir):
@@ -158,3 +166,63 @@ def test_inpaint_changes_only_the_masked_cells(workdir):
     outside[32:64, 40:80] = False  # the mask lies on whole 8×8 cells
     assert np.array_equal(edited[outside], reconstruction[outside])
     assert not np.array_equal(edited[~outside], reconstruction[~outside])
+
+
+def test_inpaint_never_writes_over_its_mask(workdir):
+    mask = Image.new("L", (128, 96))
+    mask.paste(255, (0, 0, 16, 16))
+    mask.save(workdir / "mask.png")
+    before = (workdir / "mask.png").read_bytes()
+    result = run("inpaint", workdir / "a.png", workdir / "mask.png", workdir / "mask.png", "--force")
+    assert result.exit_code == 2 and "same file as input" in result.output
+    assert (workdir / "mask.png").read_bytes() == before
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(workdir):
+    run("encode", workdir / "a.png", workdir / "a.vqc")
+    missing = run("decode", workdir / "a.vqc", workdir / "nowhere" / "out.png")
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    os.mkfifo(workdir / "fifo")
+    fifo = run("encode", workdir / "a.png", workdir / "fifo", "--force")
+    assert fifo.exit_code == 2 and "not a regular file" in fifo.output
+    assert stat.S_ISFIFO((workdir / "fifo").stat().st_mode)  # still a pipe, not replaced by a file
+    unwritable = run("decode", workdir / "a.vqc", workdir / "out.psd")
+    assert unwritable.exit_code == 1 and "cannot write .psd" in unwritable.output
+    assert not (workdir / "out.psd").exists()
+
+
+def test_formats_that_would_change_the_image_are_refused(workdir):
+    rgba = Image.new("RGBA", (40, 30), (10, 200, 30, 128))
+    rgba.save(workdir / "rgba.png")
+    run("encode", workdir / "rgba.png", workdir / "rgba.vqc")
+    for suffix in (".bmp", ".gif", ".jpg"):
+        result = run("decode", workdir / "rgba.vqc", workdir / f"out{suffix}")
+        assert result.exit_code == 1 and "alpha" in result.output, suffix
+    resized = run("decode", workdir / "rgba.vqc", workdir / "out.ico")  # icons come in fixed sizes
+    assert resized.exit_code == 1 and "40×30" in resized.output
+    assert run("decode", workdir / "rgba.vqc", workdir / "out.tif").exit_code == 0
+
+
+def test_evaluate_json_is_strict_json_for_tiny_images(workdir):
+    Image.new("RGB", (1, 1), (50, 60, 70)).save(workdir / "one.png")
+    result = run("evaluate", workdir / "one.png", "--json", "--stages", 1)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output, parse_constant=lambda name: pytest.fail(f"non-JSON constant {name}"))
+    assert rows[0]["ms_ssim"] is None
+    assert "n/a" in run("evaluate", workdir / "one.png", "--stages", 1).output
+
+
+def test_stdin_that_is_not_an_image_and_out_of_range_seeds_are_clear_errors(workdir):
+    empty = run("encode", "-", workdir / "e.vqc", input=b"")
+    assert empty.exit_code == 1 and "the input is empty" in empty.output
+    junk = run("encode", "-", workdir / "j.vqc", input=b"not an image")
+    assert junk.exit_code == 1 and "not an image" in junk.output
+    assert run("generate", workdir / "g.png", "--size", "8x8", "--seed", 1 << 70).exit_code == 2
+
+
+def test_warnings_are_one_line_without_source_paths(workdir):
+    Image.fromarray(np.full((24, 32), 40000, np.uint16)).save(workdir / "deep.png")
+    result = CliRunner().invoke(main, ["encode", str(workdir / "deep.png"), str(workdir / "deep.vqc")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning:") and "16-bit" in lines[0] and ".py" not in lines[0]

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from vqcodec.entropy.context import ContextPrior, PriorConfig
-from vqcodec.generate import generate_image, inpaint_image, inpaint_tokens, sample_tokens
+from vqcodec.sampling import generate_image, inpaint_image, inpaint_tokens, sample_tokens
 from vqcodec.model import CodecConfig, VQCodec
 
 PRIOR = PriorConfig(stages=2, codebook_size=32, width=16, blocks=1, schedule=("quad", "checkerboard"))
@@ -102,3 +102,12 @@ def test_inpainting_rejects_mismatched_or_empty_masks(codec, prior):
         inpaint_image(codec, prior, picture, Image.new("L", (8, 16), 255), seed=0)
     with pytest.raises(ValueError, match="no pixels"):
         inpaint_image(codec, prior, picture, Image.new("L", (16, 16), 0), seed=0)
+
+
+def test_the_api_functions_survive_their_own_first_call():
+    # A submodule named like a package-level function would replace it on first import.
+    import vqcodec
+
+    vqcodec.generate(8, 8, seed=0)
+    vqcodec.inpaint(np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 255, np.uint8), seed=0)
+    assert callable(vqcodec.generate) and callable(vqcodec.inpaint)

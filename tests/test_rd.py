@@ -123,3 +123,22 @@ def test_unavailable_codec_is_skipped_with_a_reason(tmp_path, monkeypatch):
     rd.main([str(tmp_path / "tiny"), "--codecs", "vqcodec,jpeg", "--out", str(tmp_path / "out"), "--limit", "1"])
     index = _load(tmp_path / "out" / "rd.json")
     assert index["codecs"] == ["jpeg"] and "no weights" in index["skipped"]["vqcodec"]
+
+
+def test_entropy_constrained_search_trades_distortion_for_code_length():
+    import torch
+
+    from entropy_constrained import fit_code_bits, quantize
+
+    torch.manual_seed(0)
+    books = [torch.randn(8, 3), torch.randn(8, 3) * 0.1]
+    vectors = torch.randn(50, 3)
+    plain = quantize(books, vectors, [torch.zeros(8)] * 2, [0.0, 0.0])
+    nearest = torch.cdist(vectors, books[0]).argmin(1)
+    assert torch.equal(plain[0], nearest)  # weight 0: the codec's own nearest-codeword choice
+    bits = [torch.full((8,), 3.0), torch.full((8,), 3.0)]
+    bits[1][5] = 0.1  # one cheap codeword in stage 2
+    constrained = quantize(books, vectors, bits, [0.0, 100.0])
+    assert torch.equal(constrained[0], plain[0]) and (constrained[1] == 5).all()
+    fitted = fit_code_bits([constrained], 8)
+    assert fitted[1][5] < fitted[1][0]  # the refit makes the chosen codeword cheaper still

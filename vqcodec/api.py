@@ -6,6 +6,7 @@ decompress: unpack + validate → look up the model that wrote it → decode sta
 from __future__ import annotations
 
 import io
+import numbers
 from pathlib import Path
 
 import torch
@@ -18,12 +19,19 @@ from vqcodec.files import write_atomic
 from vqcodec.imaging import check_size, decode_alpha, encode_alpha, prepare_image, to_image, to_padded_tensor
 
 
+def _integer(value, name: str) -> int:
+    """`value` as a Python int: numpy and other integral types pass, bools and floats do not."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
 def _stage_count(requested: int | None, available: int) -> int:
     if requested is None:
         return available
-    if isinstance(requested, bool) or not isinstance(requested, int) or not 1 <= requested <= available:
+    if isinstance(requested, bool) or not isinstance(requested, numbers.Integral) or not 1 <= requested <= available:
         raise ValueError(f"stages must be an integer in 1..{available}, got {requested!r}")
-    return requested
+    return int(requested)
 
 
 def _fit_bpp(bpp: float, prefix_sizes: list[int], pixels: int) -> int:
@@ -153,8 +161,10 @@ def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fideli
 
 def describe_stream(data: bytes, file_bytes: int | None = None) -> dict:
     """Header fields of a stream plus its size and bits per pixel (for `vqcodec info`);
-    `file_bytes` is the size of the file `data` was read from, if known."""
+    `file_bytes` is the size of the file `data` was read from, if known. `complete` says the
+    whole stream is there; `trailing_bytes` counts what follows it."""
     header = bitstream.read_header(data)
+    size = len(data) if file_bytes is None else file_bytes
     return {
         "model": header.model_id,
         "weights_hash": header.weights_hash.hex(),
@@ -169,8 +179,9 @@ def describe_stream(data: bytes, file_bytes: int | None = None) -> dict:
         "alpha_bytes": header.alpha_length,
         "stage_bytes": list(header.stage_lengths),
         "total_bytes": header.total_size,
-        "file_bytes": len(data) if file_bytes is None else file_bytes,
-        "complete": (len(data) if file_bytes is None else file_bytes) == header.total_size,
+        "file_bytes": size,
+        "complete": size >= header.total_size,
+        "trailing_bytes": max(0, size - header.total_size),
         "bpp": round(header.total_size * 8 / (header.width * header.height), 6),
     }
 
@@ -204,8 +215,9 @@ def generate(
 
     Deterministic for a given seed. `decoder` defaults to "realism" where the model has one.
     """
-    from vqcodec.generate import generate_image
+    from vqcodec.sampling import generate_image
 
+    width, height, seed = _integer(width, "width"), _integer(height, "height"), _integer(seed, "seed")
     check_size(width, height)
     loaded, decoder = _generative_parts(model, decoder)
     with torch.inference_mode():
@@ -220,36 +232,62 @@ def inpaint(
     """Re-sample the region of `image` under the white pixels of `mask` (same size), conditioned
     on everything else; outside the mask's f×f cells the result equals the codec's own
     reconstruction. Deterministic for a given seed."""
-    from vqcodec.generate import inpaint_image
+    from vqcodec.sampling import inpaint_image
 
+    seed = _integer(seed, "seed")
     loaded, decoder = _generative_parts(model, decoder)
     with torch.inference_mode():
         return inpaint_image(loaded.codec, loaded.context_prior, image, mask, seed=seed, steps=steps,
                              temperature=temperature, decoder=decoder)
 
 
+def _refuse_same_file(src: Path, dst: Path) -> None:
+    if dst.exists() and dst.resolve() == src.resolve():
+        raise ValueError(f"output {dst} is the same file as input {src}")
+
+
 def compress_file(src: str | Path, dst: str | Path, **options) -> int:
-    """Compress the image at `src` into `dst` (atomically); returns the bytes written."""
+    """Compress the image at `src` into `dst` (atomically; never over `src`); returns the bytes written."""
+    _refuse_same_file(Path(src), Path(dst))
     data = compress(Path(src), **options)
     write_atomic(Path(dst), data)
     return len(data)
 
 
 def decompress_file(src: str | Path, dst: str | Path, **options) -> Image.Image:
-    """Decode the stream at `src` and save the image at `dst` (format from its suffix)."""
+    """Decode the stream at `src` and save the image at `dst` (format from its suffix; never over `src`)."""
+    _refuse_same_file(Path(src), Path(dst))
     image = decompress(Path(src).read_bytes(), **options)
     write_atomic(Path(dst), encode_image(image, Path(dst).suffix))
     return image
 
 
 def encode_image(image: Image.Image, suffix: str) -> bytes:
-    """Image file bytes in the format named by `suffix` (".png" when empty)."""
+    """Image file bytes in the format named by `suffix` (".png" when empty).
+
+    Refuses formats Pillow only reads, and formats that would silently change the image:
+    another size (icons) or a lost alpha channel (JPEG, GIF, BMP, PPM, ...).
+    """
     extension = (suffix or ".png").lower()
     formats = Image.registered_extensions()
     if extension not in formats:
         raise ValueError(f"unknown output image format {extension!r}; use .png, .webp, .bmp, .tif, ...")
-    if image.mode in bitstream.ALPHA_MODES and formats[extension] == "JPEG":
-        raise ValueError("JPEG cannot hold the alpha channel of this image; write .png instead")
+    if formats[extension] not in Image.SAVE:
+        raise ValueError(f"cannot write {extension} images (Pillow only reads them); use .png, .webp, .tif, ...")
     buffer = io.BytesIO()
-    image.save(buffer, format=formats[extension])
+    try:
+        image.save(buffer, format=formats[extension])
+    except (OSError, KeyError, ValueError) as error:  # no writer for the mode (JPEG and alpha)
+        what = "the alpha channel of this image" if image.mode in bitstream.ALPHA_MODES else f"a {image.mode} image"
+        raise ValueError(f"{extension} cannot hold {what} ({error}); write .png instead") from error
+    if formats[extension] not in Image.OPEN:  # write-only formats (PDF): nothing to check against
+        if image.mode in bitstream.ALPHA_MODES:
+            raise ValueError(f"{extension} may drop the alpha channel of this image; write .png instead")
+        return buffer.getvalue()
+    with Image.open(io.BytesIO(buffer.getvalue())) as written:  # header only: size and bands
+        if written.size != image.size:
+            raise ValueError(f"{extension} would store this image at {written.size[0]}×{written.size[1]}, "
+                             f"not {image.size[0]}×{image.size[1]}; write .png instead")
+        if image.mode in bitstream.ALPHA_MODES and "A" not in written.getbands():
+            raise ValueError(f"{extension} cannot hold the alpha channel of this image; write .png instead")
     return buffer.getvalue()

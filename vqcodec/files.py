@@ -22,5 +22,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         if path.exists():
             shutil.copymode(path, tmp)
         os.replace(tmp, path)
+    except OSError as error:  # name the file asked for, not the hidden temporary one
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from error
     finally:
         tmp.unlink(missing_ok=True)

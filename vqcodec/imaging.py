@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vqcodec.bitstream import MAX_SIDE
 
@@ -62,6 +62,7 @@ def _from_array(array: np.ndarray) -> PreparedImage:
 def _from_tensor(tensor: torch.Tensor) -> PreparedImage:
     if not tensor.is_floating_point() or tensor.dim() != 3 or tensor.shape[0] not in (1, 3):
         raise ValueError(f"tensor images must be float [3,H,W] or [1,H,W] in [0,1], got {tensor.dtype} {tuple(tensor.shape)}")
+    check_size(tensor.shape[2], tensor.shape[1])  # before min/max, which fail on empty tensors
     values = tensor.detach().float().cpu()
     if not torch.isfinite(values).all() or values.min() < 0 or values.max() > 1:
         raise ValueError("tensor image values must be finite and in [0, 1]")
@@ -69,10 +70,11 @@ def _from_tensor(tensor: torch.Tensor) -> PreparedImage:
     return _from_array(array[:, :, 0] if tensor.shape[0] == 1 else array)
 
 
-def _from_pil(image: Image.Image) -> PreparedImage:
+def _from_pil(image: Image.Image, noticed_16bit: bool = False) -> PreparedImage:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        _notice_16bit(f"the image (mode {mode})")
+        if not noticed_16bit:
+            _notice_16bit(f"the image (mode {mode})")
         values = np.asarray(image, dtype=np.float64)
         return _from_array(np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8))
     if mode == "F":
@@ -104,18 +106,33 @@ def check_size(width: int, height: int) -> None:
 
 def _from_file(source) -> PreparedImage:
     """Open an image file, checking its declared size before decoding any pixels."""
+    name = str(source) if isinstance(source, (str, Path)) else "the input"
     try:
         with Image.open(source) as opened:
             check_size(*opened.size)
             if getattr(opened, "n_frames", 1) > 1:
                 warnings.warn(f"the image has {opened.n_frames} frames; only the first is coded", UserWarning, stacklevel=3)
             # Pillow reads 16-bit RGB(A) PNGs as 8-bit without saying so; the raw mode tells.
-            if any(";16" in str(tile.args) for tile in opened.tile):
+            sixteen_bit = any(";16" in str(tile.args) for tile in opened.tile)
+            if sixteen_bit:
                 _notice_16bit("the image")
             opened.load()
-            return _from_pil(ImageOps.exif_transpose(opened))
+            return _from_pil(ImageOps.exif_transpose(opened), noticed_16bit=sixteen_bit)
     except Image.DecompressionBombError as error:
         raise ValueError(str(error)) from error
+    except UnidentifiedImageError as error:
+        raise ValueError(f"{name} is empty" if _is_empty(source) else f"{name} is not an image Pillow can read") from error
+
+
+def _is_empty(source) -> bool:
+    """Whether an input Pillow could not identify holds no bytes at all (the likely mistake)."""
+    try:
+        if isinstance(source, (str, Path)):
+            return Path(source).stat().st_size == 0
+        source.seek(0, 2)
+        return source.tell() == 0
+    except (OSError, AttributeError, ValueError):  # unseekable or closed streams
+        return False
 
 
 def prepare_image(image) -> PreparedImage:

@@ -5,7 +5,7 @@ pattern (e.g. a 2×2 "quad" tile gives 4 groups). Every token of a group is pred
 tokens of earlier groups — earlier stages everywhere, earlier groups of its own stage around
 it. Encoding is one pass per group over known data, decoding is G passes, each parallel
 over its group. The same model, trained MaskGIT-style with random masks plus the schedule's
-masks, also drives generation and inpainting (`vqcodec.generate`).
+masks, also drives generation and inpainting (`vqcodec.sampling`).
 
 Inference uses only integer-valued arithmetic (`fixedpoint`), so encoder and decoder derive
 identical integer frequencies anywhere.

@@ -27,8 +27,8 @@ def _check_sampling(steps: int, temperature: float, seed: int) -> None:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(seed, int) or not 0 <= seed < 1 << 63:  # torch generators take 64-bit seeds
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
 
 
 def _gumbel(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
