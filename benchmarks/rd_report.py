@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rd_bd import bd_quality, bd_rate
+from rd_bd import bd_quality, bd_rate, pchip
 from rd_codecs import Codec
 from rd_reference import SOURCE
 
@@ -83,8 +83,9 @@ def bd_table(curves: dict[str, dict], reference: dict[str, dict[str, list[float]
 
 def same_rate_rows(curves: dict[str, dict], anchor: str = "jpeg") -> list[dict]:
     """Every vqcodec rate point against `anchor` at the same bpp, the anchor's PSNR and
-    MS-SSIM interpolated linearly in bpp between its two nearest points (None outside its
-    range). This is the shipped model's bar: ahead of JPEG at every rate it offers."""
+    MS-SSIM interpolated by PCHIP in log-rate, as BD metrics do (None outside its range;
+    straight lines in bpp would sit below the anchor's concave curve and flatter vqcodec).
+    This is the shipped model's bar: ahead of JPEG at every rate it offers."""
     if anchor not in curves:
         return []
     reference = curves[anchor]["results"]
@@ -99,7 +100,8 @@ def same_rate_rows(curves: dict[str, dict], anchor: str = "jpeg") -> list[dict]:
             row = {"test": curve["label"], "anchor": curves[anchor]["label"], "setting": setting, "bpp": res["bpp"][i]}
             for metric in ("psnr", "ms-ssim"):
                 inside = rates[0] <= res["bpp"][i] <= rates[-1]
-                at = float(np.interp(res["bpp"][i], rates, np.asarray(reference[metric])[order])) if inside else None
+                values = np.asarray(reference[metric], dtype=float)[order]
+                at = float(pchip(np.log(rates), values, np.log(res["bpp"][i]))) if inside else None
                 row[metric] = res[metric][i]
                 row[f"anchor_{metric}"] = at
                 row[f"{metric}_ahead"] = None if at is None else res[metric][i] > at
@@ -184,7 +186,7 @@ def summary_markdown(curves: dict[str, dict], bd: list[dict], meta: dict, figure
     for curve in curves.values():
         if curve["codec"] == TEST_CODEC:
             parts += [f"**{curve['label']}** — {curve['description']}", "", rate_table(curve), ""]
-    parts += ["Against JPEG at the same bpp (JPEG interpolated linearly between its quality settings):", "",
+    parts += ["Against JPEG at the same bpp (JPEG interpolated between its quality settings by PCHIP in log-rate, as in BD metrics):", "",
               same_rate_markdown(same_rate_rows(curves)), ""]
     parts += [bd_markdown(bd), "", f"All rate points of every codec: [{meta['table']}]({meta['table']}).", ""]
     return "\n".join(parts + _notices(meta)) + "\n"

@@ -31,6 +31,10 @@ def _validate(x: torch.Tensor, codebook: torch.Tensor, backend: str) -> None:
         raise ValueError(f"x and codebook must be float32/float16/bfloat16, got {x.dtype}, {codebook.dtype}")
     if x.device != codebook.device:
         raise ValueError(f"x is on {x.device} but codebook is on {codebook.device}")
+    # NaN distances compare differently in torch (propagated) and Triton (dropped by min/max),
+    # so the two backends would pick different codewords; a NaN here is a bug upstream anyway.
+    if not (torch.isfinite(x).all() and torch.isfinite(codebook).all()):
+        raise ValueError("x and codebook must be finite (found NaN or inf)")
 
 
 def interpreter_requested() -> bool:
@@ -78,7 +82,7 @@ def nearest_codeword(
         float32 ≥ 0, accumulated in float32. Neither carries gradients.
 
     Raises:
-        TypeError, ValueError: bad shapes, dtypes or devices.
+        TypeError, ValueError: bad shapes, dtypes or devices, or NaN or inf values.
         RuntimeError: backend="triton" without triton, or without CUDA tensors (unless
             TRITON_INTERPRET=1).
     """

@@ -35,8 +35,8 @@ def padded_dim(d: int) -> int:
 def _nearest_kernel(
     # Pointers: x [N, D], codebook [K, D], codeword norms [K] fp32; outputs [N] int64 / fp32.
     x_ptr, codebook_ptr, norms_ptr, index_ptr, distance_ptr,
-    # Sizes.
-    N, K, D,
+    # Sizes; N_BUCKET (N rounded up to a power of two) is only the autotuner's key.
+    N, K, D, N_BUCKET,
     # Strides, in elements.
     stride_xn, stride_xd, stride_ck, stride_cd,
     # Tile sizes (compile-time).
@@ -87,7 +87,7 @@ def _nearest_kernel(
 
 
 def _autotune_configs() -> list[triton.Config]:
-    """Tile sizes and launch settings the autotuner times, per (N, K, D)."""
+    """Tile sizes and launch settings the autotuner times, per (N bucket, K, D)."""
     return [
         triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "BLOCK_D": bd}, num_warps=warps, num_stages=stages)
         for bn in (64, 128)
@@ -107,7 +107,8 @@ def _prune_configs(configs: list[triton.Config], named_args: dict, **kwargs) -> 
 
 _nearest_kernel_tuned = triton.autotune(
     configs=_autotune_configs(),
-    key=["N", "K", "D"],
+    # Keyed on N's power-of-two bucket, not N: every image size would otherwise re-time all configs.
+    key=["N_BUCKET", "K", "D"],
     prune_configs_by={"early_config_prune": _prune_configs},
 )(_nearest_kernel)
 
@@ -135,6 +136,8 @@ def nearest_codeword_triton(
         )
     if x.dtype != codebook.dtype:  # tl.dot wants one dtype; fp32 holds fp16 and bf16 exactly
         x, codebook = x.float(), codebook.float()
+    # Contiguous rows keep the column offsets (d·stride) small: the kernel widens only row offsets to 64 bits.
+    x, codebook = x.contiguous(), codebook.contiguous()
     n, d = x.shape
     k = codebook.shape[0]
     indices = torch.empty(n, dtype=torch.int64, device=x.device)
@@ -145,7 +148,7 @@ def nearest_codeword_triton(
     norms = (codebook32 * codebook32).sum(dim=1).contiguous()  # [K]
     args = (
         x, codebook, norms, indices, distances,
-        n, k, d,
+        n, k, d, triton.next_power_of_2(n),
         x.stride(0), x.stride(1), codebook.stride(0), codebook.stride(1),
     )
     # The interpreter's dot multiplies the raw uint16 storage of bf16, so there bf16 tiles

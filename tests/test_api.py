@@ -251,7 +251,9 @@ def test_file_wrappers_never_write_over_their_input(tmp_path, sample_crop, sampl
 
 def test_integral_arguments_of_any_type_and_empty_tensors(sample_crop):
     array = np.array(sample_crop)
-    assert vqcodec.compress(array, stages=np.int64(2)) == vqcodec.compress(array, stages=2)
+    data = vqcodec.compress(array, stages=np.int64(2))
+    assert data == vqcodec.compress(array, stages=2)
+    assert vqcodec.decompress(data, stages=np.int64(1)) == vqcodec.decompress(data, stages=1)
     with pytest.raises(ValueError, match="empty"):
         vqcodec.compress(torch.zeros(3, 0, 40))
     with pytest.raises(ValueError, match="stages"):

@@ -205,3 +205,14 @@ def test_package_imports_and_runs_without_triton():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[0, 1, 2]"
+
+
+def test_non_finite_inputs_are_refused_rather_than_matched_differently_per_backend():
+    codebook = torch.randn(8, 4)
+    for bad in (float("nan"), float("inf")):
+        x = torch.randn(5, 4)
+        x[2, 1] = bad
+        with pytest.raises(ValueError, match="finite"):
+            nearest_codeword(x, codebook, backend="torch")
+        with pytest.raises(ValueError, match="finite"):
+            nearest_codeword(torch.randn(5, 4), torch.where(torch.arange(8)[:, None] == 3, bad, codebook))

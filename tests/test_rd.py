@@ -142,3 +142,21 @@ def test_entropy_constrained_search_trades_distortion_for_code_length():
     assert torch.equal(constrained[0], plain[0]) and (constrained[1] == 5).all()
     fitted = fit_code_bits([constrained], 8)
     assert fitted[1][5] < fitted[1][0]  # the refit makes the chosen codeword cheaper still
+
+
+def test_same_rate_anchor_follows_its_concave_curve_not_straight_lines():
+    from rd_report import same_rate_rows
+
+    jpeg_bpp = [0.2, 0.4, 0.8, 1.6]
+    jpeg_psnr = [24.0 + 3.0 * math.log2(b / 0.2) for b in jpeg_bpp]  # straight in log-rate, concave in bpp
+    curves = {
+        "jpeg": {"codec": "jpeg", "label": "JPEG", "settings": [10, 30, 60, 90],
+                 "results": {"bpp": jpeg_bpp, "psnr": jpeg_psnr, "ms-ssim": [0.8, 0.85, 0.9, 0.95]}},
+        "vq": {"codec": "vqcodec", "label": "vqcodec", "settings": [1, 2],
+               "results": {"bpp": [0.3, 2.0], "psnr": [25.5, 40.0], "ms-ssim": [0.84, 0.99]}},
+    }
+    rows = same_rate_rows(curves)
+    expected = 24.0 + 3.0 * math.log2(0.3 / 0.2)  # 25.75; a straight line in bpp would read 25.5
+    assert rows[0]["anchor_psnr"] == pytest.approx(expected, abs=1e-9)
+    assert rows[0]["psnr_ahead"] is False  # 25.5 is behind, though level with the linear estimate
+    assert rows[1]["anchor_psnr"] is None  # outside the anchor's range

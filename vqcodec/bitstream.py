@@ -6,6 +6,7 @@ validated without loading a model. Payloads are opaque here: the entropy coder o
 """
 from __future__ import annotations
 
+import numbers
 import re
 import struct
 import zlib
@@ -197,12 +198,12 @@ def unpack(data: bytes | bytearray | memoryview,
     header = read_header(view)
     if stages is None:
         wanted = header.stages
-    elif isinstance(stages, bool) or not isinstance(stages, int) \
+    elif isinstance(stages, bool) or not isinstance(stages, numbers.Integral) \
             or not 1 <= stages <= header.stages:
         raise BitstreamError(f"stages must be in 1..{header.stages} for this file, "
                              f"got {stages!r}")
     else:
-        wanted = stages
+        wanted = int(stages)
     if len(view) > header.total_size:
         raise BitstreamError(f"trailing data: {len(view) - header.total_size} bytes after the "
                              f"end of the stream (expected {header.total_size} bytes, got "

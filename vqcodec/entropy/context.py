@@ -112,10 +112,10 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x + self.mix(self.spatial(x))).clamp(-INT8_MAX, INT8_MAX)
 
-    def at_positions(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """`forward(x)[positions]` `[n, C]`, computed only there (eval mode)."""
-        inner = self.spatial.at_positions(x, positions)[:, None, None, :]
-        return (x[positions] + self.mix(inner)[:, 0, 0]).clamp(-INT8_MAX, INT8_MAX)
+    def at_positions(self, x: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """`forward(x)[where]` `[n, C]` at (sample, row, column) indices, computed only there (eval mode)."""
+        inner = self.spatial.at_positions(x, where)[:, None, None, :]
+        return (x[where] + self.mix(inner)[:, 0, 0]).clamp(-INT8_MAX, INT8_MAX)
 
 
 class ContextPrior(nn.Module):
@@ -158,6 +158,14 @@ class ContextPrior(nn.Module):
         Returns:
             `[B, h, w, C]` (channels last) integers in [-127, 127], or `[n, C]` at `positions`.
         """
+        x = self._grid_features(tokens, known, stage)
+        if positions is not None:
+            return self._features_at(x, positions.nonzero(as_tuple=True))
+        return self.blocks[-1](x) if self.blocks else x
+
+    def _grid_features(self, tokens: torch.Tensor, known: torch.Tensor, stage: torch.Tensor) -> torch.Tensor:
+        """`[B, h, w, C]`: the trunk over the whole grid, all blocks but the last. It depends
+        only on the known tokens, so a coding group computes it once for all its chunks."""
         k = self.config.codebook_size
         table = quantize_table(self.embedding, self.config.act_bits)  # [S, K+1, C]
         x = quantize_table(self.query, self.config.act_bits)[stage][:, None, None, :]  # [B, 1, 1, C]
@@ -165,15 +173,14 @@ class ContextPrior(nn.Module):
             symbols = torch.where(known[:, s], tokens[:, s], k)  # [B, h, w]
             x = x + F.embedding(symbols, table[s])  # [B, h, w, C]
         x = x.clamp(-INT8_MAX, INT8_MAX)
-        if positions is None:
-            for block in self.blocks:
-                x = block(x)
-            return x
-        if not self.blocks:
-            return x[positions]
         for block in self.blocks[:-1]:
             x = block(x)
-        return self.blocks[-1].at_positions(x, positions)
+        return x
+
+    def _features_at(self, x: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """`[n, C]` trunk features at (sample, row, column) indices `where`: the last block
+        runs only there."""
+        return self.blocks[-1].at_positions(x, where) if self.blocks else x[where]
 
     def logits(self, features: torch.Tensor, previous: torch.Tensor, neighbours: torch.Tensor, stage: int) -> torch.Tensor:
         """Integer logits `[n, K]` of positions to predict.
@@ -224,8 +231,12 @@ class ContextPrior(nn.Module):
         Exact: every product is an int8 entry times an integer gain, and the sum of 8 of
         them stays far below 2**24, in whatever order it is added.
         """
+        return self._neighbour_logits_at(tokens, known, stage, rows.nonzero(as_tuple=True))
+
+    def _neighbour_logits_at(self, tokens: torch.Tensor, known: torch.Tensor, stage: int,
+                             where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         k = self.config.codebook_size
-        b, i, j = rows.nonzero(as_tuple=True)
+        b, i, j = where
         if stage >= tokens.shape[1]:
             return torch.zeros((b.numel(), k), device=tokens.device)
         padded_tokens = F.pad(tokens[:, stage], (1, 1, 1, 1))
@@ -251,11 +262,12 @@ class ContextPrior(nn.Module):
         both = torch.stack([tables, tables.transpose(1, 2)], dim=1)  # [D, 2, K, K]
         return F.pad(both, (0, 0, 0, 1)).reshape(-1, tables.shape[-1])
 
-    def _previous(self, tokens: torch.Tensor, known: torch.Tensor, stage: int, rows: torch.Tensor) -> torch.Tensor:
-        """`[n]` tokens of stage-1 at the True positions of `rows` `[B, h, w]`, K where unknown."""
+    def _previous(self, tokens: torch.Tensor, known: torch.Tensor, stage: int,
+                  where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """`[n]` tokens of stage-1 at (sample, row, column) indices `where`, K where unknown."""
         if stage == 0 or tokens.shape[1] < stage:
-            return torch.full((int(rows.sum()),), self.config.codebook_size, dtype=torch.int64, device=tokens.device)
-        return torch.where(known[:, stage - 1], tokens[:, stage - 1], self.config.codebook_size)[rows]
+            return torch.full((where[0].numel(),), self.config.codebook_size, dtype=torch.int64, device=tokens.device)
+        return torch.where(known[:, stage - 1], tokens[:, stage - 1], self.config.codebook_size)[where]
 
     def forward(self, tokens: torch.Tensor, known: torch.Tensor, stage: torch.Tensor, predict: torch.Tensor) -> torch.Tensor:
         """Training pass: negative log-likelihood in nats of every position to predict.
@@ -272,8 +284,9 @@ class ContextPrior(nn.Module):
         for s in torch.unique(stage).tolist():
             rows = predict & (stage == s).view(-1, 1, 1)
             target = tokens[:, s][rows]
-            previous = self._previous(tokens, known, s, rows)
-            neighbours = self.neighbour_logits(tokens, known, s, rows)
+            where = rows.nonzero(as_tuple=True)
+            previous = self._previous(tokens, known, s, where)
+            neighbours = self._neighbour_logits_at(tokens, known, s, where)
             logits = self.logits(features[rows], previous, neighbours, s) * (2.0**-self.config.logit_bits)
             losses.append(F.cross_entropy(logits, target, reduction="none"))
         return torch.cat(losses)
@@ -300,9 +313,14 @@ class ContextPrior(nn.Module):
         if self.training:
             raise RuntimeError("call .eval() before computing coding-path logits")
         stages = torch.full((tokens.shape[0],), stage, dtype=torch.int64, device=tokens.device)
-        features = self.trunk(tokens, known, stages, masks)  # [n, C]
-        neighbours = self.neighbour_logits(tokens, known, stage, masks)
-        return self.logits(features, self._previous(tokens, known, stage, masks), neighbours, stage)
+        return self._logits_at(tokens, known, stage, self._grid_features(tokens, known, stages), masks.nonzero(as_tuple=True))
+
+    def _logits_at(self, tokens: torch.Tensor, known: torch.Tensor, stage: int, grid: torch.Tensor,
+                   where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Integer logits `[n, K]` at indices `where`, given `_grid_features` of the same tokens."""
+        features = self._features_at(grid, where)
+        neighbours = self._neighbour_logits_at(tokens, known, stage, where)
+        return self.logits(features, self._previous(tokens, known, stage, where), neighbours, stage)
 
     def frequencies_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Integer-valued logits `[n, K]` → frequencies `[n, K]`, each ≥ 1, rows sum < 2**31.
@@ -329,18 +347,40 @@ class ContextPrior(nn.Module):
             of `mask`, entries ≥ 1, row sums < 2**31. Depends only on the known tokens,
             bit-identical anywhere.
         """
-        tokens, known, mask = self._validated(tokens, known, stage, mask)
+        mask = np.asarray(mask)
+        if mask.shape != np.shape(tokens)[1:]:
+            raise ValueError(f"need tokens/known [s,h,w] and mask [h,w], got {np.shape(tokens)}, {np.shape(known)}, {mask.shape}")
+        return self.group_coder(tokens, known, stage)(np.flatnonzero(mask))
+
+    @torch.no_grad()
+    def group_coder(self, tokens: np.ndarray, known: np.ndarray, stage: int) -> Callable[[np.ndarray], np.ndarray]:
+        """What the entropy coder asks of a prior for one coding group: a function from flat
+        (row-major) positions of stage `stage` to their frequencies (as `frequencies`).
+
+        The whole-grid part of the trunk depends only on the known tokens, so it runs once
+        here; a group coded in chunks of positions then costs one trunk pass, not one per chunk.
+        """
+        if self.training:
+            raise RuntimeError("call .eval() before computing coding-path frequencies")
+        tokens, known = self._validated(tokens, known, stage)
         device = self.exp_table.device
-        logits = self.integer_logits(tokens[None].to(device), known[None].to(device), stage, mask[None].to(device))
-        return self.frequencies_from_logits(logits).cpu().numpy()
+        tokens, known = tokens[None].to(device), known[None].to(device)
+        stages = torch.full((1,), stage, dtype=torch.int64, device=device)
+        grid = self._grid_features(tokens, known, stages)
+        width = tokens.shape[-1]
 
-    # The entropy coder's stream functions ask priors for `group_frequencies`.
-    group_frequencies = frequencies
+        @torch.no_grad()
+        def frequencies_at(flat: np.ndarray) -> np.ndarray:
+            positions = torch.from_numpy(np.asarray(flat, dtype=np.int64)).to(device)
+            where = (torch.zeros_like(positions), positions // width, positions % width)
+            return self.frequencies_from_logits(self._logits_at(tokens, known, stage, grid, where)).cpu().numpy()
 
-    def _validated(self, tokens, known, stage, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        tokens, known, mask = np.asarray(tokens), np.asarray(known), np.asarray(mask)
-        if tokens.ndim != 3 or known.shape != tokens.shape or mask.shape != tokens.shape[1:]:
-            raise ValueError(f"need tokens/known [s,h,w] and mask [h,w], got {tokens.shape}, {known.shape}, {mask.shape}")
+        return frequencies_at
+
+    def _validated(self, tokens, known, stage) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, known = np.asarray(tokens), np.asarray(known)
+        if tokens.ndim != 3 or known.shape != tokens.shape:
+            raise ValueError(f"need tokens/known [s,h,w], got {tokens.shape}, {known.shape}")
         if not 0 <= stage < tokens.shape[0] <= self.config.stages:
             raise ValueError(f"need stage < given stages ({tokens.shape[0]}) ≤ the prior's {self.config.stages}, got stage {stage}")
         known = torch.from_numpy(known.astype(bool))
@@ -353,7 +393,7 @@ class ContextPrior(nn.Module):
         missing = self.config.stages - tokens.shape[0]
         tokens = torch.cat([tokens, tokens.new_zeros((missing, *tokens.shape[1:]))])
         known = torch.cat([known, known.new_zeros((missing, *known.shape[1:]))])
-        return tokens, known, torch.from_numpy(mask.astype(bool))
+        return tokens, known
 
 
 def save_prior_file(prior: ContextPrior, path: str | Path, description: str = "") -> None:

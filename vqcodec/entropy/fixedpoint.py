@@ -121,9 +121,9 @@ class QuantConv(nn.Module):
             acc = exact_conv(x, weight)
         return self._requantize(acc, bias, bits)
 
-    def at_positions(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """The output `[n, Co]` at the True entries of `positions` `[B,H,W]` only (row-major
-        order), bit-identical to `forward(x)[positions]` in eval mode.
+    def at_positions(self, x: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The output `[n, Co]` at positions `where` = (sample, row, column) index tensors
+        only, bit-identical to `forward(x)[where]` in eval mode.
 
         The coding path needs a layer's output only where tokens are predicted; computing
         just those rows is exact because each is the same bounded integer sum.
@@ -131,7 +131,7 @@ class QuantConv(nn.Module):
         weight, bias, bits = self.integer_weights()
         pad = weight.shape[-1] // 2
         padded = F.pad(x, (0, 0, pad, pad, pad, pad))
-        b, i, j = positions.nonzero(as_tuple=True)
+        b, i, j = where
         taps = [padded[b, i + dy, j + dx] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
         patches = torch.stack(taps, dim=1).flatten(1)  # [n, k·k·Ci], tap-major like the weights below
         acc = patches @ weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1).t()

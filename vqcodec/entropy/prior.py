@@ -5,6 +5,8 @@ IEEE division each) are bit-identical on every machine.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -33,6 +35,8 @@ class StaticPrior(nn.Module):
         """Coding order: one group per stage covering the whole `[h, w]` grid."""
         return [(stage, np.ones((h, w), dtype=bool)) for stage in range(stages)]
 
-    def group_frequencies(self, tokens: np.ndarray, known: np.ndarray, stage: int, mask: np.ndarray) -> np.ndarray:
-        """`[K]` int64: one distribution shared by every position (context is ignored)."""
-        return self.frequencies[stage].cpu().numpy().astype(np.int64)
+    def group_coder(self, tokens: np.ndarray, known: np.ndarray, stage: int) -> Callable[[np.ndarray], np.ndarray]:
+        """Frequencies for any positions of stage `stage`: one `[K]` int64 row shared by all
+        of them (context is ignored)."""
+        row = self.frequencies[stage].cpu().numpy().astype(np.int64)
+        return lambda positions: row

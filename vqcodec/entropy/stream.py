@@ -1,11 +1,12 @@
 """Index grids ↔ per-stage payloads, for any prior that offers `groups` and
-`group_frequencies` (the static prior and the context prior both do).
+`group_coder` (the static prior and the context prior both do).
 
 Stage s is coded from stages < s only, so its payload never depends on later stages: a file
 holding the first n payloads decodes at n stages.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -16,7 +17,7 @@ from .coder import StageDecoder, StageEncoder, probabilities_from_frequencies
 class Prior(Protocol):
     def groups(self, stages: int, h: int, w: int) -> list[tuple[int, np.ndarray]]: ...
 
-    def group_frequencies(self, tokens: np.ndarray, known: np.ndarray, stage: int, mask: np.ndarray) -> np.ndarray: ...
+    def group_coder(self, tokens: np.ndarray, known: np.ndarray, stage: int) -> Callable[[np.ndarray], np.ndarray]: ...
 
 
 # Positions whose frequencies are computed at once. A row costs about 40·K bytes on the way
@@ -25,35 +26,28 @@ class Prior(Protocol):
 CHUNK_ROWS = 2048
 
 
-def _chunks(mask: np.ndarray, rows: int) -> list[np.ndarray]:
-    """Split `mask`'s True positions, in row-major order, into masks of at most `rows` each.
+def _blocks(mask: np.ndarray, rows: int) -> list[np.ndarray]:
+    """`mask`'s True positions as flat (row-major) indices, in blocks of at most `rows`.
 
-    A group's frequencies depend only on tokens known before the group, so coding it chunk by
-    chunk yields the very same stream as coding it at once."""
+    A group's frequencies depend only on tokens known before the group, so coding it block by
+    block yields the very same stream as coding it at once."""
     flat = np.flatnonzero(mask)
-    chunks = []
-    for start in range(0, flat.size, rows):
-        chunk = np.zeros(mask.size, dtype=bool)
-        chunk[flat[start : start + rows]] = True
-        chunks.append(chunk.reshape(mask.shape))
-    return chunks
+    return [flat[start : start + rows] for start in range(0, flat.size, rows)]
 
 
 def encode_grid(prior: Prior, indices: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> list[bytes]:
     """indices `[S, h, w]` int → one payload per stage."""
-    stages, h, w = indices.shape
-    known_before, known = [], np.zeros(indices.shape, dtype=bool)
-    chunks = []
-    for stage, mask in prior.groups(stages, h, w):
-        known_before.append(known.copy())
-        chunks.append([(stage, chunk) for chunk in _chunks(mask, chunk_rows)])
+    stages = indices.shape[0]
+    groups, known = [], np.zeros(indices.shape, dtype=bool)
+    for stage, mask in prior.groups(*indices.shape):
+        groups.append((stage, known.copy(), _blocks(mask, chunk_rows)))
         known[stage] |= mask
     encoders = [StageEncoder() for _ in range(stages)]
-    # Last chunk first (ANS is a stack): the decoder then meets them in coding order.
-    for group_chunks, known in zip(reversed(chunks), reversed(known_before)):
-        for stage, chunk in reversed(group_chunks):
-            frequencies = prior.group_frequencies(indices, known, stage, chunk)
-            encoders[stage].push(indices[stage][chunk], probabilities_from_frequencies(frequencies))
+    # Last block first (ANS is a stack): the decoder then meets them in coding order.
+    for stage, known_before, blocks in reversed(groups):
+        frequencies_at = prior.group_coder(indices, known_before, stage)
+        for block in reversed(blocks):
+            encoders[stage].push(indices[stage].reshape(-1)[block], probabilities_from_frequencies(frequencies_at(block)))
     return [encoder.finish() for encoder in encoders]
 
 
@@ -68,12 +62,13 @@ def decode_grid(prior: Prior, payloads: list[bytes], h: int, w: int, codebook_si
     known = np.zeros((stages, h, w), dtype=bool)
     decoders = [StageDecoder(payload) for payload in payloads]
     for stage, mask in prior.groups(stages, h, w):
-        for chunk in _chunks(mask, chunk_rows):  # all read before `known` grows: same frequencies as the encoder's
-            frequencies = prior.group_frequencies(tokens, known, stage, chunk)
-            symbols = decoders[stage].read(int(chunk.sum()), probabilities_from_frequencies(frequencies))
+        frequencies_at = prior.group_coder(tokens, known, stage)  # reads only tokens known before the group
+        flat_tokens = tokens[stage].reshape(-1)  # a view: writes land in `tokens`
+        for block in _blocks(mask, chunk_rows):
+            symbols = decoders[stage].read(block.size, probabilities_from_frequencies(frequencies_at(block)))
             if symbols.size and (symbols.min() < 0 or symbols.max() >= codebook_size):
                 raise ValueError(f"stage {stage} payload decodes to indices outside [0, {codebook_size})")
-            tokens[stage][chunk] = symbols
+            flat_tokens[block] = symbols
         known[stage] |= mask
     for stage, decoder in enumerate(decoders):
         if not decoder.finished_cleanly():
