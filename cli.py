@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from vqcodec.files import same_file
 from vqcodec.train.cli import train_command
 from vqcodec.train.prior_loop import train_prior_command
 from vqcodec.train.static_prior import export_model_command
@@ -31,7 +32,7 @@ def _check_output(path: str, force: bool, inputs: list[str]) -> None:
         return
     target = Path(path)
     for source in inputs:
-        if source != STDIO and target.exists() and target.resolve() == Path(source).resolve():
+        if source != STDIO and same_file(Path(source), target):
             raise click.UsageError(f"output {path} is the same file as input {source}")
     if target.is_dir():
         raise click.UsageError(f"output {path} is a directory")

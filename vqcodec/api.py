@@ -15,23 +15,22 @@ from PIL import Image
 from vqcodec import bitstream, zoo
 from vqcodec.bitstream import BitstreamError, Header
 from vqcodec.entropy.stream import decode_grid, encode_grid
-from vqcodec.files import write_atomic
+from vqcodec.files import same_file, write_atomic
 from vqcodec.imaging import check_size, decode_alpha, encode_alpha, prepare_image, to_image, to_padded_tensor
 
 
-def _integer(value, name: str) -> int:
-    """`value` as a Python int: numpy and other integral types pass, bools and floats do not."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+def _integer(value, name: str, low: int | None = None, high: int | None = None) -> int:
+    """`value` as a Python int, within [low, high] when given: numpy and other integral types
+    pass, bools and floats do not."""
+    integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not integral or (low is not None and value < low) or (high is not None and value > high):
+        bounds = f" in {low}..{high}" if low is not None and high is not None else ""
+        raise ValueError(f"{name} must be an integer{bounds}, got {value!r}")
     return int(value)
 
 
 def _stage_count(requested: int | None, available: int) -> int:
-    if requested is None:
-        return available
-    if isinstance(requested, bool) or not isinstance(requested, numbers.Integral) or not 1 <= requested <= available:
-        raise ValueError(f"stages must be an integer in 1..{available}, got {requested!r}")
-    return int(requested)
+    return available if requested is None else _integer(requested, "stages", 1, available)
 
 
 def _fit_bpp(bpp: float, prefix_sizes: list[int], pixels: int) -> int:
@@ -242,7 +241,7 @@ def inpaint(
 
 
 def _refuse_same_file(src: Path, dst: Path) -> None:
-    if dst.exists() and dst.resolve() == src.resolve():
+    if same_file(src, dst):
         raise ValueError(f"output {dst} is the same file as input {src}")
 
 

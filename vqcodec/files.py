@@ -6,6 +6,11 @@ import shutil
 from pathlib import Path
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether existing path `b` names the same file as `a` (through links and `./` alike)."""
+    return b.exists() and b.resolve() == a.resolve()
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Temp file in the same folder, then rename: readers never see a partial file.
 

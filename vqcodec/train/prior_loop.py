@@ -96,7 +96,7 @@ def load_or_build_cache(codec_path: Path, files: list[Path], cache_path: Path, c
     """Token grids of `files`, read from `cache_path` when it was built by the same codec
     weights from the same file list, else encoded now and written there."""
     # Paths, sizes and modification times: another folder, or images edited in place, rebuild it.
-    listing = "\n".join(f"{p}\t{p.stat().st_size}\t{p.stat().st_mtime_ns}" for p in files)
+    listing = "\n".join(f"{p}\t{stat.st_size}\t{stat.st_mtime_ns}" for p, stat in ((p, p.stat()) for p in files))
     key = {"codec_sha256": file_sha256(codec_path), "files": str(len(files)), "max_side": str(config.max_side),
            "listing": hashlib.sha256(listing.encode()).hexdigest()}
     if cache_path.exists():
