@@ -2,13 +2,16 @@
 
 Curves are interpolated with monotone piecewise-cubic Hermite splines (PCHIP), as in the
 current JVET/VCEG practice, rather than the original single cubic fit, which overshoots on
-sweeps as wide as 0.05–3 bpp. Only the range where both curves have data is integrated.
+sweeps as wide as 0.05–3 bpp. Only the range where both curves have data is integrated, and
+only when it covers at least half of the test curve's range: a delta over a thin slice
+describes one end of a curve, not the comparison.
 """
 from __future__ import annotations
 
 import numpy as np
 
 _GRID = 1001  # integration samples; the splines are smooth, so the error is far below 0.01 %.
+MIN_OVERLAP = 0.5  # share of the test curve's range that both curves must cover
 
 
 def _pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -45,9 +48,10 @@ def pchip(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
 
 
 def _mean_over_overlap(xa: np.ndarray, ya: np.ndarray, xb: np.ndarray, yb: np.ndarray) -> float | None:
-    """Mean of `f_b - f_a` over the x-range both curves cover; `None` without overlap."""
+    """Mean of `f_b - f_a` over the x-range both curves cover; `None` where that covers less
+    than `MIN_OVERLAP` of curve b's (the test curve's) range."""
     low, high = max(xa.min(), xb.min()), min(xa.max(), xb.max())
-    if not high > low:
+    if not (high > low and high - low >= MIN_OVERLAP * (xb.max() - xb.min())):
         return None
     grid = np.linspace(low, high, _GRID)
     return float(np.trapezoid(pchip(xb, yb, grid) - pchip(xa, ya, grid), grid) / (high - low))
@@ -67,8 +71,9 @@ def bd_rate(anchor_rate: list[float], anchor_quality: list[float],
     """Average rate difference of the test curve against the anchor at equal quality, in percent.
 
     Negative means the test codec needs fewer bits. Rates in bpp (> 0), quality in any
-    increasing scale (PSNR dB, MS-SSIM dB). Returns `None` when the quality ranges do not
-    overlap or a curve is not strictly increasing (BD is undefined there).
+    increasing scale (PSNR dB, MS-SSIM dB). Returns `None` when the quality ranges overlap on
+    less than half of the test curve's range or a curve is not strictly increasing (BD is
+    undefined there).
     """
     anchor, test = _monotone_curve(anchor_rate, anchor_quality), _monotone_curve(test_rate, test_quality)
     if anchor is None or test is None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,18 @@ def load_images(folder: Path, limit: int | None = None) -> tuple[dict[str, np.nd
     """Read the images of `folder` (sorted by name) as `[H,W,3]` uint8 RGB.
 
     Returns:
-        `{file name: rgb}` and notes on images that had to be converted to 8-bit RGB.
+        `{file name: rgb}` and notes on images that had to be converted to 8-bit RGB (from
+        another mode, or from 16 bits per channel).
     """
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
     images, notes = {}, []
     for path in paths[:limit]:
-        prepared = prepare_image(path)  # what every codec compares against: the image as vqcodec reads it
+        with warnings.catch_warnings(record=True) as caught:  # e.g. 16-bit sources, kept in the results
+            warnings.simplefilter("always")
+            prepared = prepare_image(path)  # what every codec compares against: the image as vqcodec reads it
+        notes += [f"{path.name}: {warning.message}" for warning in caught]
         if prepared.mode != "RGB":
             notes.append(f"{path.name}: converted from mode {prepared.mode} to 8-bit RGB")
         images[path.name] = prepared.rgb

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import rd  # noqa: E402
 from rd_bd import bd_quality, bd_rate, pchip  # noqa: E402
+from rd_report import same_rate_rows  # noqa: E402
 
 RATES = [0.1, 0.2, 0.4, 0.8, 1.6]
 
@@ -39,6 +40,23 @@ def test_bd_psnr_of_a_curve_half_a_db_better_on_a_partial_overlap():
 def test_bd_is_undefined_without_overlap_or_for_non_monotone_curves():
     assert bd_rate(RATES, _quality(RATES), RATES, [q + 30 for q in _quality(RATES)]) is None
     assert bd_rate(RATES, _quality(RATES), RATES, [30, 31, 30.5, 32, 33]) is None
+
+
+def test_bd_is_undefined_when_the_curves_share_only_a_thin_slice():
+    # 15 dB above the anchor, the test curve overlaps it only in its bottom part.
+    test_quality = [q + 15 for q in _quality(RATES)]
+    low, high = _quality(RATES)[0], _quality(RATES)[-1]
+    assert (high - (low + 15)) / (high - low) < 0.5
+    assert bd_rate(RATES, _quality(RATES), RATES, test_quality) is None
+    assert bd_rate(RATES, _quality(RATES), RATES, [q + 3 for q in _quality(RATES)]) is not None
+
+
+def test_same_rate_rows_without_ms_ssim_leave_the_verdict_open():
+    anchor = {"codec": "jpeg", "label": "JPEG", "results": {"bpp": [0.2, 0.5], "psnr": [25.0, 28.0], "ms-ssim": [None, None]}}
+    test = {"codec": "vqcodec", "label": "vqcodec", "settings": [1],
+            "results": {"bpp": [0.3], "psnr": [27.0], "ms-ssim": [None]}}
+    (row,) = same_rate_rows({"jpeg": anchor, "vqcodec": test})
+    assert row["psnr_ahead"] is True and row["anchor_ms-ssim"] is None and row["ms-ssim_ahead"] is None
 
 
 def test_pchip_interpolates_knots_and_keeps_lines_straight():
@@ -88,7 +106,7 @@ def _jpeg_backed_vqcodec(monkeypatch):
 
     def compress(image, *, stages=None, model=None):
         buffer = io.BytesIO()
-        Image.fromarray(np.asarray(image)).save(buffer, format="JPEG", quality=10 + 25 * (stages or 4))
+        Image.fromarray(np.asarray(image)).save(buffer, format="JPEG", quality=5 + 20 * (stages or 4))
         return buffer.getvalue()
 
     def decompress(data, *, stages=None, decoder="fidelity"):
@@ -160,3 +178,13 @@ def test_same_rate_anchor_follows_its_concave_curve_not_straight_lines():
     assert rows[0]["anchor_psnr"] == pytest.approx(expected, abs=1e-9)
     assert rows[0]["psnr_ahead"] is False  # 25.5 is behind, though level with the linear estimate
     assert rows[1]["anchor_psnr"] is None  # outside the anchor's range
+
+
+def test_sixteen_bit_sources_are_noted_in_the_results(tmp_path):
+    from rd_measure import load_images
+
+    tmp_path.joinpath("set").mkdir()
+    Image.fromarray((np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 80)).save(tmp_path / "set" / "deep.png")
+    images, notes = load_images(tmp_path / "set")
+    assert images["deep.png"].dtype == np.uint8
+    assert any("deep.png" in note and "16-bit" in note for note in notes)

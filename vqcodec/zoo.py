@@ -41,10 +41,10 @@ class ZooEntry:
 MODELS: dict[str, ZooEntry] = {
     "vqc-f8-s4": ZooEntry(
         weights_file="vqc-f8-s4.safetensors",
-        sha256="3246d0a9c3fe379387b317cd89022f59874443ee7e9b4a01026060034d99ce84",
+        sha256="da5abdf4e06b5904fdad9ae842112459b58876d52d27f9028d1452598640cf99",
         description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders; trained on BSDS500 + an ImageNet sample",
         prior_file="vqc-f8-s4-prior.safetensors",
-        prior_sha256="2363cb05418d6b1a85bbef301f4f4714f6bf41201acf67318794481abb3d5032",
+        prior_sha256="837aeb0532bd900a131b20c7069c5cf4226dfdbdee375c4d185701b0c7303254",
     ),
 }
 DEFAULT_MODEL = "vqc-f8-s4"
