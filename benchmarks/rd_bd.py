@@ -84,7 +84,8 @@ def bd_rate(anchor_rate: list[float], anchor_quality: list[float],
 
 def bd_quality(anchor_rate: list[float], anchor_quality: list[float],
                test_rate: list[float], test_quality: list[float]) -> float | None:
-    """Average quality difference (test − anchor) at equal rate, e.g. BD-PSNR in dB; `None` as for `bd_rate`."""
+    """Average quality difference (test − anchor) at equal rate, e.g. BD-PSNR in dB; `None` as for
+    `bd_rate`, the half-range rule here applying to the test curve's log-rate range."""
     anchor, test = _monotone_curve(anchor_rate, anchor_quality), _monotone_curve(test_rate, test_quality)
     if anchor is None or test is None:
         return None

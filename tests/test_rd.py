@@ -163,7 +163,6 @@ def test_entropy_constrained_search_trades_distortion_for_code_length():
 
 
 def test_same_rate_anchor_follows_its_concave_curve_not_straight_lines():
-    from rd_report import same_rate_rows
 
     jpeg_bpp = [0.2, 0.4, 0.8, 1.6]
     jpeg_psnr = [24.0 + 3.0 * math.log2(b / 0.2) for b in jpeg_bpp]  # straight in log-rate, concave in bpp
