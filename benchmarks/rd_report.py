@@ -93,6 +93,9 @@ def same_rate_rows(curves: dict[str, dict], anchor: str = "jpeg") -> list[dict]:
     reference = curves[anchor]["results"]
     order = np.argsort(reference["bpp"])
     rates = np.asarray(reference["bpp"])[order]
+    # MS-SSIM is missing on images too small for its scales: NaN here, no anchor value then.
+    anchor_values = {metric: np.asarray([np.nan if v is None else v for v in reference[metric]], dtype=float)[order]
+                     for metric in ("psnr", "ms-ssim")}
     rows = []
     for curve in curves.values():
         if curve["codec"] != TEST_CODEC:
@@ -100,9 +103,7 @@ def same_rate_rows(curves: dict[str, dict], anchor: str = "jpeg") -> list[dict]:
         res = curve["results"]
         for i, setting in enumerate(curve["settings"]):
             row = {"test": curve["label"], "anchor": curves[anchor]["label"], "setting": setting, "bpp": res["bpp"][i]}
-            for metric in ("psnr", "ms-ssim"):
-                values = np.asarray([np.nan if v is None else v for v in reference[metric]], dtype=float)[order]
-                # MS-SSIM is missing on images too small for its scales: no anchor value then.
+            for metric, values in anchor_values.items():
                 inside = rates[0] <= res["bpp"][i] <= rates[-1] and not np.isnan(values).any()
                 at = float(pchip(np.log(rates), values, np.log(res["bpp"][i]))) if inside else None
                 row[metric] = res[metric][i]

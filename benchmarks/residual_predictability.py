@@ -109,12 +109,14 @@ def probe(fit, held_out, books: list[np.ndarray], stage: int, neighbours: bool) 
     x_fit, y_fit, targets_fit = design(fit, books, stage, neighbours)
     x, y, targets = design(held_out, books, stage, neighbours)
     weights = _ridge(x_fit, y_fit)
-    constant = np.broadcast_to(y_fit.mean(0), y.shape)
+    predicted = x @ weights
+    centre = y_fit.mean(0)
     scores = {}
-    for name, mean, mean_fit in (("constant", constant, constant), ("context", x @ weights, x_fit @ weights)):
+    for name, mean, mean_fit in (("constant", np.broadcast_to(centre, y.shape), np.broadcast_to(centre, y_fit.shape)),
+                                 ("context", predicted, x_fit @ weights)):
         beta = _fitted_beta(mean_fit, book, log_prior, targets_fit)
         scores[name] = (_geometric_bits(mean, book, log_prior, targets, beta), beta)
-    r2 = 1.0 - float(((y - x @ weights) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
+    r2 = 1.0 - float(((y - predicted) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
     order0 = _bits(np.broadcast_to(log_prior, (len(targets), len(book))), targets)
     return {"stage": stage + 1, "neighbours": neighbours, "order0_bits": order0,
             "constant_mean_bits": scores["constant"][0], "context_mean_bits": scores["context"][0],

@@ -73,7 +73,7 @@ def compress(
         bpp: instead of `stages`, the largest stage count whose real file fits this many bits
             per pixel.
         model: model name from the zoo (default `vqcodec.zoo.DEFAULT_MODEL`).
-        prior: "context" (default where the model ships one: fewer bits, about 0.3 s more
+        prior: "context" (default where the model ships one: fewer bits, about 0.4 s more
             to encode and decode a Kodak image) or "static" (order-0 frequencies, fastest).
 
     Returns:
