@@ -22,7 +22,7 @@ import numpy as np
 import safetensors.torch
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 
@@ -279,17 +279,25 @@ class ContextPrior(nn.Module):
         Returns:
             `[n]` float, one NLL per True entry of `predict`, grouped by stage.
         """
+        losses = [F.cross_entropy(logits, tokens[:, s][rows], reduction="none")
+                  for s, rows, logits in self.scored_logits(tokens, known, stage, predict)]
+        return torch.cat(losses)
+
+    def scored_logits(
+        self, tokens: torch.Tensor, known: torch.Tensor, stage: torch.Tensor, predict: torch.Tensor
+    ) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        """Float logits (nats) of the positions to predict, one `(s, rows, logits)` per stage
+        present in `stage`: `rows` `[B, h, w]` marks those of stage s, `logits` `[n, K]` their
+        rows in row-major order. Arguments as in `forward`."""
         features = self.trunk(tokens, known, stage)  # [B, h, w, C]
-        losses = []
+        scored = []
         for s in torch.unique(stage).tolist():
             rows = predict & (stage == s).view(-1, 1, 1)
-            target = tokens[:, s][rows]
             where = rows.nonzero(as_tuple=True)
             previous = self._previous(tokens, known, s, where)
             neighbours = self._neighbour_logits_at(tokens, known, s, where)
-            logits = self.logits(features[rows], previous, neighbours, s) * (2.0**-self.config.logit_bits)
-            losses.append(F.cross_entropy(logits, target, reduction="none"))
-        return torch.cat(losses)
+            scored.append((s, rows, self.logits(features[rows], previous, neighbours, s) * (2.0**-self.config.logit_bits)))
+        return scored
 
     def groups(self, stages: int, h: int, w: int) -> list[tuple[int, np.ndarray]]:
         """Coding order: (stage, bool mask `[h, w]`) pairs, stage-major.
@@ -405,9 +413,17 @@ def save_prior_file(prior: ContextPrior, path: str | Path, description: str = ""
 
 
 def load_prior_file(path: str | Path) -> ContextPrior:
-    """Rebuild a prior written by `save_prior_file` (strict load), in eval mode."""
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    """Rebuild a prior written by `save_prior_file` (strict load), in eval mode.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a context prior of this format version.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except SafetensorError as error:
+        raise ValueError(f"{path} is not a {FORMAT} file: {error}") from error
     if metadata.get("format") != FORMAT or metadata.get("version") != str(FORMAT_VERSION):
         raise ValueError(f"{path} is not a version-{FORMAT_VERSION} {FORMAT} file")
     with torch.inference_mode(False):  # inference tensors have no version counter, which `_derived` keys on

@@ -35,6 +35,8 @@ class TrainConfig:
     disc_layers: int = 3  # vqgan: stride-2 layers; 3 gives 70×70-pixel patches
     gan_weight: float = 0.5  # multiplies the adaptive weight of the hinge generator loss
     feature_matching_weight: float = 1.0
+    rate_weight: float = 0.0  # vqvae: λ of a λ·bpp term, the bits `rate_prior` would spend (0 = rate-blind)
+    rate_prior: str = ""  # vqvae with rate_weight > 0: the frozen context prior (safetensors) that prices indices
     validation_images: int = 24
     validation_crop: int = 256
     validate_every: int = 500
@@ -56,6 +58,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a multiple of the stride {self.model.stride}, got {size!r}")
         if not self.lr > 0 or not self.disc_lr > 0:
             raise ValueError(f"lr and disc_lr must be positive, got {self.lr!r}, {self.disc_lr!r}")
+        if not self.rate_weight >= 0 or (self.rate_weight > 0 and not self.rate_prior):
+            raise ValueError(f"rate_weight must be ≥ 0, and > 0 needs rate_prior (a context prior file), got {self.rate_weight!r}")
         if not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.validation_images < 0:
             raise ValueError("need 0 ≤ min_lr_ratio ≤ 1, warmup_steps ≥ 0 and validation_images ≥ 0")
 

@@ -4,6 +4,7 @@ DistributedDataParallel under torchrun."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import time
@@ -17,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
+from vqcodec.entropy.context import load_prior_file
 from vqcodec.metrics import max_ms_ssim_scales, ms_ssim, psnr
 from vqcodec.model import VQCodec
 
@@ -25,6 +27,7 @@ from .config import TrainConfig
 from .data import CenterCrops, RandomCrops, list_images, split_files
 from .logger import RunLogger
 from .losses import reconstruction_loss
+from .rate import RateTerm
 
 
 class StepSampler(Sampler[int]):
@@ -189,11 +192,14 @@ class TrainingRun:
             self.progress.close()
             self.logger.close()
 
+    def step_generator(self, step: int, stream: int = 0) -> torch.Generator:
+        """A generator seeded by (seed, step, rank, stream), so a resumed run draws the same;
+        each use within a step takes its own stream."""
+        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + step * self.world + self.rank + (stream << 40))
+
     def stage_dropout(self, step: int, batch_size: int) -> torch.Tensor:
-        """`[B]` stages each sample keeps, drawn from a generator seeded by (seed, step, rank)
-        so a resumed run draws the same."""
-        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step * self.world + self.rank)
-        keep = torch.randint(1, self.config.model.stages + 1, (batch_size,), generator=generator)
+        """`[B]` stages each sample keeps."""
+        keep = torch.randint(1, self.config.model.stages + 1, (batch_size,), generator=self.step_generator(step))
         return keep.to(self.device)
 
     def end_step(self, step: int, scalars: Callable[[], dict[str, float]], model: VQCodec,
@@ -220,18 +226,24 @@ class TrainingRun:
 
 
 def vqvae_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, keep: torch.Tensor, config: TrainConfig
+    model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, keep: torch.Tensor, config: TrainConfig,
+    rate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One optimizer step of stage 1 on `batch` `[B,3,H,W]` with per-sample stage counts `keep`.
 
+    `rate(latent, indices)`, when given, prices the batch in bits per pixel (`RateTerm`).
     Returns the detached loss terms (`loss` is the reconstruction loss, `total` adds the
-    weighted commitment loss) and the indices `[B,S,h,w]` the batch was quantized to.
+    weighted commitment loss and, with `rate`, `rate_weight`·`rate_bpp`) and the indices
+    `[B,S,h,w]` the batch was quantized to.
     """
     with autocast(batch.device):
         out = model(batch, keep)
     terms = reconstruction_loss(out["reconstruction"].float(), batch, config.ms_ssim_weight, config.ms_ssim_scales)
     terms["commit"] = out["commit_loss"].float()
     terms["total"] = terms["loss"] + config.commit_weight * terms["commit"]
+    if rate is not None:
+        terms["rate_bpp"] = rate(out["latent"].float(), out["indices"])
+        terms["total"] = terms["total"] + config.rate_weight * terms["rate_bpp"]
     optimizer.zero_grad(set_to_none=True)
     terms["total"].backward()
     terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -247,10 +259,14 @@ def train_vqvae(config: TrainConfig, state: dict | None = None) -> VQCodec:
     model = VQCodec(config.model).to(run.device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
     start = restore_run(state, model, optimizer, config.weight_decay) if state else 0
+    rate_term = RateTerm(load_prior_file(config.rate_prior), config.model, run.device) if config.rate_weight > 0 else None
     wrapped = run.wrap(model)
     for step, batch in run.batches(start):
         set_learning_rate(optimizer, learning_rate(config, step))
-        terms, indices = vqvae_step(wrapped, optimizer, batch, run.stage_dropout(step, batch.shape[0]), config)
+        keep = run.stage_dropout(step, batch.shape[0])
+        rate = None if rate_term is None else functools.partial(
+            rate_term, quantizer=model.quantizer, keep=keep, generator=run.step_generator(step, stream=1))
+        terms, indices = vqvae_step(wrapped, optimizer, batch, keep, config, rate)
 
         def scalars() -> dict[str, float]:
             values = {f"train/{k}": v.item() for k, v in terms.items()}
