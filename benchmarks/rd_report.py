@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rd_bd import bd_quality, bd_rate, pchip
+from rd_bd import bd_quality, bd_rate, quality_at_rate
 from rd_codecs import Codec
 from rd_reference import SOURCE
 
@@ -91,11 +91,8 @@ def same_rate_rows(curves: dict[str, dict], anchor: str = "jpeg") -> list[dict]:
     if anchor not in curves:
         return []
     reference = curves[anchor]["results"]
-    order = np.argsort(reference["bpp"])
-    rates = np.asarray(reference["bpp"])[order]
     # MS-SSIM is missing on images too small for its scales: NaN here, no anchor value then.
-    anchor_values = {metric: np.asarray([np.nan if v is None else v for v in reference[metric]], dtype=float)[order]
-                     for metric in ("psnr", "ms-ssim")}
+    anchor_values = {metric: [np.nan if v is None else v for v in reference[metric]] for metric in ("psnr", "ms-ssim")}
     rows = []
     for curve in curves.values():
         if curve["codec"] != TEST_CODEC:
@@ -104,8 +101,7 @@ def same_rate_rows(curves: dict[str, dict], anchor: str = "jpeg") -> list[dict]:
         for i, setting in enumerate(curve["settings"]):
             row = {"test": curve["label"], "anchor": curves[anchor]["label"], "setting": setting, "bpp": res["bpp"][i]}
             for metric, values in anchor_values.items():
-                inside = rates[0] <= res["bpp"][i] <= rates[-1] and not np.isnan(values).any()
-                at = float(pchip(np.log(rates), values, np.log(res["bpp"][i]))) if inside else None
+                at = quality_at_rate(reference["bpp"], values, res["bpp"][i])
                 row[metric] = res[metric][i]
                 row[f"anchor_{metric}"] = at
                 row[f"{metric}_ahead"] = None if at is None or res[metric][i] is None else res[metric][i] > at

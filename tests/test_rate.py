@@ -53,20 +53,32 @@ def test_stage_residuals_are_what_each_stage_quantizes():
     assert torch.allclose(residuals[1], residuals[0] - first)
 
 
-def test_a_sharp_rate_term_is_the_priors_code_length_of_the_indices():
+def test_a_sharp_rate_term_is_the_priors_code_length_of_the_indices_each_sample_codes():
     codec, latent, indices = encoded()
     prior = tiny_prior()
     rate = RateTerm(prior, TINY, temperature_share=1e-4)
-    keep = torch.full((4,), TINY.stages)
+    keep = torch.tensor([1, 2, 1, 2])
     bpp = rate(latent, indices, codec.quantizer, keep, torch.Generator().manual_seed(5))
-    # The same coding groups, drawn in the same order, scored by the prior's own training loss.
+    # The same coding groups, drawn in the same order, scored sample by sample by the prior's
+    # own training loss: each sample's mean code length over its group, for the stages it codes.
     generator, expected = torch.Generator().manual_seed(5), 0.0
     for s in range(TINY.stages):
         known = torch.zeros(indices.shape, dtype=torch.bool)
         known[:, :s] = True
         known[:, s], predict = coding_group_masks(PRIOR.schedule[s], 4, *indices.shape[2:], generator)
-        expected += prior(indices, known, torch.full((4,), s), predict).mean().item() / math.log(2)
+        for b in range(4):
+            if keep[b] > s:
+                one = slice(b, b + 1)
+                expected += prior(indices[one], known[one], torch.tensor([s]), predict[one]).mean().item() / math.log(2) / 4
     assert bpp.item() == pytest.approx(expected / TINY.stride**2, rel=1e-4)
+
+
+def test_pyramid_groups_count_by_their_size():
+    known, predict = coding_group_masks("pyramid", 4000, 8, 8, torch.Generator().manual_seed(0))
+    first_group = known.sum(dim=(1, 2)) == 0  # the context-free group: 1/16 of the grid
+    assert (predict[first_group].sum(dim=(1, 2)) == 4).all()
+    assert first_group.float().mean().item() == pytest.approx(1 / 16, abs=0.015)
+    assert (known & predict).sum() == 0
 
 
 def test_rate_gradient_reaches_the_latent_and_lowers_the_rate_but_leaves_the_prior_alone():
@@ -102,11 +114,14 @@ def test_a_prior_for_another_codebook_is_refused():
         RateTerm(other, TINY)
 
 
-def test_rate_weight_needs_a_prior_file(tmp_path):
-    with pytest.raises(ValueError, match="rate_prior"):
-        tiny_config(tmp_path, "run", rate_weight=0.01)
-    with pytest.raises(ValueError, match="rate_weight"):
-        tiny_config(tmp_path, "run", rate_weight=-1.0, rate_prior="p.safetensors")
+@pytest.mark.parametrize("override, message", [
+    ({"rate_weight": 0.01}, "needs phase=vqvae and rate_prior"),
+    ({"rate_weight": 0.01, "rate_prior": "p.safetensors", "phase": "vqgan"}, "needs phase=vqvae"),
+    ({"rate_weight": -1.0, "rate_prior": "p.safetensors"}, "must be ≥ 0"),
+])
+def test_rate_options_a_run_cannot_use_are_refused(tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(tmp_path, "run", **override)
 
 
 def test_a_rate_aware_run_logs_its_rate_and_resumes_identically(tmp_path):
@@ -123,7 +138,18 @@ def test_a_rate_aware_run_logs_its_rate_and_resumes_identically(tmp_path):
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
-def test_a_missing_rate_prior_is_a_clear_error(tmp_path):
+def test_a_missing_or_foreign_rate_prior_is_a_clear_error(tmp_path):
     write_images(tmp_path / "images")
+    (tmp_path / "notes.safetensors").write_text("not a prior")
     with pytest.raises(FileNotFoundError):
         train_vqvae(tiny_config(tmp_path, "run", rate_weight=0.05, rate_prior=str(tmp_path / "missing.safetensors")))
+    with pytest.raises(ValueError, match="not a vqcodec-context-prior file"):
+        train_vqvae(tiny_config(tmp_path, "run", rate_weight=0.05, rate_prior=str(tmp_path / "notes.safetensors")))
+
+
+def test_the_rate_term_changes_what_the_encoder_learns(tmp_path):
+    write_images(tmp_path / "images")
+    save_prior_file(tiny_prior(), tmp_path / "prior.safetensors")
+    blind = train_vqvae(tiny_config(tmp_path, "blind", steps=2))
+    aware = train_vqvae(tiny_config(tmp_path, "aware", steps=2, rate_weight=1.0, rate_prior=str(tmp_path / "prior.safetensors")))
+    assert not torch.equal(blind.encoder.stem[1].weight, aware.encoder.stem[1].weight)

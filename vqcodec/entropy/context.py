@@ -417,7 +417,7 @@ def load_prior_file(path: str | Path) -> ContextPrior:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not a context prior of this format version.
+        ValueError: the file is not a context prior of this format version, or is damaged.
     """
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -426,7 +426,10 @@ def load_prior_file(path: str | Path) -> ContextPrior:
         raise ValueError(f"{path} is not a {FORMAT} file: {error}") from error
     if metadata.get("format") != FORMAT or metadata.get("version") != str(FORMAT_VERSION):
         raise ValueError(f"{path} is not a version-{FORMAT_VERSION} {FORMAT} file")
-    with torch.inference_mode(False):  # inference tensors have no version counter, which `_derived` keys on
-        prior = ContextPrior(PriorConfig.from_json(metadata["config"]))
-        prior.load_state_dict(load_file(str(path)), strict=True)
+    try:
+        with torch.inference_mode(False):  # inference tensors have no version counter, which `_derived` keys on
+            prior = ContextPrior(PriorConfig.from_json(metadata["config"]))
+            prior.load_state_dict(load_file(str(path)), strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # RuntimeError: tensors that do not fit
+        raise ValueError(f"{path} is a damaged {FORMAT} file: {error}") from error
     return prior.eval()

@@ -58,8 +58,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a multiple of the stride {self.model.stride}, got {size!r}")
         if not self.lr > 0 or not self.disc_lr > 0:
             raise ValueError(f"lr and disc_lr must be positive, got {self.lr!r}, {self.disc_lr!r}")
-        if not self.rate_weight >= 0 or (self.rate_weight > 0 and not self.rate_prior):
-            raise ValueError(f"rate_weight must be ≥ 0, and > 0 needs rate_prior (a context prior file), got {self.rate_weight!r}")
+        if not self.rate_weight >= 0:
+            raise ValueError(f"rate_weight must be ≥ 0, got {self.rate_weight!r}")
+        if self.rate_weight > 0 and (self.phase != "vqvae" or not self.rate_prior):
+            raise ValueError("a rate term (rate_weight > 0) needs phase=vqvae and rate_prior, a context prior file")
         if not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.validation_images < 0:
             raise ValueError("need 0 ≤ min_lr_ratio ≤ 1, warmup_steps ≥ 0 and validation_images ≥ 0")
 

@@ -194,7 +194,7 @@ class TrainingRun:
 
     def step_generator(self, step: int, stream: int = 0) -> torch.Generator:
         """A generator seeded by (seed, step, rank, stream), so a resumed run draws the same;
-        each use within a step takes its own stream."""
+        each use within a step takes its own stream (shifted far past any seed·step·rank value)."""
         return torch.Generator().manual_seed(self.config.seed * 1_000_003 + step * self.world + self.rank + (stream << 40))
 
     def stage_dropout(self, step: int, batch_size: int) -> torch.Tensor:

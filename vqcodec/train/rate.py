@@ -7,6 +7,10 @@ log-probabilities, with the batch's hard indices as the context the prior would 
 coding. The gradient moves residuals towards codewords the prior already expects there: the
 way to make later stages predictable from earlier ones and from their neighbours, which a
 prior trained on a rate-blind codec cannot do on its own.
+
+The codebooks are read after the forward pass's EMA update (decay 0.99, so they moved
+little), and a codeword restarted in that update sits on one of the batch's residuals where
+the prior rarely expects it: the rate term then leans against that restart a little.
 """
 from __future__ import annotations
 
@@ -48,8 +52,8 @@ def soft_assignment(residual: torch.Tensor, codebook: torch.Tensor, share: float
 
 def coding_group_masks(schedule: str, batch: int, h: int, w: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(known, predict) `[B, h, w]` bools: one coding group per sample, drawn with probability
-    proportional to its size (so its mean code length estimates the stage's), known = the
-    groups coded before it."""
+    proportional to its size (so the sample's mean code length over it estimates the stage's),
+    known = the groups coded before it."""
     groups = torch.from_numpy(group_map(schedule, h, w))
     sizes = torch.bincount(groups.flatten()).float()
     chosen = torch.multinomial(sizes, batch, replacement=True, generator=generator).view(-1, 1, 1)
@@ -61,7 +65,7 @@ class RateTerm:
 
     def __init__(self, prior: ContextPrior, config: CodecConfig, device: torch.device | str = "cpu",
                  temperature_share: float = TEMPERATURE_SHARE) -> None:
-        if (prior.config.codebook_size, prior.config.stages) != (config.codebook_size, config.stages):
+        if prior.config.codebook_size != config.codebook_size or prior.config.stages < config.stages:
             raise ValueError(
                 f"the rate prior codes {prior.config.stages} stages of {prior.config.codebook_size} codewords, "
                 f"the codec has {config.stages} of {config.codebook_size}"
@@ -91,8 +95,12 @@ class RateTerm:
             known[:, s], predict = stage_known.to(device), predict.to(device)
             with torch.no_grad():
                 [(_, rows, logits)] = self.prior.scored_logits(indices, known, torch.full((b,), s, device=device), predict)
-            assignment = soft_assignment(residual, quantizer.stages[s].codebook, self.temperature_share).view(b, h, w, -1)[rows]
+            scored = residual.view(b, h, w, -1)[rows]  # row-major, as the prior's logits
+            assignment = soft_assignment(scored, quantizer.stages[s].codebook, self.temperature_share)
             bits = -(assignment * F.log_softmax(logits, dim=1)).sum(1) / math.log(2)  # [n], one per scored position
-            coded = keep[rows.nonzero(as_tuple=True)[0]] > s
-            total = total + (bits * coded).mean()
+            # Each sample's mean over its group estimates its stage's code length; pooling all
+            # rows instead would weight groups by size², starving the context-free first groups.
+            sample = rows.nonzero(as_tuple=True)[0]
+            weight = (keep[sample] > s) / rows.sum(dim=(1, 2))[sample]
+            total = total + (bits * weight).sum() / b
         return total / self.pixels_per_index
