@@ -9,7 +9,7 @@ benchmark (e.g. JPEG) at the same bpp and to the plot.
 
     python benchmarks/rate_aware.py ../shared/data/kodak \\
         --pair shipped vqcodec/weights/vqc-f8-s4.safetensors vqcodec/weights/vqc-f8-s4-prior.safetensors \\
-        --pair "λ=0.004" RUN/fitted.safetensors RUN/prior.safetensors \\
+        --pair "λ=0.016" RUN/fitted.safetensors RUN/prior.safetensors \\
         --anchor benchmarks/results/kodak/jpeg.json --out benchmarks/results/rate_aware
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from vqcodec.metrics import psnr
 from vqcodec.train.data import list_images
 from vqcodec.zoo import file_sha256, load_codec_file
 
-from rd_bd import bd_rate, quality_at_rate
+from rd_bd import bd_rate, quality_at_rates
 
 TARGET_SAVING = 0.20  # the context prior's target against the static prior
 
@@ -78,8 +78,7 @@ def compare(results: dict, anchor: dict | None) -> None:
         summary = result["summary"]
         summary["bd_rate_vs_first_pair"] = bd_rate(baseline["bpp_context"], baseline["psnr"], summary["bpp_context"], summary["psnr"])
         if anchor is not None:
-            summary["anchor_psnr_at_bpp"] = [quality_at_rate(anchor["results"]["bpp"], anchor["results"]["psnr"], bpp)
-                                             for bpp in summary["bpp_context"]]
+            summary["anchor_psnr_at_bpp"] = quality_at_rates(anchor["results"]["bpp"], anchor["results"]["psnr"], summary["bpp_context"])
 
 
 def plot(results: dict, anchor: dict | None, path: Path) -> None:

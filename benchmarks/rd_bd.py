@@ -47,15 +47,16 @@ def pchip(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
     return h00 * y[k] + h10 * h * slopes[k] + h01 * y[k + 1] + h11 * h * slopes[k + 1]
 
 
-def quality_at_rate(rates: list[float], quality: list[float], at: float) -> float | None:
-    """A measured curve's quality at rate `at`, by PCHIP in log-rate as BD metrics interpolate
-    (straight lines in bpp would sit below a concave curve); `None` outside its rate range or
-    where a quality is missing (NaN)."""
+def quality_at_rates(rates: list[float], quality: list[float], at: list[float]) -> list[float | None]:
+    """A measured curve's quality at each rate of `at`, by PCHIP in log-rate as BD metrics
+    interpolate (straight lines in bpp would sit below a concave curve); `None` outside its
+    rate range or where a quality is missing (NaN)."""
     order = np.argsort(rates)
     rates, quality = np.asarray(rates, float)[order], np.asarray(quality, float)[order]
-    if not rates[0] <= at <= rates[-1] or np.isnan(quality).any():
-        return None
-    return float(pchip(np.log(rates), quality, np.log(at)))
+    if np.isnan(quality).any():
+        return [None] * len(at)
+    log_rates = np.log(rates)
+    return [float(pchip(log_rates, quality, np.log(x))) if rates[0] <= x <= rates[-1] else None for x in at]
 
 
 def _mean_over_overlap(xa: np.ndarray, ya: np.ndarray, xb: np.ndarray, yb: np.ndarray) -> float | None:

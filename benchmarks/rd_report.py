@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rd_bd import bd_quality, bd_rate, quality_at_rate
+from rd_bd import bd_quality, bd_rate, quality_at_rates
 from rd_codecs import Codec
 from rd_reference import SOURCE
 
@@ -98,10 +98,11 @@ def same_rate_rows(curves: dict[str, dict], anchor: str = "jpeg") -> list[dict]:
         if curve["codec"] != TEST_CODEC:
             continue
         res = curve["results"]
+        anchor_at = {metric: quality_at_rates(reference["bpp"], values, res["bpp"]) for metric, values in anchor_values.items()}
         for i, setting in enumerate(curve["settings"]):
             row = {"test": curve["label"], "anchor": curves[anchor]["label"], "setting": setting, "bpp": res["bpp"][i]}
-            for metric, values in anchor_values.items():
-                at = quality_at_rate(reference["bpp"], values, res["bpp"][i])
+            for metric in anchor_values:
+                at = anchor_at[metric][i]
                 row[metric] = res[metric][i]
                 row[f"anchor_{metric}"] = at
                 row[f"{metric}_ahead"] = None if at is None or res[metric][i] is None else res[metric][i] > at
