@@ -15,6 +15,7 @@ import click
 
 from vqcodec.files import same_file
 from vqcodec.train.cli import train_command
+from vqcodec.train.pack import pack_data_command
 from vqcodec.train.prior_loop import train_prior_command
 from vqcodec.train.static_prior import export_model_command
 
@@ -261,6 +262,7 @@ def inpaint(image, mask, output, seed, steps, temperature, decoder, force) -> No
 main.add_command(train_command)
 main.add_command(export_model_command)
 main.add_command(train_prior_command)
+main.add_command(pack_data_command)
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,7 @@ from vqcodec.kernels import nearest_codeword  # noqa: E402
 from vqcodec.kernels.torch_nearest import nearest_codeword_torch  # noqa: E402
 
 needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 BACKENDS = [pytest.param("triton", marks=needs_triton), "torch"]
 
 # Small tiles so that a short codebook still spans several tiles of rows and codewords.
@@ -216,3 +217,31 @@ def test_non_finite_inputs_are_refused_rather_than_matched_differently_per_backe
             nearest_codeword(x, codebook, backend="torch")
         with pytest.raises(ValueError, match="finite"):
             nearest_codeword(torch.randn(5, 4), torch.where(torch.arange(8)[:, None] == 3, bad, codebook))
+
+
+@needs_triton
+@needs_cuda
+def test_compiled_kernel_on_a_gpu_matches_exact_search():
+    """The interpreter accepts code a GPU compiler rejects (e.g. `tl.dot` tiles under 16), so
+    the compiled kernel is checked on a real GPU, in a process without TRITON_INTERPRET,
+    against float64 search: odd N, K and D, fp32 and bf16, and the autotuned tiles."""
+    code = (
+        "import os, sys, torch\n"
+        "sys.path.insert(0, 'tests')\n"
+        "import test_kernels as t\n"
+        "del os.environ['TRITON_INTERPRET']  # set by that import; the kernel module is not loaded yet\n"
+        "from vqcodec.kernels import nearest_codeword\n"
+        "bad = []\n"
+        "for n, k, d, dtype in [(1151, 1024, 32, torch.float32), (1151, 1000, 12, torch.float32),\n"
+        "                       (70000, 1024, 64, torch.float32), (1151, 1024, 32, torch.bfloat16)]:\n"
+        "    x, codebook = t.tie_free(n, k, d, seed=n + k + d, dtype=dtype)\n"
+        "    indices, distances = nearest_codeword(x.cuda(), codebook.cuda(), backend='triton')\n"
+        "    expected, best, _ = t.exact_nearest(x, codebook)\n"
+        "    if not torch.equal(indices.cpu(), expected) or not torch.allclose(distances.cpu().double(), best, rtol=1e-3, atol=1e-3):\n"
+        "        bad.append((n, k, d, str(dtype)))\n"
+        "print(bad)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

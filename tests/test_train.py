@@ -22,7 +22,8 @@ from vqcodec.train.config import TrainConfig
 from vqcodec.train.gan import GanParts, add_realism_decoder, freeze_all_but_realism, gan_step, train_vqgan
 from vqcodec.train.logger import RunLogger
 from vqcodec.train.data import split_files
-from vqcodec.train.loop import evaluating, learning_rate, pick_device, train_vqvae, validate, vqvae_step
+from vqcodec.train import loop
+from vqcodec.train.loop import budget_steps, evaluating, learning_rate, pick_device, train_vqvae, validate, vqvae_step
 from vqcodec.zoo import load_codec_file
 
 torch.set_num_threads(1)
@@ -99,6 +100,27 @@ def test_vqvae_steps_change_weights_and_lower_loss_on_fixed_batch():
     assert terms["total"] < first["total"]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_vqvae_steps_on_a_gpu_learn_under_bf16_autocast(tmp_path):
+    """The CUDA path (bf16 autocast, fp32 quantizer) trains, and a short run on the GPU
+    writes weights that load and code on the CPU. (The compiled Triton kernel has its own
+    GPU test in test_kernels.py: in a whole-suite run this process uses the interpreter.)"""
+    torch.manual_seed(0)
+    model = VQCodec(TINY).cuda().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    config = TrainConfig(model=TINY, ms_ssim_scales=2)
+    batch, keep = fixed_batch().cuda(), torch.full((4,), 2, device="cuda")
+    first, _ = vqvae_step(model, optimizer, batch, keep, config)
+    for _ in range(5):
+        terms, indices = vqvae_step(model, optimizer, batch, keep, config)
+    assert indices.is_cuda and terms["total"] < first["total"]
+    assert all(torch.isfinite(value).all() for value in model.state_dict().values() if value.is_floating_point())
+    write_images(tmp_path / "images")
+    train_vqvae(tiny_config(tmp_path, "run", device="cuda"))
+    codec = load_codec_file(tmp_path / "run" / WEIGHTS)
+    assert codec.encode_indices(fixed_batch()).shape == (4, 2, 4, 4)
+
+
 def test_gan_step_trains_only_realism_decoder_and_discriminator():
     torch.manual_seed(0)
     model = add_realism_decoder(VQCodec(TINY))
@@ -152,7 +174,11 @@ def test_learning_rate_warms_up_then_decays_to_floor():
 
 @pytest.mark.parametrize("override, message", [
     ({"log_every": 0}, "log_every"), ({"steps": 0}, "steps"), ({"crop": 30}, "crop"), ({"lr": 0.0}, "lr"),
-    ({"min_lr_ratio": 2.0}, "min_lr_ratio"),
+    ({"min_lr_ratio": 2.0}, "min_lr_ratio"), ({"time_budget": -1.0}, "time_budget"),
+    ({"time_budget": float("inf")}, "finite"), ({"time_budget": True}, "finite"),
+    ({"fit_steps_to_budget": True, "time_budget": 5.0, "warmup_steps": 10, "steps": 100}, "warmup_steps ≥ 20"),
+    ({"fit_steps_to_budget": True, "time_budget": 5.0, "warmup_steps": 20, "steps": 10}, "provisional steps"),
+    ({"fit_steps_to_budget": True, "warmup_steps": 100, "steps": 1000}, "set time_budget too"),
 ])
 def test_config_rejects_values_a_run_cannot_use(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
@@ -216,6 +242,66 @@ def test_vqvae_resume_continues_identically(tmp_path, vqvae_run):
     resumed = train_vqvae(split, load_checkpoint(tmp_path / "split" / LATEST))
     assert train_rows(tmp_path / "straight") == train_rows(tmp_path / "split")
     assert sorted(train_rows(tmp_path / "split")) == [1, 2, 3, 4]
+    assert_same_state(final.state_dict(), resumed.state_dict())
+
+
+class TickingClock:
+    """Advances `tick` seconds per reading: a run's budget decisions then depend on its step
+    count alone. The loop reads it once at start, once after every step but the last, and
+    once more at the two steps that time the warm-up."""
+
+    def __init__(self, tick: float = 1.0) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_budget_steps_fill_a_share_of_the_time_left():
+    assert budget_steps(10, steps_per_s=2.0, seconds_left=100.0) == 10 + 180
+    assert budget_steps(10, steps_per_s=2.0, seconds_left=-5.0) == 11  # late: one more step, then the stop
+
+
+def test_time_budget_sizes_the_schedule_during_the_warm_up(tmp_path, vqvae_run, monkeypatch):
+    images = str(vqvae_run / "images")
+    monkeypatch.setattr(loop, "clock", TickingClock())
+    train_vqvae(tiny_config(tmp_path, "budget", data_dir=images, steps=1000, warmup_steps=20, time_budget=1.0,
+                            fit_steps_to_budget=True, checkpoint_every=1000))
+    # Timed over steps 5..10: 5 steps in 6 readings; at step 10, 11 of 60 s are spent, so
+    # 10 + int(0.9 · 49 s · 5/6 steps/s) = 46 steps, which end before the budget does.
+    state = load_checkpoint(tmp_path / "budget" / LATEST)
+    stored = config_from_checkpoint(state)
+    assert state["step"] == stored.steps == 46 and not stored.fit_steps_to_budget
+    assert json.loads((tmp_path / "budget" / "config.json").read_text())["steps"] == 46
+    # The very schedule (learning rates included) of a run told 46 steps from the start.
+    train_vqvae(tiny_config(tmp_path, "told", data_dir=images, steps=46, warmup_steps=20, checkpoint_every=1000))
+    assert train_rows(tmp_path / "budget") == train_rows(tmp_path / "told")
+
+
+def test_a_run_resumed_before_its_schedule_was_sized_still_sizes_it(tmp_path, vqvae_run, monkeypatch):
+    fitted = dict(data_dir=str(vqvae_run / "images"), steps=1000, warmup_steps=20, fit_steps_to_budget=True)
+    monkeypatch.setattr(loop, "clock", TickingClock())
+    train_vqvae(tiny_config(tmp_path, "run", time_budget=7.5 / 60, **fitted))
+    stopped = load_checkpoint(tmp_path / "run" / LATEST)  # 8 s spent after step 7, timing begun at 5
+    assert stopped["step"] == 7 and config_from_checkpoint(stopped).fit_steps_to_budget
+    monkeypatch.setattr(loop, "clock", TickingClock())
+    train_vqvae(tiny_config(tmp_path, "run", time_budget=1.0, **fitted), stopped)
+    # Timing restarts at step 8 (reading 2) and sizes at 13 (reading 8): 5 steps in 6 s and
+    # 53 s left, so 13 + int(0.9 · 53 · 5/6) = 52.
+    state = load_checkpoint(tmp_path / "run" / LATEST)
+    assert state["step"] == config_from_checkpoint(state).steps == 52
+
+
+def test_time_budget_stops_with_a_checkpoint_that_resumes_identically(tmp_path, vqvae_run, monkeypatch):
+    images = str(vqvae_run / "images")
+    final = train_vqvae(tiny_config(tmp_path, "straight", data_dir=images, steps=6, warmup_steps=20))
+    monkeypatch.setattr(loop, "clock", TickingClock())
+    train_vqvae(tiny_config(tmp_path, "split", data_dir=images, steps=6, warmup_steps=20, time_budget=3.5 / 60))
+    assert load_checkpoint(tmp_path / "split" / LATEST)["step"] == 4  # 4 s spent after step 4
+    resumed = train_vqvae(tiny_config(tmp_path, "split", data_dir=images, steps=6, warmup_steps=20),
+                          load_checkpoint(tmp_path / "split" / LATEST))
+    assert train_rows(tmp_path / "straight") == train_rows(tmp_path / "split")
     assert_same_state(final.state_dict(), resumed.state_dict())
 
 
@@ -303,9 +389,16 @@ def _free_port() -> int:
 def _ddp_worker(rank: int, root: Path, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    vqvae = train_vqvae(tiny_config(root, "vqvae", steps=3, batch_size=2))
+    # Rank 1's clock runs twice as fast, so alone it would size its schedule to 24 steps and
+    # rank 0 to 46: the ranks must agree (on 24) or DDP would hang.
+    loop.clock = TickingClock(tick=1.0 + rank)
+    vqvae = train_vqvae(tiny_config(root, "vqvae", steps=1000, batch_size=2, warmup_steps=20, time_budget=1.0,
+                                    fit_steps_to_budget=True, checkpoint_every=1000))
     dist.barrier()  # rank 0 has written the checkpoint the GAN phase starts from
-    gan = train_vqgan(tiny_config(root, "gan", steps=3, batch_size=2, phase="vqgan",
+    # Only rank 1 spends its 10 s budget within the 30 steps (after step 4, at 12 s; rank 0
+    # would at step 11): both must stop after step 4, or rank 0 would wait for rank 1 forever.
+    loop.clock = TickingClock(tick=1.0 + 2 * rank)
+    gan = train_vqgan(tiny_config(root, "gan", steps=30, batch_size=2, phase="vqgan", time_budget=10 / 60,
                                   init_from=str(root / "vqvae" / LATEST)))
     torch.save({"vqvae": vqvae.state_dict(), "gan": gan.state_dict()}, root / f"rank{rank}.pt")
     dist.destroy_process_group()
@@ -321,4 +414,5 @@ def test_ddp_two_gloo_processes_end_identical(tmp_path):
     assert not torch.equal(rank0["gan"]["decoders.realism.to_pixels.1.weight"],
                            rank0["gan"]["decoders.fidelity.to_pixels.1.weight"])
     # Each rank saw different crops, so identical weights mean gradients and codebooks were synchronised.
-    assert sorted(train_rows(tmp_path / "gan")) == [1, 2, 3]
+    assert sorted(train_rows(tmp_path / "gan")) == [1, 2, 3, 4]
+    assert max(train_rows(tmp_path / "vqvae")) == 24

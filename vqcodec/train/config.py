@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vqcodec.model.config import CodecConfig
+
+# A run fitted to a budget times steps [warmup/4, warmup/2) (after start-up and compilation)
+# and sizes its schedule at warmup/2; fewer warm-up steps would time too few steps.
+MIN_BUDGET_WARMUP = 20
 
 
 @dataclass
@@ -44,6 +49,10 @@ class TrainConfig:
     log_every: int = 25
     workers: int = 0
     threads: int = 0  # 0 = torch's default
+    time_budget: float = 0.0  # minutes this invocation may run, then it stops with a checkpoint (0 = no limit)
+    # With a time budget: set `steps` from the speed measured during the warm-up, so that the
+    # schedule ends inside the budget (cleared once done, so a resumed run keeps the count).
+    fit_steps_to_budget: bool = False
     seed: int = 0
     device: str = "auto"
 
@@ -62,6 +71,18 @@ class TrainConfig:
             raise ValueError(f"rate_weight must be ≥ 0, got {self.rate_weight!r}")
         if self.rate_weight > 0 and (self.phase != "vqvae" or not self.rate_prior):
             raise ValueError("a rate term (rate_weight > 0) needs phase=vqvae and rate_prior, a context prior file")
+        budget = self.time_budget
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget < math.inf:
+            raise ValueError(f"time_budget must be a finite number of minutes ≥ 0, got {budget!r}")
+        if not isinstance(self.fit_steps_to_budget, bool):
+            raise ValueError(f"fit_steps_to_budget must be true or false, got {self.fit_steps_to_budget!r}")
+        if self.fit_steps_to_budget:
+            if not budget > 0:
+                raise ValueError("fit_steps_to_budget sizes the schedule to a time budget: set time_budget too")
+            if self.warmup_steps < MIN_BUDGET_WARMUP or self.steps <= self.warmup_steps // 2:
+                raise ValueError(f"fit_steps_to_budget needs warmup_steps ≥ {MIN_BUDGET_WARMUP} and a provisional "
+                                 "steps beyond half of them: the schedule is sized inside the warm-up, where the "
+                                 "learning rate does not depend on steps yet")
         if not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.validation_images < 0:
             raise ValueError("need 0 ≤ min_lr_ratio ≤ 1, warmup_steps ≥ 0 and validation_images ≥ 0")
 

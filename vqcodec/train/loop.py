@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import math
 import os
 import time
@@ -31,17 +32,29 @@ from .rate import RateTerm
 
 
 class StepSampler(Sampler[int]):
-    """Sample ids `start, start+1, …` interleaved over ranks: a resumed run continues the very
-    sequence of crops an uninterrupted run would have seen."""
+    """Sample ids `start, start+1, …` interleaved over ranks, without end (the run stops at
+    its step count, which a time budget may set only once the run is under way): a resumed
+    run continues the very sequence of crops an uninterrupted run would have seen."""
 
-    def __init__(self, start: int, rank: int, world: int, count: int) -> None:
-        self.start, self.rank, self.world, self.count = start, rank, world, count
+    def __init__(self, start: int, rank: int, world: int) -> None:
+        self.start, self.rank, self.world = start, rank, world
 
     def __iter__(self):
-        return iter(range(self.start + self.rank, self.start + self.count * self.world, self.world))
+        return itertools.count(self.start + self.rank, self.world)
 
-    def __len__(self) -> int:
-        return self.count
+
+# Share of the time left that a budgeted run's schedule fills; the rest covers validation,
+# checkpoints and speed changes, and the budget's hard stop catches any overrun.
+BUDGET_SHARE = 0.9
+
+
+clock = time.monotonic  # the time budget's clock (tests replace it)
+
+
+def budget_steps(step: int, steps_per_s: float, seconds_left: float) -> int:
+    """Total steps of a run at `step`, training `steps_per_s`, with `seconds_left`: the
+    schedule ends after BUDGET_SHARE of that time (at least one step more)."""
+    return step + max(1, int(BUDGET_SHARE * seconds_left * steps_per_s))
 
 
 def learning_rate(config: TrainConfig, step: int, peak: float | None = None) -> float:
@@ -143,6 +156,7 @@ class TrainingRun:
     dropout, logging with a progress bar, validation and checkpoint cadence."""
 
     def __init__(self, config: TrainConfig) -> None:
+        self._budget_start = clock()  # the budget counts device set-up and data loading too
         self.config = config
         self.device = pick_device(config.device)  # before the process group: NCCL binds to it
         self.rank, self.world = _distributed(self.device)
@@ -154,6 +168,60 @@ class TrainingRun:
         self.val_images: torch.Tensor | None = None
         self.logger = RunLogger(self.out_dir, enabled=False)
         self.progress: tqdm | None = None
+        self._timing: tuple[int, float] | None = None  # (step, time) where speed timing began
+        self.stopped = False  # the time budget ran out before config.steps
+
+    def _agreed(self, value: float, op: dist.ReduceOp) -> float:
+        """`value` reduced over ranks with `op`, so that every rank takes the same decision."""
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=op)
+        return tensor.item()
+
+    def _write_config(self) -> None:
+        if self.is_main:
+            (self.out_dir / "config.json").write_text(self.config.to_json())
+
+    def _fit_schedule_to_budget(self, step: int) -> None:
+        """With `fit_steps_to_budget`: time warmup/4 steps, starting once warmup/4 steps are
+        done (start-up, compilation and caches are behind by then), then set `config.steps`
+        so the schedule ends in time, and clear the flag so a resumed run keeps that count.
+
+        A fresh run sizes at warmup/2. The learning rate of the warm-up does not depend on
+        `steps`, so a run sized within it follows exactly the schedule of a run told that
+        step count from the start; one resumed too late to size within it is told so."""
+        config = self.config
+        window = config.warmup_steps // 4
+        if not config.fit_steps_to_budget or step < window:
+            return
+        if self._timing is None:
+            self._timing = (step, clock())
+            return
+        if step - self._timing[0] < window:
+            return
+        now = clock()
+        steps_per_s = (step - self._timing[0]) / max(now - self._timing[1], 1e-9)
+        seconds_left = config.time_budget * 60 - (now - self._budget_start)
+        config.steps = int(self._agreed(budget_steps(step, steps_per_s, seconds_left), dist.ReduceOp.MIN))
+        config.fit_steps_to_budget = False
+        self._write_config()
+        self.progress.total = config.steps
+        self.progress.refresh()
+        if step > config.warmup_steps:
+            self.progress.write(f"schedule sized at step {step}, after the warm-up: the steps before it "
+                                "followed the schedule of the provisional step count")
+        if config.steps < config.warmup_steps:
+            self.progress.write(f"the time budget leaves {config.steps} steps, fewer than the {config.warmup_steps} "
+                                "warm-up steps: the learning rate will not reach its peak or decay")
+
+    def _out_of_time(self, step: int) -> bool:
+        """Whether the budget is spent, agreed over ranks. Under DDP this is asked only every
+        `log_every` steps: the agreement syncs the host with the devices."""
+        if not self.config.time_budget or (self.world > 1 and step % self.config.log_every):
+            return False
+        spent = clock() - self._budget_start > self.config.time_budget * 60
+        return bool(self._agreed(float(spent), dist.ReduceOp.MAX))
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """DistributedDataParallel when running under torchrun, the module itself otherwise."""
@@ -168,22 +236,20 @@ class TrainingRun:
         train_files, val_files = split_files(list_images(config.data_dir), config.validation_images)
         if val_files:
             self.val_images = torch.stack(list(CenterCrops(val_files, config.validation_crop))).to(self.device)
-        sampler = StepSampler(
-            step * config.batch_size * self.world, self.rank, self.world,
-            max(0, config.steps - step) * config.batch_size,
-        )
+        sampler = StepSampler(step * config.batch_size * self.world, self.rank, self.world)
         loader = DataLoader(
             RandomCrops(train_files, config.crop), batch_size=config.batch_size,
             sampler=sampler, num_workers=config.workers, drop_last=True,
         )
         self.logger = RunLogger(self.out_dir, enabled=self.is_main, start_step=step)
-        if self.is_main:
-            (self.out_dir / "config.json").write_text(config.to_json())
+        self._write_config()
         self.progress = tqdm(total=config.steps, initial=step, disable=not self.is_main,
                              desc=config.phase, unit="step", dynamic_ncols=True)
         self._started, self._images_seen = time.time(), 0
         try:
             for batch in loader:
+                if step >= config.steps or self.stopped:
+                    break
                 yield step, batch.to(self.device).contiguous(memory_format=torch.channels_last)
                 step += 1
                 self._images_seen += batch.shape[0] * self.world
@@ -205,9 +271,12 @@ class TrainingRun:
     def end_step(self, step: int, scalars: Callable[[], dict[str, float]], model: VQCodec,
                  decoder: str, save: Callable[[], None]) -> None:
         """After `step` optimizer steps: log `scalars()` every `log_every`, validate `decoder`
-        and call `save` on their cadences and at the last step (rank 0 only)."""
+        and call `save` on their cadences and at the last step (rank 0 only). With a time
+        budget: end the run when it is spent, and size the schedule first if asked to."""
         config = self.config
-        last = step == config.steps
+        self._fit_schedule_to_budget(step)
+        self.stopped = step < config.steps and self._out_of_time(step)
+        last = step == config.steps or self.stopped
         if step % config.log_every == 0:
             values = scalars()
             values["train/images_per_s"] = self._images_seen / (time.time() - self._started)
@@ -223,6 +292,9 @@ class TrainingRun:
             self.logger.images(step, f"val/{decoder}", shown, decoded)
         if step % config.checkpoint_every == 0 or last:
             save()
+        if self.stopped:
+            self.progress.write(f"time budget of {config.time_budget:g} min spent at step {step} of "
+                                f"{config.steps}: checkpoint saved, --resume continues the run")
 
 
 def vqvae_step(

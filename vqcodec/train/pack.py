@@ -1,0 +1,126 @@
+"""A compact copy of a training set: every image as the codec's data loader sees it, scaled
+down to a maximum side and saved as JPEG, in the same folder tree. Moving a training set to
+a rented GPU or a size-limited machine then costs a fraction of the original bytes."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+from PIL import Image
+from tqdm import tqdm
+
+from vqcodec.imaging import prepare_image
+
+from .data import list_images
+
+
+def packed_name(relative: Path) -> Path:
+    """Where an image lands in the copy: JPEGs keep their name, other files get `.jpg`
+    appended (a.png → a.png.jpg)."""
+    if relative.suffix.lower() in (".jpg", ".jpeg"):
+        return relative
+    return relative.with_name(relative.name + ".jpg")
+
+
+def pack_image(source: Path, target: Path, max_side: int, quality: int) -> None:
+    """`source` as RGB (EXIF rotation, 16-bit and grayscale handled as in training), its
+    longer side at most `max_side` (Lanczos), written as JPEG to `target`."""
+    image = Image.fromarray(prepare_image(source).rgb)
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.LANCZOS)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    image.save(target, "JPEG", quality=quality)
+
+
+def packed_targets(source: Path, files: list[Path]) -> list[Path]:
+    """Where each of `files` (under `source`) lands, relative to the copy; two files that
+    would land on one name (a.png beside a.png.jpg) are an error rather than a silent loss."""
+    targets = [packed_name(path.relative_to(source)) for path in files]
+    first_of: dict[Path, Path] = {}
+    for path, target in zip(files, targets):
+        if target in first_of:
+            raise ValueError(f"{first_of[target]} and {path} would both be packed to {target}: rename one")
+        first_of[target] = path
+    return targets
+
+
+def _move_into_place(staging: Path, destination: Path) -> None:
+    """Rename the finished copy to `destination`. An existing destination (folder, file or
+    symlink: the link is replaced, never what it points to) is first renamed aside and
+    deleted only afterwards, so an interruption never leaves a half-deleted copy."""
+    aside = None
+    if destination.is_symlink() or destination.exists():
+        aside = destination.with_name(f".{destination.name}.replaced-{os.getpid()}")
+        destination.rename(aside)
+    staging.rename(destination)
+    if aside is None:
+        return
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside)
+    else:
+        aside.unlink()
+
+
+def pack_training_set(source: Path, destination: Path, max_side: int, quality: int, force: bool = False) -> list[Path]:
+    """Write the compact copy of `source`'s images to `destination`, all or nothing.
+
+    The copy is built in a temporary folder beside `destination` and moved into place once
+    every image is written, so a failure (an unreadable image, a full disk) leaves no partial
+    copy and an existing `destination` untouched.
+
+    Returns:
+        The written files, in the order of `list_images(source)`.
+
+    Raises:
+        FileExistsError: `destination` exists and `force` is not set.
+        ValueError: bad `max_side` or `quality`, `source` and `destination` overlapping, two
+            images packed to one name, or an image that cannot be read (named).
+        FileNotFoundError: `source` is missing or holds no images.
+        OSError: the copy cannot be written or moved into place.
+    """
+    if max_side < 8 or not 1 <= quality <= 95:
+        raise ValueError(f"need max_side ≥ 8 and quality in 1..95, got {max_side} and {quality}")
+    # abspath first: "." or "x/.." must name a real folder and parent before anything is compared or created.
+    source, destination = Path(os.path.abspath(source)), Path(os.path.abspath(destination))
+    real_source, real_destination = source.resolve(), destination.resolve()
+    if real_destination.is_relative_to(real_source) or real_source.is_relative_to(real_destination):
+        raise ValueError(f"{destination} and {source} overlap: replacing the copy would delete images, "
+                         "and a later pack would take the copy in")
+    if (destination.is_symlink() or destination.exists()) and not force:
+        raise FileExistsError(f"{destination} exists; pass --force to replace it")
+    files = list_images(source)
+    targets = packed_targets(source, files)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        for path, target in zip(tqdm(files, desc="packing", unit="image", dynamic_ncols=True), targets):
+            try:
+                pack_image(path, staging / target, max_side, quality)
+            except (ValueError, OSError) as error:
+                raise ValueError(f"cannot pack {path}: {error}") from error
+        _move_into_place(staging, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [destination / target for target in targets]
+
+
+@click.command("pack-data")
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.argument("destination", type=click.Path())
+@click.option("--max-side", default=384, show_default=True, help="Longer side of the packed images, in pixels.")
+@click.option("--quality", default=90, show_default=True, help="JPEG quality of the packed images (1-95).")
+@click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
+def pack_data_command(source: str, destination: str, max_side: int, quality: int, force: bool) -> None:
+    """Write a compact copy of the training images under SOURCE to DESTINATION (scaled down,
+    JPEG, same folder tree), e.g. to move a training set to a GPU machine."""
+    source_path, destination_path = Path(source), Path(destination)
+    try:
+        written = pack_training_set(source_path, destination_path, max_side, quality, force)
+    except (ValueError, OSError) as error:  # OSError covers FileExistsError and FileNotFoundError
+        raise click.ClickException(str(error)) from error
+    before = sum(path.stat().st_size for path in list_images(source_path))
+    after = sum(path.stat().st_size for path in written)
+    click.echo(f"packed {len(written)} images: {before / 1e6:.1f} MB → {after / 1e6:.1f} MB in {destination}")
