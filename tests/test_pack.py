@@ -85,6 +85,24 @@ def test_force_replaces_a_symlink_not_what_it_points_to(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "out", "src"]  # nothing set aside is left
 
 
+def test_a_failed_final_rename_puts_the_old_copy_back(tmp_path, monkeypatch):
+    source = write_sources(tmp_path / "src")
+    target = tmp_path / "out"
+    pack_training_set(source, target, max_side=64, quality=80)
+    rename = Path.rename
+
+    def failing_rename(self, to):
+        if Path(to) == target and ".replaced-" not in self.parent.name:  # the new copy's move only
+            raise OSError("disk gone")
+        return rename(self, to)
+
+    monkeypatch.setattr(Path, "rename", failing_rename)
+    with pytest.raises(OSError, match="disk gone"):
+        pack_training_set(source, target, max_side=32, quality=80, force=True)
+    assert max(Image.open(target / "large.jpg").size) == 64 and len(list_images(target)) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]  # no staging or set-aside folder left
+
+
 def test_pack_rejects_bad_settings(tmp_path):
     source = write_sources(tmp_path / "src")
     with pytest.raises(ValueError, match="quality"):

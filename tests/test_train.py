@@ -395,11 +395,13 @@ def _ddp_worker(rank: int, root: Path, port: int) -> None:
     vqvae = train_vqvae(tiny_config(root, "vqvae", steps=1000, batch_size=2, warmup_steps=20, time_budget=1.0,
                                     fit_steps_to_budget=True, checkpoint_every=1000))
     dist.barrier()  # rank 0 has written the checkpoint the GAN phase starts from
-    # Only rank 1 spends its 10 s budget within the 30 steps (after step 4, at 12 s; rank 0
-    # would at step 11): both must stop after step 4, or rank 0 would wait for rank 1 forever.
+    # Under DDP the budget is checked (and the clock read) only every log_every=3 steps. Rank
+    # 1's clock spends the 10 s budget at its fourth check (12 s, step 12); rank 0's would not
+    # within the 30 steps (4 s then). Both must stop after step 12, or rank 0 would wait for
+    # rank 1 forever.
     loop.clock = TickingClock(tick=1.0 + 2 * rank)
     gan = train_vqgan(tiny_config(root, "gan", steps=30, batch_size=2, phase="vqgan", time_budget=10 / 60,
-                                  init_from=str(root / "vqvae" / LATEST)))
+                                  log_every=3, init_from=str(root / "vqvae" / LATEST)))
     torch.save({"vqvae": vqvae.state_dict(), "gan": gan.state_dict()}, root / f"rank{rank}.pt")
     dist.destroy_process_group()
 
@@ -414,5 +416,5 @@ def test_ddp_two_gloo_processes_end_identical(tmp_path):
     assert not torch.equal(rank0["gan"]["decoders.realism.to_pixels.1.weight"],
                            rank0["gan"]["decoders.fidelity.to_pixels.1.weight"])
     # Each rank saw different crops, so identical weights mean gradients and codebooks were synchronised.
-    assert sorted(train_rows(tmp_path / "gan")) == [1, 2, 3, 4]
+    assert sorted(train_rows(tmp_path / "gan")) == [3, 6, 9, 12]
     assert max(train_rows(tmp_path / "vqvae")) == 24

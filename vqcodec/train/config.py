@@ -79,9 +79,9 @@ class TrainConfig:
         if self.fit_steps_to_budget:
             if not budget > 0:
                 raise ValueError("fit_steps_to_budget sizes the schedule to a time budget: set time_budget too")
-            if self.warmup_steps < MIN_BUDGET_WARMUP or self.steps <= self.warmup_steps // 2:
+            if self.warmup_steps < MIN_BUDGET_WARMUP or self.steps <= self.warmup_steps:
                 raise ValueError(f"fit_steps_to_budget needs warmup_steps ≥ {MIN_BUDGET_WARMUP} and a provisional "
-                                 "steps beyond half of them: the schedule is sized inside the warm-up, where the "
+                                 "steps beyond them: the schedule is sized inside the warm-up, where the "
                                  "learning rate does not depend on steps yet")
         if not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.validation_images < 0:
             raise ValueError("need 0 ≤ min_lr_ratio ≤ 1, warmup_steps ≥ 0 and validation_images ≥ 0")

@@ -185,8 +185,9 @@ class TrainingRun:
 
     def _fit_schedule_to_budget(self, step: int) -> None:
         """With `fit_steps_to_budget`: time warmup/4 steps, starting once warmup/4 steps are
-        done (start-up, compilation and caches are behind by then), then set `config.steps`
-        so the schedule ends in time, and clear the flag so a resumed run keeps that count.
+        done (in a fresh run, start-up and compilation are behind by then; a resumed run starts
+        timing at its first step), then set `config.steps` so the schedule ends in time, and
+        clear the flag so a resumed run keeps that count. Both are set in `self.config`.
 
         A fresh run sizes at warmup/2. The learning rate of the warm-up does not depend on
         `steps`, so a run sized within it follows exactly the schedule of a run told that
@@ -208,10 +209,10 @@ class TrainingRun:
         self._write_config()
         self.progress.total = config.steps
         self.progress.refresh()
-        if step > config.warmup_steps:
+        if self.is_main and step > config.warmup_steps:
             self.progress.write(f"schedule sized at step {step}, after the warm-up: the steps before it "
                                 "followed the schedule of the provisional step count")
-        if config.steps < config.warmup_steps:
+        if self.is_main and config.steps < config.warmup_steps:
             self.progress.write(f"the time budget leaves {config.steps} steps, fewer than the {config.warmup_steps} "
                                 "warm-up steps: the learning rate will not reach its peak or decay")
 
@@ -230,7 +231,8 @@ class TrainingRun:
         return DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     def batches(self, step: int) -> Iterator[tuple[int, torch.Tensor]]:
-        """(step, batch) for `step … config.steps−1`; batch `[B,3,crop,crop]` float in [0,1],
+        """(step, batch) from `step` until `config.steps` (which a time budget may set) or the
+        budget's stop; batch `[B,3,crop,crop]` float in [0,1],
         channels_last on the device. Sets up validation crops, logger and progress bar."""
         config = self.config
         train_files, val_files = split_files(list_images(config.data_dir), config.validation_images)

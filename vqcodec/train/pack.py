@@ -49,19 +49,22 @@ def packed_targets(source: Path, files: list[Path]) -> list[Path]:
 
 def _move_into_place(staging: Path, destination: Path) -> None:
     """Rename the finished copy to `destination`. An existing destination (folder, file or
-    symlink: the link is replaced, never what it points to) is first renamed aside and
-    deleted only afterwards, so an interruption never leaves a half-deleted copy."""
-    aside = None
-    if destination.is_symlink() or destination.exists():
-        aside = destination.with_name(f".{destination.name}.replaced-{os.getpid()}")
-        destination.rename(aside)
-    staging.rename(destination)
-    if aside is None:
+    symlink: the link is replaced, never what it points to) is first moved into a fresh
+    hidden folder beside it, put back if the rename fails, and deleted only afterwards, so
+    no failure leaves a half-deleted copy."""
+    if not (destination.is_symlink() or destination.exists()):
+        staging.rename(destination)
         return
-    if aside.is_dir() and not aside.is_symlink():
-        shutil.rmtree(aside)
-    else:
-        aside.unlink()
+    aside = Path(tempfile.mkdtemp(prefix=f".{destination.name}.replaced-", dir=destination.parent))
+    try:
+        destination.rename(aside / destination.name)
+        try:
+            staging.rename(destination)
+        except BaseException:
+            (aside / destination.name).rename(destination)
+            raise
+    finally:
+        shutil.rmtree(aside)  # a symlink inside is unlinked, never followed
 
 
 def pack_training_set(source: Path, destination: Path, max_side: int, quality: int, force: bool = False) -> list[Path]:
