@@ -18,7 +18,9 @@ rd-kodak:
 # validates and saves after its last step, a little past its budget.
 # Writes $(GPU_RUNS)/vqvae and $(GPU_RUNS)/vqgan; vqgan/weights.safetensors holds both
 # decoders, ready for `vqcodec export-model`. Pack the data first (`vqcodec pack-data`) when
-# it has to travel. GPU_ARGS adds overrides to both phases (e.g. device=cpu for a dry run).
+# it has to travel. GPU_ARGS adds overrides to both phases (e.g. device=cpu for a dry run);
+# WIDE_MODEL= (empty) trains the shipped architecture instead. The peak lr stays below the
+# 7e-4 at which this model's codebooks nearly collapsed on CPU (benchmarks/architecture_probe.py).
 GPU_DATA ?= data/train
 GPU_RUNS ?= runs/gpu
 VQVAE_MINUTES ?= 6
@@ -29,7 +31,7 @@ WIDE_MODEL = model.width_fine=96 model.width_coarse=192 'model.encoder_blocks=[2
 
 gpu-train:
 	$(PYTHON) -m vqcodec.train data_dir=$(GPU_DATA) out_dir=$(GPU_RUNS)/vqvae $(WIDE_MODEL) \
-		batch_size=64 lr=1e-3 warmup_steps=400 min_lr_ratio=0.05 ms_ssim_weight=0 steps=1000000 \
+		batch_size=64 lr=5e-4 warmup_steps=400 min_lr_ratio=0.05 ms_ssim_weight=0 steps=1000000 \
 		time_budget=$(VQVAE_MINUTES) fit_steps_to_budget=true workers=8 log_every=50 \
 		validate_every=2000 checkpoint_every=2000 $(GPU_ARGS)
 	$(PYTHON) -m vqcodec.train phase=vqgan init_from=$(GPU_RUNS)/vqvae/latest.pt data_dir=$(GPU_DATA) \

@@ -1,0 +1,102 @@
+"""Compare training runs of different architectures by what they reach per step and per hour:
+validation PSNR (held-out training crops) at each validation step, against steps and against
+the run's wall-clock time, with its parameter count and training speed.
+
+    vqcodec train out_dir=runs/probe/base data_dir=../shared/data/train steps=1500 lr=7e-4 \
+        warmup_steps=200 batch_size=16 crop=128 ms_ssim_weight=0 threads=2 validate_every=500
+    vqcodec train out_dir=runs/probe/wide ... model.width_fine=96 model.width_coarse=192 \
+        'model.encoder_blocks=[2,3]' 'model.decoder_blocks=[4,3]'
+    python benchmarks/architecture_probe.py "shipped, lr 7e-4=runs/probe/base" \
+        "wide, lr 7e-4=runs/probe/wide" --out benchmarks/results/architecture_probe
+
+The committed results were made from the logs in benchmarks/results/training/probe-*/
+(each run's config.json and metrics.jsonl), which this script reads as it reads a run folder.
+
+Wall-clock time per step comes from the run's own logged images/s (the mean since the run
+started), so runs are comparable only when they ran on the same machine under the same load.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from vqcodec.model import VQCodec  # noqa: E402
+from vqcodec.train.config import TrainConfig  # noqa: E402
+
+
+def summarize(run_dir: Path) -> dict:
+    """Parameters, speed, and validation PSNR per stage count and codebook usage per stage
+    of the run in `run_dir`."""
+    config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    speeds = [row["train/images_per_s"] for row in rows if "train/images_per_s" in row]
+    model = VQCodec(config.model)
+    stages = range(1, config.model.stages + 1)
+    validations = [row for row in rows if "val/psnr_stages1" in row]
+    images_per_s = speeds[-1]
+    return {
+        "model": json.loads(config.model.to_json()),
+        "encoder_parameters": sum(p.numel() for p in model.encoder.parameters()),
+        "decoder_parameters": sum(p.numel() for p in model.decoders["fidelity"].parameters()),
+        "batch_size": config.batch_size,
+        "crop": config.crop,
+        "images_per_s": images_per_s,
+        "validation": [
+            {"step": row["step"], "hours": row["step"] * config.batch_size / images_per_s / 3600,
+             "psnr": [row[f"val/psnr_stages{s}"] for s in stages],
+             "usage": [row[f"val/usage_stage{s - 1}"] for s in stages]}
+            for row in validations
+        ],
+    }
+
+
+def plot(runs: dict[str, dict], out: Path) -> None:
+    figure, (by_step, by_time, usage) = plt.subplots(1, 3, figsize=(17, 4.5))
+    for name, run in runs.items():
+        for stage, style in ((0, "o-"), (len(run["validation"][0]["psnr"]) - 1, "s--")):
+            steps = [point["step"] for point in run["validation"]]
+            hours = [point["hours"] for point in run["validation"]]
+            psnr = [point["psnr"][stage] for point in run["validation"]]
+            label = f"{name}, {stage + 1} stage{'s' if stage else ''}"
+            line, = by_step.plot(steps, psnr, style, label=label)
+            by_time.plot(hours, psnr, style, color=line.get_color(), label=label)
+        usage.plot(steps, [point["usage"][0] for point in run["validation"]], "o-", color=line.get_color(), label=name)
+    by_step.set(title="validation PSNR per step", xlabel="step", ylabel="dB")
+    by_time.set(title="validation PSNR per hour of training (this machine)", xlabel="hours", ylabel="dB")
+    # A collapse (few codewords in use) is what a too-high learning rate looks like here.
+    usage.set(title="codebook usage of stage 1 (validation crops)", xlabel="step", ylim=(0, 1.05))
+    for axis in (by_step, by_time, usage):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR",
+                        help="a label and a training run's folder (the label ends at the last '=')")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/architecture_probe"))
+    args = parser.parse_args()
+    if any("=" not in item for item in args.runs):
+        parser.error("each run is NAME=RUN_DIR")
+    runs = {name: summarize(Path(folder)) for name, folder in (item.rsplit("=", 1) for item in args.runs)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "architecture_probe.json").write_text(json.dumps(runs, indent=1))
+    plot(runs, args.out / "architecture_probe.png")
+    for name, run in runs.items():
+        last = run["validation"][-1]
+        print(f"{name}: {run['encoder_parameters'] / 1e6:.2f} M + {run['decoder_parameters'] / 1e6:.2f} M parameters, "
+              f"{run['images_per_s']:.1f} images/s; step {last['step']} ({last['hours']:.2f} h): "
+              + " / ".join(f"{value:.2f}" for value in last["psnr"]) + " dB")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
