@@ -179,6 +179,10 @@ class TrainingRun:
         dist.all_reduce(tensor, op=op)
         return tensor.item()
 
+    def _seconds_left(self, now: float) -> float:
+        """Of the time budget, at clock reading `now` (negative once it is spent)."""
+        return self.config.time_budget * 60 - (now - self._budget_start)
+
     def _write_config(self) -> None:
         if self.is_main:
             (self.out_dir / "config.json").write_text(self.config.to_json())
@@ -203,8 +207,7 @@ class TrainingRun:
             return
         now = clock()
         steps_per_s = (step - self._timing[0]) / max(now - self._timing[1], 1e-9)
-        seconds_left = config.time_budget * 60 - (now - self._budget_start)
-        config.steps = int(self._agreed(budget_steps(step, steps_per_s, seconds_left), dist.ReduceOp.MIN))
+        config.steps = int(self._agreed(budget_steps(step, steps_per_s, self._seconds_left(now)), dist.ReduceOp.MIN))
         config.fit_steps_to_budget = False
         self._write_config()
         self.progress.total = config.steps
@@ -221,8 +224,7 @@ class TrainingRun:
         `log_every` steps: the agreement syncs the host with the devices."""
         if not self.config.time_budget or (self.world > 1 and step % self.config.log_every):
             return False
-        spent = clock() - self._budget_start > self.config.time_budget * 60
-        return bool(self._agreed(float(spent), dist.ReduceOp.MAX))
+        return bool(self._agreed(float(self._seconds_left(clock()) < 0), dist.ReduceOp.MAX))
 
     def wrap(self, module: nn.Module) -> nn.Module:
         """DistributedDataParallel when running under torchrun, the module itself otherwise."""
