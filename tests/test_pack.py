@@ -26,7 +26,9 @@ def write_sources(root: Path) -> Path:
 
 def test_pack_scales_down_converts_and_keeps_the_tree(tmp_path):
     source = write_sources(tmp_path / "src")
-    written = pack_training_set(source, tmp_path / "out", max_side=128, quality=90)
+    packed = pack_training_set(source, tmp_path / "out", max_side=128, quality=90)
+    assert list(packed) == list_images(source)
+    written = list(packed.values())
     assert [path.relative_to(tmp_path / "out") for path in written] == [
         Path("large.jpg"), Path("small.webp.jpg"), Path("sub/alpha.png.jpg"), Path("sub/gray.png.jpg")]
     assert list_images(tmp_path / "out") == written

@@ -67,7 +67,8 @@ def _move_into_place(staging: Path, destination: Path) -> None:
         shutil.rmtree(aside)  # a symlink inside is unlinked, never followed
 
 
-def pack_training_set(source: Path, destination: Path, max_side: int, quality: int, force: bool = False) -> list[Path]:
+def pack_training_set(source: Path, destination: Path, max_side: int, quality: int,
+                      force: bool = False) -> dict[Path, Path]:
     """Write the compact copy of `source`'s images to `destination`, all or nothing.
 
     The copy is built in a temporary folder beside `destination` and moved into place once
@@ -75,7 +76,7 @@ def pack_training_set(source: Path, destination: Path, max_side: int, quality: i
     copy and an existing `destination` untouched.
 
     Returns:
-        The written files, in the order of `list_images(source)`.
+        Each source image mapped to its packed copy, in the order of `list_images(source)`.
 
     Raises:
         FileExistsError: `destination` exists and `force` is not set.
@@ -107,7 +108,7 @@ def pack_training_set(source: Path, destination: Path, max_side: int, quality: i
         _move_into_place(staging, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return [destination / target for target in targets]
+    return {path: destination / target for path, target in zip(files, targets)}
 
 
 @click.command("pack-data")
@@ -121,9 +122,9 @@ def pack_data_command(source: str, destination: str, max_side: int, quality: int
     JPEG, same folder tree), e.g. to move a training set to a GPU machine."""
     source_path, destination_path = Path(source), Path(destination)
     try:
-        written = pack_training_set(source_path, destination_path, max_side, quality, force)
+        packed = pack_training_set(source_path, destination_path, max_side, quality, force)
     except (ValueError, OSError) as error:  # OSError covers FileExistsError and FileNotFoundError
         raise click.ClickException(str(error)) from error
-    before = sum(path.stat().st_size for path in list_images(source_path))
-    after = sum(path.stat().st_size for path in written)
-    click.echo(f"packed {len(written)} images: {before / 1e6:.1f} MB → {after / 1e6:.1f} MB in {destination}")
+    before = sum(path.stat().st_size for path in packed)
+    after = sum(path.stat().st_size for path in packed.values())
+    click.echo(f"packed {len(packed)} images: {before / 1e6:.1f} MB → {after / 1e6:.1f} MB in {destination}")
