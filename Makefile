@@ -20,7 +20,7 @@ rd-kodak:
 # decoders, ready for `vqcodec export-model`. Pack the data first (`vqcodec pack-data`) when
 # it has to travel. GPU_ARGS adds overrides to both phases (e.g. device=cpu for a dry run);
 # WIDE_MODEL= (empty) trains the shipped architecture instead. The peak lr stays below the
-# 7e-4 at which this model's codebooks nearly collapsed on CPU (benchmarks/architecture_probe.py).
+# 7e-4 at which this model's codebooks nearly collapsed on CPU (benchmarks/training_probe.py).
 GPU_DATA ?= data/train
 GPU_RUNS ?= runs/gpu
 VQVAE_MINUTES ?= 6

@@ -1,12 +1,12 @@
-"""Compare training runs of different architectures by what they reach per step and per hour:
-validation PSNR (held-out training crops) at each validation step, against steps and against
-the run's wall-clock time, with its parameter count and training speed.
+"""Compare training runs (architectures, learning rates, loss weights) by what they reach per
+step and per hour: validation PSNR (held-out training crops) at each validation step, against
+steps and against the run's wall-clock time, with its parameter count and training speed.
 
     vqcodec train out_dir=runs/probe/base data_dir=../shared/data/train steps=1500 lr=7e-4 \
         warmup_steps=200 batch_size=16 crop=128 ms_ssim_weight=0 threads=2 validate_every=500
     vqcodec train out_dir=runs/probe/wide ... model.width_fine=96 model.width_coarse=192 \
         'model.encoder_blocks=[2,3]' 'model.decoder_blocks=[4,3]'
-    python benchmarks/architecture_probe.py "shipped, lr 7e-4=runs/probe/base" \
+    python benchmarks/training_probe.py "shipped, lr 7e-4=runs/probe/base" \
         "wide, lr 7e-4=runs/probe/wide" --out benchmarks/results/architecture_probe
 
 The committed results were made from the logs in benchmarks/results/training/probe-*/
@@ -82,14 +82,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR",
                         help="a label and a training run's folder (the label ends at the last '=')")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/architecture_probe"))
+    parser.add_argument("--out", type=Path, required=True, help="folder for probe.json and probe.png")
     args = parser.parse_args()
     if any("=" not in item for item in args.runs):
         parser.error("each run is NAME=RUN_DIR")
     runs = {name: summarize(Path(folder)) for name, folder in (item.rsplit("=", 1) for item in args.runs)}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "architecture_probe.json").write_text(json.dumps(runs, indent=1))
-    plot(runs, args.out / "architecture_probe.png")
+    (args.out / "probe.json").write_text(json.dumps(runs, indent=1))
+    plot(runs, args.out / "probe.png")
     for name, run in runs.items():
         last = run["validation"][-1]
         print(f"{name}: {run['encoder_parameters'] / 1e6:.2f} M + {run['decoder_parameters'] / 1e6:.2f} M parameters, "
