@@ -3,14 +3,20 @@ step and per hour: validation PSNR (held-out training crops) at each validation 
 steps and against the run's wall-clock time, with its parameter count and training speed.
 
     vqcodec train out_dir=runs/probe/base data_dir=../shared/data/train steps=1500 lr=7e-4 \
-        warmup_steps=200 batch_size=16 crop=128 ms_ssim_weight=0 threads=2 validate_every=500
+        warmup_steps=200 batch_size=16 crop=128 ms_ssim_weight=0 threads=2 validate_every=500 \
+        commit_weight=0.25
     vqcodec train out_dir=runs/probe/wide ... model.width_fine=96 model.width_coarse=192 \
         'model.encoder_blocks=[2,3]' 'model.decoder_blocks=[4,3]'
+    vqcodec train out_dir=runs/probe/commit05 ... commit_weight=0.05
     python benchmarks/training_probe.py "shipped, lr 7e-4=runs/probe/base" \
         "wide, lr 7e-4=runs/probe/wide" --out benchmarks/results/architecture_probe
+    python benchmarks/training_probe.py "commitment 0.25=runs/probe/base" \
+        "commitment 0.05=runs/probe/commit05" --out benchmarks/results/commitment/probe
 
-The committed results were made from the logs in benchmarks/results/training/probe-*/
-(each run's config.json and metrics.jsonl), which this script reads as it reads a run folder.
+The committed results were made from the logs in benchmarks/results/training/ (each run's
+config.json and metrics.jsonl), which this script reads as it reads a run folder. A run trained
+in legs keeps one config per leg (config-stepsA-B.json) instead: the first is read, since legs
+may change the schedule but never the model or the batch.
 
 Wall-clock time per step comes from the run's own logged images/s (the mean since the run
 started), so runs are comparable only when they ran on the same machine under the same load.
@@ -30,21 +36,31 @@ from vqcodec.model import VQCodec  # noqa: E402
 from vqcodec.train.config import TrainConfig  # noqa: E402
 
 
-def summarize(run_dir: Path) -> dict:
+def run_config_path(run_dir: Path) -> Path:
+    if (run_dir / "config.json").is_file():
+        return run_dir / "config.json"
+    legs = sorted(run_dir.glob("config-steps*.json"), key=lambda path: int(path.stem.split("steps")[1].split("-")[0]))
+    if not legs:
+        raise SystemExit(f"{run_dir} has no config.json nor config-stepsA-B.json")
+    return legs[0]
+
+
+def summarize(run_dir: Path, until_step: int | None = None) -> dict:
     """Parameters, speed, and validation PSNR per stage count and codebook usage per stage
-    of the run in `run_dir`."""
-    config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    of the run in `run_dir`, up to `until_step` if given."""
+    config = TrainConfig.from_dict(json.loads(run_config_path(run_dir).read_text()))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     speeds = [row["train/images_per_s"] for row in rows if "train/images_per_s" in row]
     model = VQCodec(config.model)
     stages = range(1, config.model.stages + 1)
-    validations = [row for row in rows if "val/psnr_stages1" in row]
+    validations = [row for row in rows if "val/psnr_stages1" in row and (until_step is None or row["step"] <= until_step)]
     images_per_s = speeds[-1]
     return {
         "model": json.loads(config.model.to_json()),
         "encoder_parameters": sum(p.numel() for p in model.encoder.parameters()),
         "decoder_parameters": sum(p.numel() for p in model.decoders["fidelity"].parameters()),
         "batch_size": config.batch_size,
+        "first_leg": {"lr": config.lr, "commit_weight": config.commit_weight, "ms_ssim_weight": config.ms_ssim_weight},
         "crop": config.crop,
         "images_per_s": images_per_s,
         "validation": [
@@ -83,10 +99,11 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR",
                         help="a label and a training run's folder (the label ends at the last '=')")
     parser.add_argument("--out", type=Path, required=True, help="folder for probe.json and probe.png")
+    parser.add_argument("--until-step", type=int, help="compare validations up to this step only (a longer run against a shorter one)")
     args = parser.parse_args()
     if any("=" not in item for item in args.runs):
         parser.error("each run is NAME=RUN_DIR")
-    runs = {name: summarize(Path(folder)) for name, folder in (item.rsplit("=", 1) for item in args.runs)}
+    runs = {name: summarize(Path(folder), args.until_step) for name, folder in (item.rsplit("=", 1) for item in args.runs)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "probe.json").write_text(json.dumps(runs, indent=1))
     plot(runs, args.out / "probe.png")
