@@ -36,13 +36,16 @@ from vqcodec.model import VQCodec  # noqa: E402
 from vqcodec.train.config import TrainConfig  # noqa: E402
 
 
+TRAIN_WINDOW = 5000
+
+
 def run_config_path(run_dir: Path) -> Path:
     if (run_dir / "config.json").is_file():
         return run_dir / "config.json"
-    legs = sorted(run_dir.glob("config-steps*.json"), key=lambda path: int(path.stem.split("steps")[1].split("-")[0]))
+    legs = list(run_dir.glob("config-steps*.json"))
     if not legs:
         raise SystemExit(f"{run_dir} has no config.json nor config-stepsA-B.json")
-    return legs[0]
+    return min(legs, key=lambda path: int(path.stem.removeprefix("config-steps").split("-")[0]))
 
 
 def summarize(run_dir: Path, until_step: int | None = None) -> dict:
@@ -55,6 +58,9 @@ def summarize(run_dir: Path, until_step: int | None = None) -> dict:
     stages = range(1, config.model.stages + 1)
     validations = [row for row in rows if "val/psnr_stages1" in row and (until_step is None or row["step"] <= until_step)]
     images_per_s = speeds[-1]
+    last_step = validations[-1]["step"]
+    # Training terms of the last TRAIN_WINDOW steps compared, where each run has settled.
+    window = [row for row in rows if "train/commit" in row and last_step - TRAIN_WINDOW < row["step"] <= last_step]
     return {
         "model": json.loads(config.model.to_json()),
         "encoder_parameters": sum(p.numel() for p in model.encoder.parameters()),
@@ -63,6 +69,8 @@ def summarize(run_dir: Path, until_step: int | None = None) -> dict:
         "first_leg": {"lr": config.lr, "commit_weight": config.commit_weight, "ms_ssim_weight": config.ms_ssim_weight},
         "crop": config.crop,
         "images_per_s": images_per_s,
+        "train_window": {"steps": [window[0]["step"], last_step],
+                         **{key: sum(row[f"train/{key}"] for row in window) / len(window) for key in ("mse", "commit")}},
         "validation": [
             {"step": row["step"], "hours": row["step"] * config.batch_size / images_per_s / 3600,
              "psnr": [row[f"val/psnr_stages{s}"] for s in stages],
