@@ -8,10 +8,12 @@ steps and against the run's wall-clock time, with its parameter count and traini
     vqcodec train out_dir=runs/probe/wide ... model.width_fine=96 model.width_coarse=192 \
         'model.encoder_blocks=[2,3]' 'model.decoder_blocks=[4,3]'
     vqcodec train out_dir=runs/probe/commit05 ... commit_weight=0.05
+    vqcodec train out_dir=runs/probe/commit01 ... commit_weight=0.01
     python benchmarks/training_probe.py "shipped, lr 7e-4=runs/probe/base" \
         "wide, lr 7e-4=runs/probe/wide" --out benchmarks/results/architecture_probe
     python benchmarks/training_probe.py "commitment 0.25=runs/probe/base" \
-        "commitment 0.05=runs/probe/commit05" --out benchmarks/results/commitment/probe
+        "commitment 0.05=runs/probe/commit05" "commitment 0.01=runs/probe/commit01" \
+        --out benchmarks/results/commitment/probe
 
 The committed results were made from the logs in benchmarks/results/training/ (each run's
 config.json and metrics.jsonl), which this script reads as it reads a run folder. A run trained

@@ -215,24 +215,34 @@ def test_context_prior_is_the_default_and_decodes_to_the_same_image_as_static(sa
         vqcodec.compress(sample_crop, prior="fancy")
 
 
-# Streams written by the shipped model with each prior (`tests/data/golden-*.vqc`, a 64×48 crop
-# of the sample at 4 stages) and the sha256 of the indices they hold. A failure means files
-# written before the change no longer decode: ship the change as a new model name, or
-# regenerate these on purpose when the shipped weights change.
-GOLDEN_INDICES_SHA256 = "1f4ee2348b2775d22a88f3a86f6ad9129d56d1cca621912de2524658a213de1e"
+# Streams written by each shipped model with each prior (`tests/data/golden-MODEL-PRIOR.vqc`, a
+# 64×48 crop of the sample at 4 stages) and the sha256 of the indices they hold. A failure means
+# files written before the change no longer decode: ship changed weights as a new model name.
+GOLDEN_INDICES_SHA256 = {
+    "vqc-f8-s4": "1f4ee2348b2775d22a88f3a86f6ad9129d56d1cca621912de2524658a213de1e",
+    "vqc-f8-s4-v2": "82ac402ade541955555d2965ea82f532ac4b6ad2d574d0bbba7a3565af09458c",
+}
 
 
+def test_every_shipped_model_has_golden_streams():
+    from vqcodec import zoo
+
+    assert set(GOLDEN_INDICES_SHA256) == set(zoo.MODELS)
+
+
+@pytest.mark.parametrize("model", sorted(GOLDEN_INDICES_SHA256))
 @pytest.mark.parametrize("prior", ["context", "static"])
-def test_committed_streams_of_the_shipped_model_keep_decoding(prior):
+def test_committed_streams_of_the_shipped_models_keep_decoding(model, prior):
     from vqcodec import bitstream
     from vqcodec.api import _model_for
     from vqcodec.entropy.stream import decode_grid, encode_grid
 
-    data = (SAMPLE.parent / f"golden-{prior}.vqc").read_bytes()
+    data = (SAMPLE.parent / f"golden-{model}-{prior}.vqc").read_bytes()
     header, _, payloads = bitstream.unpack(data)
+    assert (header.model_id, header.prior) == (model, prior)
     _, coding_prior = _model_for(header)
     indices = decode_grid(coding_prior, payloads, *header.grid, header.codebook_size)
-    assert hashlib.sha256(indices.astype("<i2").tobytes()).hexdigest() == GOLDEN_INDICES_SHA256
+    assert hashlib.sha256(indices.astype("<i2").tobytes()).hexdigest() == GOLDEN_INDICES_SHA256[model]
     assert encode_grid(coding_prior, indices) == payloads  # and the encoder side writes the same bytes
     assert vqcodec.decompress(data).size == (64, 48)
 

@@ -38,16 +38,27 @@ class ZooEntry:
     prior_sha256: str | None = None
 
 
+# A model's weights never change under its name: files name the model that wrote them, so
+# better weights ship under a new name and the earlier models stay to decode older files.
 MODELS: dict[str, ZooEntry] = {
     "vqc-f8-s4": ZooEntry(
         weights_file="vqc-f8-s4.safetensors",
         sha256="da5abdf4e06b5904fdad9ae842112459b58876d52d27f9028d1452598640cf99",
-        description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders; trained on BSDS500 + an ImageNet sample",
+        description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders, commitment 0.25 "
+        "(superseded by vqc-f8-s4-v2); trained on BSDS500 + an ImageNet sample",
         prior_file="vqc-f8-s4-prior.safetensors",
         prior_sha256="837aeb0532bd900a131b20c7069c5cf4226dfdbdee375c4d185701b0c7303254",
     ),
+    "vqc-f8-s4-v2": ZooEntry(
+        weights_file="vqc-f8-s4-v2.safetensors",
+        sha256="a60672d4daf57458e7655bc9cfdc5726908b2ceee1c27e350667cdf6aa06d88f",
+        description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders, commitment 0.05; "
+        "trained on BSDS500 + an ImageNet sample",
+        prior_file="vqc-f8-s4-v2-prior.safetensors",
+        prior_sha256="578cc01e25aa36654da84e6efdb283d6b4863225d563859c60091aee1d7c575e",
+    ),
 }
-DEFAULT_MODEL = "vqc-f8-s4"
+DEFAULT_MODEL = "vqc-f8-s4-v2"
 
 
 @dataclass(frozen=True)
