@@ -172,6 +172,18 @@ def test_learning_rate_warms_up_then_decays_to_floor():
     assert learning_rate(config, 60, peak=2e-4) == pytest.approx(2e-4 * (0.1 + 0.9 * 0.5))
 
 
+def test_stage_dropout_draws_stage_counts_by_their_weights(tmp_path):
+    uniform = loop.TrainingRun(tiny_config(tmp_path, "uniform"))
+    counts = torch.bincount(uniform.stage_dropout(0, 4000), minlength=3)[1:].tolist()
+    assert all(1800 < c < 2200 for c in counts)
+    weighted = loop.TrainingRun(tiny_config(tmp_path, "weighted", stage_weights=[1.0, 3.0]))
+    counts = torch.bincount(weighted.stage_dropout(0, 4000), minlength=3)[1:].tolist()
+    assert 900 < counts[0] < 1100 and 2900 < counts[1] < 3100
+    only_top = loop.TrainingRun(tiny_config(tmp_path, "top", stage_weights=[0, 1]))
+    assert only_top.stage_dropout(0, 64).eq(2).all()
+    assert torch.equal(weighted.stage_dropout(7, 64), weighted.stage_dropout(7, 64))
+
+
 @pytest.mark.parametrize("override, message", [
     ({"log_every": 0}, "log_every"), ({"steps": 0}, "steps"), ({"crop": 30}, "crop"), ({"lr": 0.0}, "lr"),
     ({"min_lr_ratio": 2.0}, "min_lr_ratio"), ({"time_budget": -1.0}, "time_budget"),
@@ -179,6 +191,8 @@ def test_learning_rate_warms_up_then_decays_to_floor():
     ({"fit_steps_to_budget": True, "time_budget": 5.0, "warmup_steps": 10, "steps": 100}, "warmup_steps ≥ 20"),
     ({"fit_steps_to_budget": True, "time_budget": 5.0, "warmup_steps": 20, "steps": 10}, "provisional steps"),
     ({"fit_steps_to_budget": True, "warmup_steps": 100, "steps": 1000}, "set time_budget too"),
+    ({"stage_weights": [1.0]}, "stage_weights"), ({"stage_weights": [1.0, -1.0]}, "stage_weights"),
+    ({"stage_weights": [0, 0]}, "not all 0"), ({"stage_weights": [1.0, float("nan")]}, "stage_weights"),
 ])
 def test_config_rejects_values_a_run_cannot_use(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):

@@ -34,6 +34,9 @@ class TrainConfig:
     # The commitment term averages ||z − (c1+…+cs)||² over the stages, so its stage-1 part pulls
     # the latent towards only K points; at 0.25 it cost 0.3–0.5 dB at 3–4 stages (README).
     commit_weight: float = 0.05
+    # Quantizer dropout: relative odds that a sample keeps 1, 2, …, S stages (empty = uniform).
+    # Every stage count shares one decoder, so weighting the top ones trades low-rate quality for high-rate.
+    stage_weights: list[float] = field(default_factory=list)
     ms_ssim_weight: float = 0.01
     ms_ssim_scales: int = 3
     disc_start: int = 500  # vqgan: step from which the GAN terms enter the decoder's loss
@@ -69,6 +72,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a multiple of the stride {self.model.stride}, got {size!r}")
         if not self.lr > 0 or not self.disc_lr > 0:
             raise ValueError(f"lr and disc_lr must be positive, got {self.lr!r}, {self.disc_lr!r}")
+        weights = self.stage_weights
+        if weights and (len(weights) != self.model.stages or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < math.inf for w in weights)
+                or not sum(weights) > 0):
+            raise ValueError(f"stage_weights must be empty or {self.model.stages} finite weights ≥ 0 "
+                             f"(one per stage count, not all 0), got {weights!r}")
         if not self.rate_weight >= 0:
             raise ValueError(f"rate_weight must be ≥ 0, got {self.rate_weight!r}")
         if self.rate_weight > 0 and (self.phase != "vqvae" or not self.rate_prior):

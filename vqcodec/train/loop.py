@@ -268,8 +268,13 @@ class TrainingRun:
         return torch.Generator().manual_seed(self.config.seed * 1_000_003 + step * self.world + self.rank + (stream << 40))
 
     def stage_dropout(self, step: int, batch_size: int) -> torch.Tensor:
-        """`[B]` stages each sample keeps."""
-        keep = torch.randint(1, self.config.model.stages + 1, (batch_size,), generator=self.step_generator(step))
+        """`[B]` stages each sample keeps, drawn uniformly or by `stage_weights`."""
+        generator = self.step_generator(step)
+        if self.config.stage_weights:
+            odds = torch.tensor(self.config.stage_weights, dtype=torch.float64)
+            keep = torch.multinomial(odds, batch_size, replacement=True, generator=generator) + 1
+        else:
+            keep = torch.randint(1, self.config.model.stages + 1, (batch_size,), generator=generator)
         return keep.to(self.device)
 
     def end_step(self, step: int, scalars: Callable[[], dict[str, float]], model: VQCodec,
