@@ -14,6 +14,9 @@ steps and against the run's wall-clock time, with its parameter count and traini
     python benchmarks/training_probe.py "commitment 0.25=runs/probe/base" \
         "commitment 0.05=runs/probe/commit05" "commitment 0.01=runs/probe/commit01" \
         --out benchmarks/results/commitment/probe
+    python benchmarks/training_probe.py "uniform (control)=benchmarks/results/training/stage-weights-control" \
+        "weights 1:1:2:4=benchmarks/results/training/vqc-f8-s4-v3" --from-step 45000 \
+        --out benchmarks/results/stage_weights
 
 The committed results were made from the logs in benchmarks/results/training/ (each run's
 config.json and metrics.jsonl), which this script reads as it reads a run folder. A run trained
@@ -50,15 +53,16 @@ def run_config_path(run_dir: Path) -> Path:
     return min(legs, key=lambda path: int(path.stem.removeprefix("config-steps").split("-")[0]))
 
 
-def summarize(run_dir: Path, until_step: int | None = None) -> dict:
+def summarize(run_dir: Path, until_step: int | None = None, from_step: int = 0) -> dict:
     """Parameters, speed, and validation PSNR per stage count and codebook usage per stage
-    of the run in `run_dir`, up to `until_step` if given."""
+    of the run in `run_dir`, from `from_step` and up to `until_step` if given."""
     config = TrainConfig.from_dict(json.loads(run_config_path(run_dir).read_text()))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     speeds = [row["train/images_per_s"] for row in rows if "train/images_per_s" in row]
     model = VQCodec(config.model)
     stages = range(1, config.model.stages + 1)
-    validations = [row for row in rows if "val/psnr_stages1" in row and (until_step is None or row["step"] <= until_step)]
+    validations = [row for row in rows if "val/psnr_stages1" in row and row["step"] >= from_step
+                   and (until_step is None or row["step"] <= until_step)]
     images_per_s = speeds[-1]
     last_step = validations[-1]["step"]
     # Training terms of the last TRAIN_WINDOW steps compared, where each run has settled.
@@ -110,10 +114,12 @@ def main() -> None:
                         help="a label and a training run's folder (the label ends at the last '=')")
     parser.add_argument("--out", type=Path, required=True, help="folder for probe.json and probe.png")
     parser.add_argument("--until-step", type=int, help="compare validations up to this step only (a longer run against a shorter one)")
+    parser.add_argument("--from-step", type=int, default=0,
+                        help="compare validations from this step on (legs that branch from one training state)")
     args = parser.parse_args()
     if any("=" not in item for item in args.runs):
         parser.error("each run is NAME=RUN_DIR")
-    runs = {name: summarize(Path(folder), args.until_step) for name, folder in (item.rsplit("=", 1) for item in args.runs)}
+    runs = {name: summarize(Path(folder), args.until_step, args.from_step) for name, folder in (item.rsplit("=", 1) for item in args.runs)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "probe.json").write_text(json.dumps(runs, indent=1))
     plot(runs, args.out / "probe.png")

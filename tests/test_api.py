@@ -221,6 +221,7 @@ def test_context_prior_is_the_default_and_decodes_to_the_same_image_as_static(sa
 GOLDEN_INDICES_SHA256 = {
     "vqc-f8-s4": "1f4ee2348b2775d22a88f3a86f6ad9129d56d1cca621912de2524658a213de1e",
     "vqc-f8-s4-v2": "82ac402ade541955555d2965ea82f532ac4b6ad2d574d0bbba7a3565af09458c",
+    "vqc-f8-s4-v3": "53f6bc96249fdd303c42556a6141a28cff0821dd05c7349037c4bc05944abd4a",
 }
 
 

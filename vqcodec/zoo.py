@@ -52,13 +52,21 @@ MODELS: dict[str, ZooEntry] = {
     "vqc-f8-s4-v2": ZooEntry(
         weights_file="vqc-f8-s4-v2.safetensors",
         sha256="a60672d4daf57458e7655bc9cfdc5726908b2ceee1c27e350667cdf6aa06d88f",
-        description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders, commitment 0.05; "
-        "trained on BSDS500 + an ImageNet sample",
+        description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders, commitment 0.05 "
+        "(superseded by vqc-f8-s4-v3); trained on BSDS500 + an ImageNet sample",
         prior_file="vqc-f8-s4-v2-prior.safetensors",
         prior_sha256="578cc01e25aa36654da84e6efdb283d6b4863225d563859c60091aee1d7c575e",
     ),
+    "vqc-f8-s4-v3": ZooEntry(
+        weights_file="vqc-f8-s4-v3.safetensors",
+        sha256="374de670eec4fb0d11527bb8c89bc2f05ba0528ba4c204c532aa9786ad3d88dc",
+        description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders, commitment 0.05, "
+        "a last leg weighted towards 3-4 stages; trained on BSDS500 + an ImageNet sample",
+        prior_file="vqc-f8-s4-v3-prior.safetensors",
+        prior_sha256="147f47a2f45fc3cd2b85e4a570db58cc4f84dffff745ac38717bbdd0e3007dae",
+    ),
 }
-DEFAULT_MODEL = "vqc-f8-s4-v2"
+DEFAULT_MODEL = "vqc-f8-s4-v3"
 
 
 @dataclass(frozen=True)
