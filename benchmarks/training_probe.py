@@ -20,8 +20,9 @@ steps and against the run's wall-clock time, with its parameter count and traini
 
 The committed results were made from the logs in benchmarks/results/training/ (each run's
 config.json and metrics.jsonl), which this script reads as it reads a run folder. A run trained
-in legs keeps one config per leg (config-stepsA-B.json) instead: the first is read, since legs
-may change the schedule but never the model or the batch.
+in legs keeps one config per leg (config-stepsA-B.json) instead: the first is read (with
+--from-step, the leg's that covers that step); legs may change the schedule but never the
+model or the batch.
 
 Wall-clock time per step comes from the run's own logged images/s (the mean since the run
 started), so runs are comparable only when they ran on the same machine under the same load.
@@ -44,25 +45,28 @@ from vqcodec.train.config import TrainConfig  # noqa: E402
 TRAIN_WINDOW = 5000
 
 
-def run_config_path(run_dir: Path) -> Path:
+def run_config_path(run_dir: Path, step: int = 0) -> Path:
+    """The run's config, or of a run in legs, the config of the last leg starting at or before `step`."""
     if (run_dir / "config.json").is_file():
         return run_dir / "config.json"
-    legs = list(run_dir.glob("config-steps*.json"))
+    legs = {int(path.stem.removeprefix("config-steps").split("-")[0]): path for path in run_dir.glob("config-steps*.json")}
     if not legs:
         raise SystemExit(f"{run_dir} has no config.json nor config-stepsA-B.json")
-    return min(legs, key=lambda path: int(path.stem.removeprefix("config-steps").split("-")[0]))
+    return legs[max((start for start in legs if start <= step), default=min(legs))]
 
 
 def summarize(run_dir: Path, until_step: int | None = None, from_step: int = 0) -> dict:
     """Parameters, speed, and validation PSNR per stage count and codebook usage per stage
     of the run in `run_dir`, from `from_step` and up to `until_step` if given."""
-    config = TrainConfig.from_dict(json.loads(run_config_path(run_dir).read_text()))
+    config = TrainConfig.from_dict(json.loads(run_config_path(run_dir, from_step).read_text()))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     speeds = [row["train/images_per_s"] for row in rows if "train/images_per_s" in row]
     model = VQCodec(config.model)
     stages = range(1, config.model.stages + 1)
     validations = [row for row in rows if "val/psnr_stages1" in row and row["step"] >= from_step
                    and (until_step is None or row["step"] <= until_step)]
+    if not validations:
+        raise SystemExit(f"{run_dir} has no validation between steps {from_step} and {until_step or 'its end'}")
     images_per_s = speeds[-1]
     last_step = validations[-1]["step"]
     # Training terms of the last TRAIN_WINDOW steps compared, where each run has settled.
@@ -72,7 +76,7 @@ def summarize(run_dir: Path, until_step: int | None = None, from_step: int = 0) 
         "encoder_parameters": sum(p.numel() for p in model.encoder.parameters()),
         "decoder_parameters": sum(p.numel() for p in model.decoders["fidelity"].parameters()),
         "batch_size": config.batch_size,
-        "first_leg": {"lr": config.lr, "commit_weight": config.commit_weight, "ms_ssim_weight": config.ms_ssim_weight},
+        "leg": {"lr": config.lr, "commit_weight": config.commit_weight, "ms_ssim_weight": config.ms_ssim_weight},
         "crop": config.crop,
         "images_per_s": images_per_s,
         "train_window": {"steps": [window[0]["step"], last_step],

@@ -18,7 +18,7 @@ from vqcodec.model import CodecConfig, VQCodec
 from vqcodec.model.discriminator import PatchDiscriminator
 from vqcodec.train.checkpoint import LATEST, WEIGHTS, config_from_checkpoint, load_checkpoint, restore_run, save_run
 from vqcodec.train.cli import train_command
-from vqcodec.train.config import TrainConfig
+from vqcodec.train.config import TrainConfig, load_config
 from vqcodec.train.gan import GanParts, add_realism_decoder, freeze_all_but_realism, gan_step, train_vqgan
 from vqcodec.train.logger import RunLogger
 from vqcodec.train.data import split_files
@@ -181,7 +181,10 @@ def test_stage_dropout_draws_stage_counts_by_their_weights(tmp_path):
     assert 900 < counts[0] < 1100 and 2900 < counts[1] < 3100
     only_top = loop.TrainingRun(tiny_config(tmp_path, "top", stage_weights=[0, 1]))
     assert only_top.stage_dropout(0, 64).eq(2).all()
-    assert torch.equal(weighted.stage_dropout(7, 64), weighted.stage_dropout(7, 64))
+    # A resumed run is a new instance: it must draw what the first one drew at that step.
+    resumed = loop.TrainingRun(tiny_config(tmp_path, "weighted", stage_weights=[1.0, 3.0]))
+    assert torch.equal(weighted.stage_dropout(7, 64), resumed.stage_dropout(7, 64))
+    assert load_config(None, ["stage_weights=[1,1,2,4]"]).stage_weights == [1, 1, 2, 4]
 
 
 @pytest.mark.parametrize("override, message", [
@@ -191,8 +194,9 @@ def test_stage_dropout_draws_stage_counts_by_their_weights(tmp_path):
     ({"fit_steps_to_budget": True, "time_budget": 5.0, "warmup_steps": 10, "steps": 100}, "warmup_steps ≥ 20"),
     ({"fit_steps_to_budget": True, "time_budget": 5.0, "warmup_steps": 20, "steps": 10}, "provisional steps"),
     ({"fit_steps_to_budget": True, "warmup_steps": 100, "steps": 1000}, "set time_budget too"),
-    ({"stage_weights": [1.0]}, "stage_weights"), ({"stage_weights": [1.0, -1.0]}, "stage_weights"),
-    ({"stage_weights": [0, 0]}, "not all 0"), ({"stage_weights": [1.0, float("nan")]}, "stage_weights"),
+    ({"stage_weights": [1.0]}, "2 finite weights"), ({"stage_weights": [1.0, -1.0]}, "2 finite weights"),
+    ({"stage_weights": [0, 0]}, "not all be 0"), ({"stage_weights": [1.0, float("nan")]}, "2 finite weights"),
+    ({"stage_weights": 4}, "must be a list"),
 ])
 def test_config_rejects_values_a_run_cannot_use(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):

@@ -45,7 +45,7 @@ MODELS: dict[str, ZooEntry] = {
         weights_file="vqc-f8-s4.safetensors",
         sha256="da5abdf4e06b5904fdad9ae842112459b58876d52d27f9028d1452598640cf99",
         description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders, commitment 0.25 "
-        "(superseded by vqc-f8-s4-v2); trained on BSDS500 + an ImageNet sample",
+        "(superseded by vqc-f8-s4-v2, then vqc-f8-s4-v3); trained on BSDS500 + an ImageNet sample",
         prior_file="vqc-f8-s4-prior.safetensors",
         prior_sha256="837aeb0532bd900a131b20c7069c5cf4226dfdbdee375c4d185701b0c7303254",
     ),

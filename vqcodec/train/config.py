@@ -73,11 +73,12 @@ class TrainConfig:
         if not self.lr > 0 or not self.disc_lr > 0:
             raise ValueError(f"lr and disc_lr must be positive, got {self.lr!r}, {self.disc_lr!r}")
         weights = self.stage_weights
-        if weights and (len(weights) != self.model.stages or not all(
-                isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < math.inf for w in weights)
-                or not sum(weights) > 0):
-            raise ValueError(f"stage_weights must be empty or {self.model.stages} finite weights ≥ 0 "
-                             f"(one per stage count, not all 0), got {weights!r}")
+        if not isinstance(weights, (list, tuple)) or weights and (len(weights) != self.model.stages or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < math.inf for w in weights)):
+            raise ValueError(f"stage_weights must be a list, empty or of {self.model.stages} finite weights ≥ 0 "
+                             f"(one per stage count), got {weights!r}")
+        if weights and not sum(weights) > 0:
+            raise ValueError(f"stage_weights must not all be 0, got {weights!r}")
         if not self.rate_weight >= 0:
             raise ValueError(f"rate_weight must be ≥ 0, got {self.rate_weight!r}")
         if self.rate_weight > 0 and (self.phase != "vqvae" or not self.rate_prior):
