@@ -7,7 +7,7 @@ Held-out grids are the last `--validation` grids of a `train-prior` token cache 
 `train-prior` keeps out of training, with its default split).
 
     python benchmarks/prior_schedule.py RUN_DIR/tokens.safetensors \\
-        --prior vqcodec/weights/vqc-f8-s4-prior.safetensors --out benchmarks/results/prior_schedule.json
+        --prior vqcodec/weights/vqc-f8-s4-v3-prior.safetensors --out benchmarks/results/prior_schedule.json
 """
 from __future__ import annotations
 
