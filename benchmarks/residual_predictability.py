@@ -17,7 +17,7 @@ a codeword is about the centroid of its cell, so the expected residual given it 
 Regressions, frequencies and β are fitted on training images and scored on other training
 images (never Kodak).
 
-    python benchmarks/residual_predictability.py ../shared/data/train --codec vqcodec/weights/vqc-f8-s4.safetensors
+    python benchmarks/residual_predictability.py ../shared/data/train --codec vqcodec/weights/vqc-f8-s4-v3.safetensors
 """
 from __future__ import annotations
 
