@@ -147,6 +147,42 @@ def test_gan_step_trains_only_realism_decoder_and_discriminator():
     assert model.quantizer.training is False and model.decoders["realism"].training is True
 
 
+def test_gan_step_adds_lpips_to_the_decoder_loss_when_given(tmp_path):
+    from vqcodec.train.lpips import LPIPS
+
+    torch.manual_seed(0)
+    model = add_realism_decoder(VQCodec(TINY))
+    with torch.no_grad():
+        model(fixed_batch())
+    freeze_all_but_realism(model)
+    disc = PatchDiscriminator(width=8, layers=2)
+    lpips = LPIPS().requires_grad_(False).eval()
+    for name, parameter in lpips.named_parameters():
+        if name.startswith("lin"):  # LPIPS heads are non-negative weights
+            parameter.abs_()
+    parts = GanParts(model, model.decoders["realism"], disc, disc,
+                     torch.optim.Adam(model.decoders["realism"].parameters(), lr=1e-3),
+                     torch.optim.Adam(disc.parameters(), lr=1e-3), lpips)
+    config = TrainConfig(model=TINY, ms_ssim_scales=2, phase="vqgan", lpips_weights="x", lpips_weight=2.0)
+    terms = gan_step(parts, fixed_batch(), torch.full((4,), 2), config, False)
+    assert terms["lpips"] > 0
+    assert terms["total"].item() == pytest.approx(terms["loss"].item() + 2.0 * terms["lpips"].item(), rel=1e-5)
+
+
+def test_lpips_options_are_checked_before_training(tmp_path, vqvae_run):
+    with pytest.raises(ValueError, match="phase=vqgan"):
+        tiny_config(tmp_path, "run", lpips_weights="lpips.pt")
+    with pytest.raises(FileNotFoundError, match="LPIPS weights not found"):
+        train_vqgan(gan_config(tmp_path, vqvae_run, "gan-lpips", lpips_weights=str(tmp_path / "absent.pt")))
+    assert not (tmp_path / "gan-lpips").exists()
+    from vqcodec.train.lpips import LPIPS
+
+    weights = tmp_path / "lpips.pt"
+    torch.save(LPIPS().state_dict(), weights)
+    train_vqgan(gan_config(tmp_path, vqvae_run, "gan-lpips", lpips_weights=str(weights), steps=2))
+    assert all("train/lpips" in row for row in train_rows(tmp_path / "gan-lpips").values())
+
+
 def test_evaluating_restores_each_modules_mode():
     model = add_realism_decoder(VQCodec(TINY))
     freeze_all_but_realism(model)

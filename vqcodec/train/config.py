@@ -45,6 +45,8 @@ class TrainConfig:
     disc_layers: int = 3  # vqgan: stride-2 layers; 3 gives 70×70-pixel patches
     gan_weight: float = 0.5  # multiplies the adaptive weight of the hinge generator loss
     feature_matching_weight: float = 1.0
+    lpips_weights: str = ""  # vqgan: a local LPIPS-VGG weights file (`vqcodec/train/lpips.py`); "" = none
+    lpips_weight: float = 1.0  # vqgan with lpips_weights: multiplies the LPIPS term of the decoder's loss
     rate_weight: float = 0.0  # vqvae: λ of a λ·bpp term, the bits `rate_prior` would spend (0 = rate-blind)
     rate_prior: str = ""  # vqvae with rate_weight > 0: the frozen context prior (safetensors) that prices indices
     validation_images: int = 24
@@ -79,6 +81,10 @@ class TrainConfig:
                              f"(one per stage count), got {weights!r}")
         if weights and not sum(weights) > 0:
             raise ValueError(f"stage_weights must not all be 0, got {weights!r}")
+        if self.lpips_weights and self.phase != "vqgan":
+            raise ValueError("lpips_weights trains the realism decoder: it needs phase=vqgan")
+        if not self.lpips_weight >= 0:
+            raise ValueError(f"lpips_weight must be ≥ 0, got {self.lpips_weight!r}")
         if not self.rate_weight >= 0:
             raise ValueError(f"rate_weight must be ≥ 0, got {self.rate_weight!r}")
         if self.rate_weight > 0 and (self.phase != "vqvae" or not self.rate_prior):

@@ -5,7 +5,9 @@ The fidelity decoder is left untouched, so one exported file decodes either way 
 choice is made at decode time. The discriminator trains from step 0; its hinge-adversarial
 and feature-matching terms enter the decoder's loss only from `disc_start`, by which time the
 discriminator is no longer random. Feature matching on the discriminator's activations is the
-perceptual term: it needs no downloaded network (LPIPS/VGG weights are not used).
+perceptual term by default: it needs no downloaded network. With `lpips_weights` (a local
+file, `lpips.py`) an LPIPS term joins the reconstruction loss from step 0, as in taming's
+VQ-GAN, and so also enters the adaptive weight's gradient-norm ratio.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from vqcodec.zoo import load_codec_file
 from .checkpoint import config_from_checkpoint, load_checkpoint, restore_run, save_run
 from .config import TrainConfig
 from .loop import TrainingRun, autocast, learning_rate, set_learning_rate
+from .lpips import load_lpips
 from .losses import (
     adaptive_gan_weight,
     feature_matching_loss,
@@ -96,6 +99,7 @@ class GanParts:
     disc_wrapped: nn.Module
     optimizer: torch.optim.Optimizer
     disc_optimizer: torch.optim.Optimizer
+    lpips: nn.Module | None = None  # frozen LPIPS network when `lpips_weights` is set
 
 
 def _decoder_loss(parts: GanParts, batch: torch.Tensor, keep: torch.Tensor, config: TrainConfig,
@@ -107,7 +111,11 @@ def _decoder_loss(parts: GanParts, batch: torch.Tensor, keep: torch.Tensor, conf
     with autocast(batch.device):
         reconstruction = parts.decoder(quantized).float()
     terms = reconstruction_loss(reconstruction, batch, config.ms_ssim_weight, config.ms_ssim_scales)
-    terms["total"] = terms["loss"]
+    base = terms["loss"]
+    if parts.lpips is not None:
+        terms["lpips"] = parts.lpips(reconstruction, batch)
+        base = base + config.lpips_weight * terms["lpips"]
+    terms["total"] = base
     if adversarial:
         with _frozen(parts.disc), autocast(batch.device):
             logits_fake, features_fake = parts.disc(reconstruction)
@@ -116,7 +124,7 @@ def _decoder_loss(parts: GanParts, batch: torch.Tensor, keep: torch.Tensor, conf
         terms["feature_matching"] = feature_matching_loss(
             [f.float() for f in features_real], [f.float() for f in features_fake])
         terms["generator"] = hinge_generator_loss(logits_fake.float())
-        perceptual = terms["loss"] + config.feature_matching_weight * terms["feature_matching"]
+        perceptual = base + config.feature_matching_weight * terms["feature_matching"]
         last_layer = model.decoders["realism"].to_pixels[1].weight
         terms["adaptive_weight"] = adaptive_gan_weight(perceptual, terms["generator"], last_layer)
         terms["total"] = perceptual + config.gan_weight * terms["adaptive_weight"] * terms["generator"]
@@ -169,6 +177,7 @@ def train_vqgan(config: TrainConfig, state: dict | None = None) -> VQCodec:
     (with discriminator state) and `weights.safetensors` in `config.out_dir`.
     The architecture comes from `init_from` (or the resumed checkpoint); `config.model` is
     replaced by it, so `model.*` overrides have no effect in this phase."""
+    lpips = load_lpips(config.lpips_weights) if config.lpips_weights else None  # a bad file fails before any output
     model = _initial_model(config, state)
     config = dataclasses.replace(config, model=model.config)  # the architecture is the init's
     run = TrainingRun(config)
@@ -183,7 +192,8 @@ def train_vqgan(config: TrainConfig, state: dict | None = None) -> VQCodec:
         start = restore_run(state, model, optimizer, config.weight_decay)
         disc.load_state_dict(state["disc"], strict=True)
         disc_optimizer.load_state_dict(state["disc_optimizer"])
-    parts = GanParts(model, run.wrap(model.decoders["realism"]), disc, run.wrap(disc), optimizer, disc_optimizer)
+    parts = GanParts(model, run.wrap(model.decoders["realism"]), disc, run.wrap(disc), optimizer, disc_optimizer,
+                     lpips.to(run.device) if lpips is not None else None)
     for step, batch in run.batches(start):
         set_learning_rate(optimizer, learning_rate(config, step))
         set_learning_rate(disc_optimizer, learning_rate(config, step, config.disc_lr))
