@@ -4,7 +4,9 @@ prior adds to decoding.
 
 The static baseline is the order-0 per-stage prior stored in the codec weights (what
 `--prior static` codes with). Timing runs with `--threads` torch threads, the least of
-`--repeats` decodes per image.
+`--repeats` decodes per image. Indices are the nearest codewords, or with `--rdo` those the
+rate–distortion-optimised encoder picks against the context prior (both priors then code
+the same indices).
 
     python benchmarks/prior.py ../shared/data/kodak --codec CODEC.safetensors \\
         --prior PRIOR.safetensors --out benchmarks/results/prior
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from vqcodec.entropy.context import load_prior_file
+from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.entropy.stream import decode_grid, encode_grid
 from vqcodec.imaging import prepare_image, to_padded_tensor
 from vqcodec.train.data import list_images
@@ -41,10 +44,16 @@ def timed_decode(prior, payloads: list[bytes], h: int, w: int, k: int, expected:
     return min(times)
 
 
-def measure(image_path: Path, codec, priors: dict, repeats: int) -> dict:
+def measure(image_path: Path, codec, priors: dict, repeats: int, rdo_lambdas: list[float] | None) -> dict:
     """Per-stage coded bytes and decode seconds of one image under each prior."""
     pixels = to_padded_tensor(prepare_image(image_path).rgb, codec.config.stride)
-    indices = codec.encode_indices(pixels)[0].numpy().astype(np.int64)  # [S, h, w]
+    with torch.inference_mode():
+        latent = codec.encoder(pixels)
+    if rdo_lambdas is None:
+        indices = codec.quantizer.encode(latent, codec.config.stages)[0].numpy()  # [S, h, w]
+    else:
+        codebooks = [stage.codebook for stage in codec.quantizer.stages]
+        indices = quantize_for_rate(latent[0], codebooks, priors["context"], rdo_lambdas)
     _, h, w = indices.shape
     row = {"image": image_path.name, "h": h, "w": w}
     for name, prior in priors.items():
@@ -103,16 +112,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
     parser.add_argument("--repeats", type=int, default=3, help="decode timings per image; the least counts")
+    parser.add_argument("--rdo", help="λ per stage, comma-separated: quantize as `vqcodec encode` does with the "
+                        "context prior (vqcodec.entropy.rdo; a zoo model's `rdo_lambdas`); default: nearest codeword")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     codec, context = load_codec_file(args.codec), load_prior_file(args.prior)
     k, stages = codec.config.codebook_size, min(codec.config.stages, context.config.stages)
     priors = {"static": codec.prior, "context": context}
     files = list_images(args.images)[: args.limit or None]
-    rows = [measure(path, codec, priors, args.repeats) for path in files]
+    rdo_lambdas = None if args.rdo is None else [float(value) for value in args.rdo.split(",")]
+    if rdo_lambdas is not None and len(rdo_lambdas) != codec.config.stages:
+        parser.error(f"--rdo needs {codec.config.stages} comma-separated values")
+    rows = [measure(path, codec, priors, args.repeats, rdo_lambdas) for path in files]
     summary = summarize(rows, stages, k)
     summary.update({"threads": args.threads, "repeats": args.repeats, "machine": platform.machine(), "torch": torch.__version__,
-                    "codec_sha256": file_sha256(args.codec), "prior_sha256": file_sha256(args.prior),
+                    "rdo_lambdas": rdo_lambdas, "codec_sha256": file_sha256(args.codec), "prior_sha256": file_sha256(args.prior),
                     "prior_config": json.loads(context.config.to_json())})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "prior.json").write_text(json.dumps({"summary": summary, "images": rows}, indent=1))

@@ -36,6 +36,21 @@ def test_encode_decode_info_round_trip(workdir):
     assert "bpp" in run("info", workdir / "a.vqc").output
 
 
+def test_rdo_option_trades_size_and_refuses_what_it_cannot_do(workdir):
+    for name, strength in (("plain", 0), ("default", None), ("strong", 4)):
+        extra = [] if strength is None else ["--rdo", strength]
+        assert run("encode", *extra, workdir / "a.png", workdir / f"{name}.vqc").exit_code == 0
+    sizes = {name: (workdir / f"{name}.vqc").stat().st_size for name in ("plain", "default", "strong")}
+    assert sizes["strong"] < sizes["default"] < sizes["plain"]
+    refused = run("encode", "--prior", "static", "--rdo", 1, workdir / "a.png", workdir / "s.vqc")
+    assert refused.exit_code == 1 and "context prior" in refused.output and not (workdir / "s.vqc").exists()
+    assert run("encode", "--rdo", 99, workdir / "a.png", workdir / "s.vqc").exit_code == 1
+    assert run("encode", "--rdo", -1, workdir / "a.png", workdir / "s.vqc").exit_code == 2
+    assert run("encode", "--stages", 1, "--rdo", 0, workdir / "a.png", workdir / "p1.vqc").exit_code == 0
+    rows = json.loads(run("evaluate", workdir / "a.png", "--stages", 1, "--rdo", 0, "--json").output)
+    assert rows[0]["bytes"] == (workdir / "p1.vqc").stat().st_size  # evaluate passes --rdo on
+
+
 def test_fewer_stages_smaller_file(workdir):
     assert run("encode", "--stages", 1, workdir / "a.png", workdir / "s1.vqc").exit_code == 0
     assert run("encode", "--stages", 2, workdir / "a.png", workdir / "s2.vqc").exit_code == 0
@@ -161,7 +176,7 @@ def test_inpaint_changes_only_the_masked_cells(workdir):
     result = run("inpaint", workdir / "a.png", workdir / "mask.png", workdir / "edit.png", "--seed", 1, "--steps", 2, "--decoder", "fidelity")
     assert result.exit_code == 0, result.output
     edited = np.asarray(Image.open(workdir / "edit.png"))
-    reconstruction = np.asarray(vqcodec.decompress(vqcodec.compress(workdir / "a.png")))
+    reconstruction = np.asarray(vqcodec.decompress(vqcodec.compress(workdir / "a.png", rdo=0)))  # nearest codewords
     outside = np.ones((96, 128), bool)
     outside[32:64, 40:80] = False  # the mask lies on whole 8×8 cells
     assert np.array_equal(edited[outside], reconstruction[outside])

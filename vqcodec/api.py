@@ -14,9 +14,13 @@ from PIL import Image
 
 from vqcodec import bitstream, zoo
 from vqcodec.bitstream import BitstreamError, Header
+from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.entropy.stream import decode_grid, encode_grid
 from vqcodec.files import same_file, write_atomic
 from vqcodec.imaging import check_size, decode_alpha, encode_alpha, prepare_image, to_image, to_padded_tensor
+
+
+MAX_RDO = 16.0  # larger rdo strengths are surely typos: at 2 the trade is already past its best (benchmarks/results/rdo)
 
 
 def _integer(value, name: str, low: int | None = None, high: int | None = None) -> int:
@@ -47,8 +51,9 @@ def _fit_bpp(bpp: float, prefix_sizes: list[int], pixels: int) -> int:
 def _coding_prior(loaded: zoo.LoadedModel, name: str | None) -> tuple[str, object, bytes]:
     """(name, prior object, hash stored in the header).
 
-    The default is "context" when the model ships a context prior (on Kodak it codes 13-23%
-    fewer bits than "static", benchmarks/results/prior), else "static".
+    The default is "context" when the model ships a context prior (on Kodak it codes 24-33%
+    fewer bits than "static" on the default encoder's indices, benchmarks/results/prior), else
+    "static".
     """
     name = name or ("static" if loaded.context_prior is None else "context")
     if name == "static":
@@ -60,8 +65,40 @@ def _coding_prior(loaded: zoo.LoadedModel, name: str | None) -> tuple[str, objec
     return name, loaded.context_prior, loaded.prior_hash
 
 
+def _rdo_lambdas(loaded: zoo.LoadedModel, prior_name: str, strength, stages: int) -> list[float] | None:
+    """λ per coded stage for `quantize_for_rate`, or None for the nearest codeword.
+
+    The default strength is 1 (the model's tuned λ) with the context prior and 0 otherwise:
+    with the static prior's order-0 code lengths such an encoder buys nothing
+    (benchmarks/results/entropy_constrained).
+    """
+    if strength is None:
+        strength = 1.0 if prior_name == "context" and loaded.rdo_lambdas else 0.0
+    if not isinstance(strength, numbers.Real) or isinstance(strength, bool) or not 0 <= strength <= MAX_RDO:
+        raise ValueError(f"rdo must be a number in [0, {MAX_RDO}], got {strength!r}")
+    if strength == 0:
+        return None
+    if prior_name != "context":
+        raise ValueError("rdo needs the context prior: against the static prior it buys nothing; use rdo=0")
+    if not loaded.rdo_lambdas:
+        raise ValueError(f"model {loaded.name!r} has no tuned rdo profile; use rdo=0")
+    return [float(strength) * value for value in loaded.rdo_lambdas[:stages]]
+
+
+def _quantize(loaded: zoo.LoadedModel, coding_prior, pixels: torch.Tensor, stages: int, lambdas: list[float] | None):
+    """Indices `[stages, h, w]` int64 of padded pixels `[1,3,H,W]`."""
+    codec = loaded.codec
+    with torch.inference_mode():
+        if lambdas is None:
+            return codec.encode_indices(pixels, stages)[0].numpy()
+        latent = codec.encoder(pixels)[0]  # [D, h, w]
+    codebooks = [stage.codebook for stage in codec.quantizer.stages[:stages]]
+    return quantize_for_rate(latent, codebooks, coding_prior, lambdas)
+
+
 def compress(
-    image, *, stages: int | None = None, bpp: float | None = None, model: str | None = None, prior: str | None = None
+    image, *, stages: int | None = None, bpp: float | None = None, model: str | None = None,
+    prior: str | None = None, rdo: float | None = None,
 ) -> bytes:
     """Compress an image into a `.vqc` stream.
 
@@ -73,8 +110,12 @@ def compress(
         bpp: instead of `stages`, the largest stage count whose real file fits this many bits
             per pixel.
         model: model name from the zoo (default `vqcodec.zoo.DEFAULT_MODEL`).
-        prior: "context" (default where the model ships one: fewer bits, about 0.4 s more
-            to encode and decode a Kodak image) or "static" (order-0 frequencies, fastest).
+        prior: "context" (default where the model ships one: fewer bits, about 0.3 s more
+            to decode a Kodak image) or "static" (order-0 frequencies, fastest).
+        rdo: strength of rate–distortion-optimised quantization with the context prior
+            (`vqcodec.entropy.rdo`): 0 picks the nearest codeword, 1 (the default with the
+            context prior) the model's tuned trade-off, larger values smaller files at lower
+            quality (at most 16). The search runs the prior once more, so it slows encoding.
 
     Returns:
         The stream, header included.
@@ -84,12 +125,12 @@ def compress(
     loaded = zoo.load_model(model)
     prior_name, coding_prior, prior_hash = _coding_prior(loaded, prior)
     config = loaded.codec.config
-    count = _stage_count(stages, config.stages)
+    count = _stage_count(stages, config.stages) if bpp is None else config.stages
+    lambdas = _rdo_lambdas(loaded, prior_name, rdo, count)
     prepared = prepare_image(image)
     height, width = prepared.rgb.shape[:2]
-    with torch.inference_mode():
-        indices = loaded.codec.encode_indices(to_padded_tensor(prepared.rgb, config.stride), count if bpp is None else None)
-    payloads = encode_grid(coding_prior, indices[0].numpy())  # indices: [1, S, h, w]
+    indices = _quantize(loaded, coding_prior, to_padded_tensor(prepared.rgb, config.stride), count, lambdas)
+    payloads = encode_grid(coding_prior, indices)
     fields = dict(
         model_id=loaded.name, weights_hash=loaded.weights_hash, prior=prior_name, prior_hash=prior_hash,
         width=width, height=height, mode=prepared.mode, stride=config.stride, codebook_size=config.codebook_size,
@@ -230,7 +271,8 @@ def inpaint(
 ) -> Image.Image:
     """Re-sample the region of `image` under the white pixels of `mask` (same size), conditioned
     on everything else; outside the mask's f×f cells the result equals the codec's own
-    reconstruction. Deterministic for a given seed."""
+    reconstruction from its nearest codewords (as `compress(..., rdo=0)`). Deterministic for
+    a given seed."""
     from vqcodec.sampling import inpaint_image
 
     seed = _integer(seed, "seed")

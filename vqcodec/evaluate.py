@@ -16,8 +16,9 @@ def _as_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).double() / 255.0  # [1,3,H,W]
 
 
-def evaluate(image, *, stages: list[int] | None = None, model: str | None = None) -> list[dict]:
-    """Encode + decode `image` (anything `compress` takes) at each stage count.
+def evaluate(image, *, stages: list[int] | None = None, model: str | None = None, rdo: float | None = None) -> list[dict]:
+    """Encode + decode `image` (anything `compress` takes) at each stage count, `rdo` as in
+    `compress`.
 
     Returns one row per stage count: stages, bytes, bpp (real file size), PSNR (8-bit RGB),
     MS-SSIM (fewer scales on small images) and encode/decode seconds.
@@ -29,7 +30,7 @@ def evaluate(image, *, stages: list[int] | None = None, model: str | None = None
     rows = []
     for count in stages or range(1, model_info(model)["stages"] + 1):
         started = time.perf_counter()
-        data = compress(prepared.to_pil(), stages=count, model=model)  # real size: mode and alpha included
+        data = compress(prepared.to_pil(), stages=count, model=model, rdo=rdo)  # real size: mode and alpha included
         encoded = time.perf_counter()
         decoded = np.array(decompress(data).convert("RGB"))
         finished = time.perf_counter()

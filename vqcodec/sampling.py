@@ -179,7 +179,8 @@ def inpaint_image(codec: VQCodec, prior: ContextPrior, image, mask_image, *, see
 
     Returns:
         PIL image of the input's size and mode. Every 8×8 (stride×stride) cell touched by the
-        mask is re-sampled; pixels outside those cells equal the codec's reconstruction.
+        mask is re-sampled; pixels outside those cells equal the codec's reconstruction from
+        its nearest codewords (what `compress(..., rdo=0)` decodes to).
     """
     stages = _check_models(codec, prior, stages)
     prepared = prepare_image(image)

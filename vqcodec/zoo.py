@@ -36,6 +36,10 @@ class ZooEntry:
     description: str
     prior_file: str | None = None
     prior_sha256: str | None = None
+    # Relative λ per stage (as `vqcodec.entropy.rdo.quantize_for_rate` takes them) for encoding
+    # against the context prior, chosen on training images with benchmarks/rdo.py; empty: the
+    # encoder picks nearest codewords.
+    rdo_lambdas: tuple[float, ...] = ()
 
 
 # A model's weights never change under its name: files name the model that wrote them, so
@@ -64,6 +68,7 @@ MODELS: dict[str, ZooEntry] = {
         "a last leg weighted towards 3-4 stages; trained on BSDS500 + an ImageNet sample",
         prior_file="vqc-f8-s4-v3-prior.safetensors",
         prior_sha256="147f47a2f45fc3cd2b85e4a570db58cc4f84dffff745ac38717bbdd0e3007dae",
+        rdo_lambdas=(0.08, 0.08, 0.08, 0.08),
     ),
 }
 DEFAULT_MODEL = "vqc-f8-s4-v3"
@@ -76,6 +81,7 @@ class LoadedModel:
     weights_hash: bytes  # first HASH_SIZE bytes of the weights' sha256, as stored in streams
     context_prior: "ContextPrior | None" = None
     prior_hash: bytes = bytes(HASH_SIZE)
+    rdo_lambdas: tuple[float, ...] = ()
 
 
 def file_sha256(path: Path) -> str:
@@ -144,4 +150,4 @@ def _load_model(name: str) -> LoadedModel:
     prior = load_prior_file(_verified_path(name, entry.prior_file, entry.prior_sha256))
     if prior.config.codebook_size != codec.config.codebook_size or prior.config.stages < codec.config.stages:
         raise ValueError(f"the context prior of model {name!r} does not fit its codec (codebook size or stages)")
-    return LoadedModel(name, codec, weights_hash, prior, bytes.fromhex(entry.prior_sha256)[:HASH_SIZE])
+    return LoadedModel(name, codec, weights_hash, prior, bytes.fromhex(entry.prior_sha256)[:HASH_SIZE], entry.rdo_lambdas)

@@ -26,7 +26,7 @@ class Prior(Protocol):
 CHUNK_ROWS = 2048
 
 
-def _blocks(mask: np.ndarray, rows: int) -> list[np.ndarray]:
+def position_blocks(mask: np.ndarray, rows: int) -> list[np.ndarray]:
     """`mask`'s True positions as flat (row-major) indices, in blocks of at most `rows`.
 
     A group's frequencies depend only on tokens known before the group, so coding it block by
@@ -40,7 +40,7 @@ def encode_grid(prior: Prior, indices: np.ndarray, chunk_rows: int = CHUNK_ROWS)
     stages = indices.shape[0]
     groups, known = [], np.zeros(indices.shape, dtype=bool)
     for stage, mask in prior.groups(*indices.shape):
-        groups.append((stage, known.copy(), _blocks(mask, chunk_rows)))
+        groups.append((stage, known.copy(), position_blocks(mask, chunk_rows)))
         known[stage] |= mask
     encoders = [StageEncoder() for _ in range(stages)]
     # Last block first (ANS is a stack): the decoder then meets them in coding order.
@@ -64,7 +64,7 @@ def decode_grid(prior: Prior, payloads: list[bytes], h: int, w: int, codebook_si
     for stage, mask in prior.groups(stages, h, w):
         frequencies_at = prior.group_coder(tokens, known, stage)  # reads only tokens known before the group
         flat_tokens = tokens[stage].reshape(-1)  # a view: writes land in `tokens`
-        for block in _blocks(mask, chunk_rows):
+        for block in position_blocks(mask, chunk_rows):
             symbols = decoders[stage].read(block.size, probabilities_from_frequencies(frequencies_at(block)))
             if symbols.size and (symbols.min() < 0 or symbols.max() >= codebook_size):
                 raise ValueError(f"stage {stage} payload decodes to indices outside [0, {codebook_size})")

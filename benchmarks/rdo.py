@@ -1,0 +1,160 @@
+"""What rate–distortion-optimised quantization (`vqcodec/entropy/rdo.py`) buys, per λ profile.
+
+Each image is quantized once per profile with `quantize_for_rate` against the model's context
+prior (λ = 0 is the plain nearest-codeword encoder), coded with the context prior and with
+the static per-stage prior (real streams; bpp counts the stage payloads, not the header),
+and decoded by the fidelity decoder at every stage count. Per profile it reports bpp under
+both priors, PSNR, the context prior's saving over the static prior on the same indices, and
+BD-rate (PSNR) against the first profile coded with the context prior and with the static
+prior: the second is what the context prior and its encoder save at equal quality.
+
+Profiles are chosen on training images, never on the evaluation set; the zoo's (profile
+"model") is then measured on Kodak:
+
+    python benchmarks/rdo.py ../shared/data/train --limit 48 --profiles 0 0.03 0.05 0.065 0.08 0.1 0.12 \\
+        0.1,0.08,0.08,0.08 0.08,0.08,0.1,0.1 0.045,0.05,0.08,0.15 --out benchmarks/results/rdo/train
+    python benchmarks/rdo.py ../shared/data/kodak --profiles 0 model 0.04 0.16 --out benchmarks/results/rdo/kodak
+
+λ is relative (see `quantize_for_rate`), so one profile suits images of any difficulty. What
+the lookahead term buys: the same on the training images with `--no-lookahead --profiles 0
+0.08 --out benchmarks/results/rdo/train-no-lookahead`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from rd_bd import bd_rate
+from vqcodec import zoo
+from vqcodec.entropy.rdo import quantize_for_rate
+from vqcodec.entropy.stream import encode_grid
+from vqcodec.imaging import prepare_image, to_padded_tensor
+from vqcodec.train.data import list_images
+
+
+def parse_profile(text: str, loaded: zoo.LoadedModel) -> list[float]:
+    """"model" (the zoo's λ per stage), one λ for every stage, or one per stage, comma-separated."""
+    stages = loaded.codec.config.stages
+    if text == "model":
+        if not loaded.rdo_lambdas:
+            raise ValueError(f"model {loaded.name!r} has no λ profile")
+        return list(loaded.rdo_lambdas)
+    values = [float(value) for value in text.split(",")]
+    values = values * stages if len(values) == 1 else values
+    if len(values) != stages or any(not value >= 0 for value in values):
+        raise ValueError(f"profile {text!r}: need 1 or {stages} non-negative values")
+    return values
+
+
+def measure_image(loaded: zoo.LoadedModel, image: torch.Tensor, latent: torch.Tensor, lambdas: list[float],
+                  lookahead: bool) -> dict:
+    """Payload bits per stage under both priors and PSNR at every stage count, for one image."""
+    codec = loaded.codec
+    codebooks = [stage.codebook for stage in codec.quantizer.stages]
+    indices = quantize_for_rate(latent, codebooks, loaded.context_prior, lambdas, lookahead=lookahead)  # [S, h, w]
+    row = {name: [8 * len(p) for p in encode_grid(prior, indices)]
+           for name, prior in (("context", loaded.context_prior), ("static", codec.prior))}
+    with torch.inference_mode():
+        row["psnr"] = [-10 * math.log10(F.mse_loss(codec.decode_indices(torch.from_numpy(indices[None, :n])), image).item())
+                       for n in range(1, len(codebooks) + 1)]
+    return row
+
+
+def summarize(rows: list[dict], pixels: int) -> dict:
+    """Mean bpp (total bits over total pixels) at each stage count, mean PSNR and the saving."""
+    out = {name: (np.cumsum(np.sum([r[name] for r in rows], axis=0)) / pixels).tolist() for name in ("context", "static")}
+    out["psnr"] = np.mean([r["psnr"] for r in rows], axis=0).tolist()
+    out["saving_at_stages"] = [1 - c / s for c, s in zip(out["context"], out["static"])]
+    return out
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def label(row: dict) -> str:
+        return f"λ = {row['name']}" + (f" ({','.join(f'{v:g}' for v in row['lambdas'])})" if row["name"] == "model" else "")
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    anchor = results[0]
+    left.plot(anchor["static"], anchor["psnr"], "k--", marker="x", label=f"{label(anchor)}, static prior")
+    for row in results:
+        left.plot(row["context"], row["psnr"], marker="o", label=f"{label(row)}, context prior")
+        right.plot(range(1, len(row["psnr"]) + 1), [100 * s for s in row["saving_at_stages"]], marker="o", label=label(row))
+    right.axhline(20, color="gray", linestyle=":", label="20 %")
+    left.set_xlabel("bits per pixel (stage payloads)")
+    left.set_ylabel("PSNR (dB), fidelity decoder")
+    left.set_title("1–4 stages")
+    right.set_xticks(range(1, len(anchor["psnr"]) + 1))
+    right.set_xlabel("stages coded")
+    right.set_ylabel("context prior's saving over static (%)")
+    right.set_title("same indices, both priors")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", type=Path, help="folder of images")
+    parser.add_argument("--profiles", nargs="+", default=["0", "model"],
+                        help='λ per stage, comma-separated, one value for all stages, or "model"; the first is the anchor')
+    parser.add_argument("--no-lookahead", action="store_true",
+                        help="score each index by its own code length only (what the neighbour term buys)")
+    parser.add_argument("--limit", type=int, default=0, help="use N evenly spaced images (0: all)")
+    parser.add_argument("--model", default=None, help="zoo model (default: the shipped one)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rdo"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    loaded = zoo.load_model(args.model)
+    if loaded.context_prior is None:
+        parser.error(f"model {loaded.name!r} has no context prior")
+    try:
+        profiles = [(text, parse_profile(text, loaded)) for text in args.profiles]
+    except ValueError as error:
+        parser.error(str(error))
+    files = list_images(args.images)
+    if args.limit:
+        files = files[:: max(1, len(files) // args.limit)][: args.limit]
+    images = []
+    for path in tqdm(files, desc="encode", leave=False):
+        image = to_padded_tensor(prepare_image(path).rgb, loaded.codec.config.stride)
+        with torch.inference_mode():
+            images.append((image, loaded.codec.encoder(image)[0]))
+    pixels = sum(image.shape[2] * image.shape[3] for image, _ in images)
+    results = []
+    for text, lambdas in tqdm(profiles, desc="profiles"):
+        rows = [measure_image(loaded, image, latent, lambdas, not args.no_lookahead) for image, latent in tqdm(images, leave=False)]
+        results.append({"name": text, "lambdas": lambdas, **summarize(rows, pixels)})
+    anchor = results[0]
+    for row in results:
+        row["bd_rate_vs_first_context"] = bd_rate(anchor["context"], anchor["psnr"], row["context"], row["psnr"])
+        row["bd_rate_vs_first_static"] = bd_rate(anchor["static"], anchor["psnr"], row["context"], row["psnr"])
+        print(f"{row['name']:>24}  saving % {[round(100 * s, 1) for s in row['saving_at_stages']]}  "
+              f"bpp {[round(b, 4) for b in row['context']]}  PSNR {[round(p, 3) for p in row['psnr']]}  "
+              f"BD-rate vs first: context {row['bd_rate_vs_first_context']:+.2f} %, static {row['bd_rate_vs_first_static']:+.2f} %")
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"model": loaded.name, "weights_sha256": loaded.weights_hash.hex(), "prior_sha256": loaded.prior_hash.hex(),
+              "images": args.images.name, "image_count": len(images), "pixels": pixels, "threads": args.threads,
+              "lookahead": not args.no_lookahead,
+              "seconds": round(time.time() - started, 1), "profiles": results}
+    (args.out / "rdo.json").write_text(json.dumps(report, indent=1))
+    plot(results, args.out / "rdo.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Rate–distortion-optimised residual quantization against the coding prior.
+
+The plain encoder gives every position the nearest codeword of each stage. This one picks
+argmin ‖r − c‖² + λ_s · bits(c), where bits(c) is the code length the prior gives c there,
+given every index chosen before it in the prior's coding order: where a few codewords are
+nearly as close, it takes the one its context makes cheap. The decoder is unchanged; the
+stream simply holds other indices.
+
+Groups are visited in the prior's order, so the frequencies seen here are those the entropy
+coder will use. Stage s is chosen from stages < s only, so a file's prefixes keep their
+meaning. An index also changes the code lengths of the same-stage neighbours coded after
+it; with a prior that reads neighbours through pair tables (the context prior), the cost
+counts that too, taking those neighbours to be their nearest codewords. The tables hold
+pointwise mutual information, which leaves a neighbour's normaliser about unchanged, so the
+change in its code length is the pair term alone; and the tables are symmetric, so the
+term is the prior's own `neighbour_logits` read from the other side.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .stream import CHUNK_ROWS, Prior, position_blocks
+
+
+def code_lengths(frequencies: np.ndarray) -> torch.Tensor:
+    """Integer frequencies `[n, K]` (or one shared row `[K]`) → bits per symbol, float32."""
+    frequencies = torch.from_numpy(np.atleast_2d(np.asarray(frequencies, dtype=np.float64)))
+    return (frequencies.sum(dim=1, keepdim=True).log2() - frequencies.log2()).float()
+
+
+@torch.no_grad()
+def quantize_for_rate(latent: torch.Tensor, codebooks: Sequence[torch.Tensor], prior: Prior,
+                      lambdas: Sequence[float], chunk_rows: int = CHUNK_ROWS, lookahead: bool = True) -> np.ndarray:
+    """Residual quantization of one latent grid, each index weighed by its code length.
+
+    Args:
+        latent: `[D, h, w]` float, on the CPU (as the codebooks).
+        codebooks: one `[K, D]` codebook per stage to code, in stage order.
+        prior: the prior that will code the indices (`groups`, `group_coder`).
+        lambdas: λ_s ≥ 0 per stage, relative: one bit weighs λ_s times the mean squared
+            error that the nearest codewords of stage s leave in this latent; 0 gives the
+            nearest codeword at that stage.
+        chunk_rows: positions scored at once (bounds memory at about 12·K bytes per row).
+        lookahead: count what an index saves the neighbours coded after it (False: only
+            its own code length, for measuring what the term buys).
+
+    Returns:
+        indices `[S, h, w]` int64, S = len(codebooks).
+    """
+    if len(lambdas) != len(codebooks) or any(not value >= 0 for value in lambdas):
+        raise ValueError(f"need one λ ≥ 0 per stage ({len(codebooks)}), got {list(lambdas)}")
+    dim, h, w = latent.shape
+    residual = latent.permute(1, 2, 0).reshape(-1, dim).float().clone()  # [h*w, D], updated in place
+    tokens = np.zeros((len(codebooks), h, w), dtype=np.int64)
+    known = np.zeros(tokens.shape, dtype=bool)
+    order = prior.groups(len(codebooks), h, w)
+    for stage, (codebook, relative) in enumerate(zip(codebooks, lambdas)):
+        codebook = codebook.float()
+        # ‖r − c‖² less ‖r‖², which is the same for every candidate of a position.
+        squared_norms = codebook.square().sum(dim=1)  # [K]
+
+        def distances(block: np.ndarray) -> torch.Tensor:
+            return torch.addmm(squared_norms, residual[torch.from_numpy(block)], codebook.T, alpha=-2.0)  # [n, K]
+
+        flat_tokens = tokens[stage].reshape(-1)  # a view: writes land in `tokens`
+        nearest = np.concatenate([distances(block).argmin(dim=1).numpy()
+                                  for block in position_blocks(np.ones((h, w), dtype=bool), chunk_rows)])
+        # Scaled by the error left at this stage: PSNR is logarithmic in the error, so a
+        # smooth image with small residuals must trade less error per bit than a busy one.
+        weight = relative * float((residual - codebook[torch.from_numpy(nearest)]).square().sum(dim=1).mean())
+        pending = np.ones((h, w), dtype=bool)  # positions of this stage not chosen yet
+        for _, mask in (group for group in order if group[0] == stage and weight > 0):
+            pending &= ~mask
+            frequencies_at = prior.group_coder(tokens, known, stage)
+            saved_later = _later_neighbour_bits(prior, stage, nearest.reshape(h, w), pending) if lookahead else None
+            for block in position_blocks(mask, chunk_rows):
+                rate = code_lengths(frequencies_at(block))
+                if saved_later is not None:
+                    rate = rate - saved_later(block)
+                flat_tokens[block] = distances(block).add_(rate, alpha=weight).argmin(dim=1).numpy()
+            known[stage] |= mask
+        if weight == 0:
+            flat_tokens[:] = nearest
+            known[stage] = True
+        residual -= codebook[torch.from_numpy(flat_tokens)]
+    return tokens
+
+
+def _later_neighbour_bits(prior: Prior, stage: int, guess: np.ndarray,
+                          pending: np.ndarray) -> Callable[[np.ndarray], torch.Tensor] | None:
+    """Bits each candidate at a position saves its same-stage neighbours still `pending`
+    (taken to hold `guess` `[h, w]`), as a function of flat positions → `[n, K]`; None for
+    priors without neighbour pair tables."""
+    neighbour_logits = getattr(prior, "neighbour_logits", None)
+    if neighbour_logits is None or not pending.any():
+        return None
+    h, w = guess.shape
+    tokens = torch.zeros((1, stage + 1, h, w), dtype=torch.int64)
+    known = torch.zeros(tokens.shape, dtype=torch.bool)
+    tokens[0, stage], known[0, stage] = torch.from_numpy(guess), torch.from_numpy(pending)
+    bits_per_unit = 2.0 ** -prior.config.logit_bits / math.log(2)
+
+    def saved(block: np.ndarray) -> torch.Tensor:
+        rows = torch.zeros(h * w, dtype=torch.bool)
+        rows[torch.from_numpy(block)] = True
+        return neighbour_logits(tokens, known, stage, rows.view(1, h, w)) * bits_per_unit
+
+    return saved
