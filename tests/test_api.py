@@ -217,8 +217,9 @@ def test_context_prior_is_the_default_and_decodes_to_the_same_image_as_static(sa
 
 
 # Streams written by each shipped model with each prior (`tests/data/golden-MODEL-PRIOR.vqc`, a
-# 64×48 crop of the sample at 4 stages) and the sha256 of the indices they hold. A failure means
-# files written before the change no longer decode: ship changed weights as a new model name.
+# 64×48 crop of the sample at 4 stages, written by `python tests/make_golden.py MODEL`) and the
+# sha256 of the indices they hold. A failure means files written before the change no longer
+# decode: ship changed weights as a new model name.
 GOLDEN_INDICES_SHA256 = {
     "vqc-f8-s4": "1f4ee2348b2775d22a88f3a86f6ad9129d56d1cca621912de2524658a213de1e",
     "vqc-f8-s4-v2": "82ac402ade541955555d2965ea82f532ac4b6ad2d574d0bbba7a3565af09458c",
