@@ -74,6 +74,10 @@ def summarize(rows: list[dict], stages: int, k: int) -> dict:
             "decode_s_mean": float(np.mean([r[name]["decode_s"] for r in rows])),
         }
     out["saving_at_stages"] = [1 - c / s for c, s in zip(out["context"]["bits_per_index_at_stages"], out["static"]["bits_per_index_at_stages"])]
+    per_image = np.array([[1 - sum(r["context"]["bytes"][:n]) / sum(r["static"]["bytes"][:n]) for n in range(1, stages + 1)]
+                          for r in rows])  # [images, stages]
+    out["saving_per_image_at_stages"] = {"min": per_image.min(axis=0).tolist(), "median": np.median(per_image, axis=0).tolist(),
+                                         "max": per_image.max(axis=0).tolist(), "images_under_20pct": (per_image < 0.2).sum(axis=0).tolist()}
     out["added_decode_s_mean"] = out["context"]["decode_s_mean"] - out["static"]["decode_s_mean"]
     out["added_decode_s_max"] = max(r["context"]["decode_s"] - r["static"]["decode_s"] for r in rows)
     return out
@@ -131,7 +135,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "prior.json").write_text(json.dumps({"summary": summary, "images": rows}, indent=1))
     plot(summary, args.out / "prior.png")
-    print(json.dumps({key: summary[key] for key in ("saving_at_stages", "added_decode_s_mean")}, indent=1))
+    print(json.dumps({key: summary[key] for key in ("saving_at_stages", "saving_per_image_at_stages", "added_decode_s_mean")}, indent=1))
     for name in ("static", "context"):
         print(name, [round(b, 3) for b in summary[name]["bits_per_index_stage"]], f"decode {summary[name]['decode_s_mean']:.3f} s")
 

@@ -54,18 +54,28 @@ def parse_profile(text: str, loaded: zoo.LoadedModel) -> list[float]:
     return values
 
 
-def measure_image(loaded: zoo.LoadedModel, image: torch.Tensor, latent: torch.Tensor, lambdas: list[float],
-                  lookahead: bool) -> dict:
-    """Payload bits per stage under both priors and PSNR at every stage count, for one image."""
-    codec = loaded.codec
+def measure_image(codec, context_prior, image: torch.Tensor, latent: torch.Tensor, lambdas: list[float],
+                  lookahead: bool = True) -> dict:
+    """Payload bits per stage under both priors and PSNR at every stage count, for one image
+    quantized against `context_prior`."""
     codebooks = [stage.codebook for stage in codec.quantizer.stages]
-    indices = quantize_for_rate(latent, codebooks, loaded.context_prior, lambdas, lookahead=lookahead)  # [S, h, w]
+    indices = quantize_for_rate(latent, codebooks, context_prior, lambdas, lookahead=lookahead)  # [S, h, w]
     row = {name: [8 * len(p) for p in encode_grid(prior, indices)]
-           for name, prior in (("context", loaded.context_prior), ("static", codec.prior))}
+           for name, prior in (("context", context_prior), ("static", codec.prior))}
     with torch.inference_mode():
         row["psnr"] = [-10 * math.log10(F.mse_loss(codec.decode_indices(torch.from_numpy(indices[None, :n])), image).item())
                        for n in range(1, len(codebooks) + 1)]
     return row
+
+
+def latents(codec, files: list[Path]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(padded image `[1,3,H,W]`, latent `[D,h,w]`) per file."""
+    out = []
+    for path in tqdm(files, desc="encode", leave=False):
+        image = to_padded_tensor(prepare_image(path).rgb, codec.config.stride)
+        with torch.inference_mode():
+            out.append((image, codec.encoder(image)[0]))
+    return out
 
 
 def summarize(rows: list[dict], pixels: int) -> dict:
@@ -130,15 +140,12 @@ def main() -> None:
     files = list_images(args.images)
     if args.limit:
         files = files[:: max(1, len(files) // args.limit)][: args.limit]
-    images = []
-    for path in tqdm(files, desc="encode", leave=False):
-        image = to_padded_tensor(prepare_image(path).rgb, loaded.codec.config.stride)
-        with torch.inference_mode():
-            images.append((image, loaded.codec.encoder(image)[0]))
+    images = latents(loaded.codec, files)
     pixels = sum(image.shape[2] * image.shape[3] for image, _ in images)
     results = []
     for text, lambdas in tqdm(profiles, desc="profiles"):
-        rows = [measure_image(loaded, image, latent, lambdas, not args.no_lookahead) for image, latent in tqdm(images, leave=False)]
+        rows = [measure_image(loaded.codec, loaded.context_prior, image, latent, lambdas, not args.no_lookahead)
+                for image, latent in tqdm(images, leave=False)]
         results.append({"name": text, "lambdas": lambdas, **summarize(rows, pixels)})
     anchor = results[0]
     for row in results:

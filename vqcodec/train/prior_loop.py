@@ -69,9 +69,9 @@ class PriorTrainConfig:
         return json.dumps(fields, sort_keys=True)
 
 
-def _encode_file(codec, path: Path, min_side: int, max_side: int) -> np.ndarray:
-    """One image → `[S, h, w]` int16 token grid (downscaled first if a side exceeds max_side,
-    though never below min_side, so every grid holds a training crop)."""
+def token_image(path: Path, min_side: int, max_side: int) -> np.ndarray:
+    """`[H, W, 3]` uint8 of a training image as the token cache encodes it: downscaled if a
+    side exceeds max_side, though never below min_side, so every grid holds a training crop."""
     rgb = load_rgb(path, min_side)
     scale = max(max_side / max(rgb.shape[:2]), min_side / min(rgb.shape[:2]))
     if scale < 1:
@@ -79,7 +79,12 @@ def _encode_file(codec, path: Path, min_side: int, max_side: int) -> np.ndarray:
 
         size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
-    indices = codec.encode_indices(to_padded_tensor(rgb, codec.config.stride))  # [1, S, h, w]
+    return rgb
+
+
+def _encode_file(codec, path: Path, min_side: int, max_side: int) -> np.ndarray:
+    """One image → `[S, h, w]` int16 token grid (nearest codewords)."""
+    indices = codec.encode_indices(to_padded_tensor(token_image(path, min_side, max_side), codec.config.stride))  # [1, S, h, w]
     return indices[0].numpy().astype(np.int16)
 
 
