@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from vqcodec.api import MAX_RDO
 from vqcodec.files import same_file
 from vqcodec.train.cli import train_command
 from vqcodec.train.pack import pack_data_command
@@ -113,9 +114,9 @@ def _run_all(jobs: list[tuple[str, str]], force: bool, label: str, work, shared_
 
 
 RDO_OPTION = click.option(
-    "--rdo", type=click.FloatRange(min=0),
-    help="Rate-distortion optimisation with the context prior: 0 = nearest codeword, "
-    "1 = the model's tuned trade-off (default), more = smaller files at lower quality.")
+    "--rdo", type=click.FloatRange(0, MAX_RDO),
+    help="Rate-distortion optimisation with the context prior: 0 = nearest codeword, 1 = the "
+    "model's tuned trade-off (the default where it has one), more = smaller files at lower quality.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

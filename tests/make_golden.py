@@ -18,7 +18,6 @@ from PIL import Image
 
 import vqcodec
 from vqcodec import bitstream, zoo
-from vqcodec.api import _model_for
 from vqcodec.entropy.stream import decode_grid
 
 DATA = Path(__file__).parent / "data"
@@ -35,11 +34,12 @@ def main() -> None:
         parser.error(f"golden streams exist already: {', '.join(existing)}")
     with Image.open(DATA / "kodim23.png") as image:
         crop = image.convert("RGB").crop(CROP)
-    digests = set()
+    loaded, digests = zoo.load_model(model), set()
     for prior, path in targets.items():
         data = vqcodec.compress(crop, model=model, prior=prior, rdo=0)
         header, _, payloads = bitstream.unpack(data)
-        indices = decode_grid(_model_for(header)[1], payloads, *header.grid, header.codebook_size)
+        coding_prior = loaded.context_prior if prior == "context" else loaded.codec.prior
+        indices = decode_grid(coding_prior, payloads, *header.grid, header.codebook_size)
         digests.add(hashlib.sha256(indices.astype("<i2").tobytes()).hexdigest())
         path.write_bytes(data)
         print(f"wrote {path} ({len(data)} bytes)")

@@ -44,8 +44,11 @@ def test_rdo_option_trades_size_and_refuses_what_it_cannot_do(workdir):
     assert sizes["strong"] < sizes["default"] < sizes["plain"]
     refused = run("encode", "--prior", "static", "--rdo", 1, workdir / "a.png", workdir / "s.vqc")
     assert refused.exit_code == 1 and "context prior" in refused.output and not (workdir / "s.vqc").exists()
-    assert run("encode", "--rdo", 99, workdir / "a.png", workdir / "s.vqc").exit_code == 1
-    assert run("encode", "--rdo", -1, workdir / "a.png", workdir / "s.vqc").exit_code == 2
+    for bad in (99, -1):
+        assert run("encode", "--rdo", bad, workdir / "a.png", workdir / "s.vqc").exit_code == 2
+    not_a_number = run("encode", "--rdo", "nan", workdir / "a.png", workdir / "s.vqc")  # click's range lets NaN through
+    assert not_a_number.exit_code == 1 and "rdo must be a number" in not_a_number.output
+    assert not (workdir / "s.vqc").exists()
     assert run("encode", "--stages", 1, "--rdo", 0, workdir / "a.png", workdir / "p1.vqc").exit_code == 0
     rows = json.loads(run("evaluate", workdir / "a.png", "--stages", 1, "--rdo", 0, "--json").output)
     assert rows[0]["bytes"] == (workdir / "p1.vqc").stat().st_size  # evaluate passes --rdo on

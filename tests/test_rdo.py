@@ -81,6 +81,40 @@ def test_context_rdo_saves_bits_and_decodes_exactly():
     assert np.array_equal(decode_grid(prior, encode_grid(prior, traded), H, W, K), traded)
 
 
+@torch.no_grad()
+def test_lookahead_term_is_what_a_candidate_adds_to_its_later_neighbours_logits():
+    from vqcodec.entropy.rdo import _later_neighbour_bits
+
+    prior, guess = formula_prior(), np.random.default_rng(5).integers(0, K, (H, W))
+    p = (4, 5)
+    pending = np.ones((H, W), dtype=bool)
+    pending[p] = False
+    saved = _later_neighbour_bits(prior, 0, guess, pending)(np.array([p[0] * W + p[1]]))[0]  # [K] bits
+    neighbours = [(p[0] + dy, p[1] + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+    where = tuple(torch.tensor(axis) for axis in zip(*[(0, i, j) for i, j in neighbours]))
+    guessed = torch.tensor([guess[i, j] for i, j in neighbours])
+
+    def neighbours_logits(candidate: int, known_there: bool) -> float:
+        """Sum over the 8 neighbours of the logit of their guessed token, the long way."""
+        tokens, known = torch.from_numpy(guess.copy())[None, None], torch.from_numpy(pending.copy())[None, None]
+        tokens[0, 0, p[0], p[1]], known[0, 0, p[0], p[1]] = candidate, known_there
+        return float(prior.neighbour_logits_at(tokens, known, 0, where)[torch.arange(8), guessed].sum())
+
+    bits_per_unit = 2.0**-SMALL.logit_bits / np.log(2)
+    tolerance = 8 * bits_per_unit  # each neighbour's sum is floored to a whole unit
+    assert float(saved.abs().max()) > 10 * tolerance
+    for candidate in (0, 7, K - 1):
+        added = (neighbours_logits(candidate, True) - neighbours_logits(candidate, False)) * bits_per_unit
+        assert abs(float(saved[candidate]) - added) <= tolerance
+
+
+def test_lookahead_changes_the_choice():
+    quantizer, latent = quantizer_and_latent(4)
+    with_it = quantize_for_rate(latent, codebooks(quantizer), formula_prior(), [0.5, 0.5])
+    without = quantize_for_rate(latent, codebooks(quantizer), formula_prior(), [0.5, 0.5], lookahead=False)
+    assert not np.array_equal(with_it, without)
+
+
 def test_result_does_not_depend_on_chunking_or_touch_the_latent():
     quantizer, latent = quantizer_and_latent(3)
     before = latent.clone()

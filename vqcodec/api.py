@@ -79,9 +79,9 @@ def _rdo_lambdas(loaded: zoo.LoadedModel, prior_name: str, strength, stages: int
     if strength == 0:
         return None
     if prior_name != "context":
-        raise ValueError("rdo needs the context prior: against the static prior it buys nothing; use rdo=0")
+        raise ValueError("rdo needs the context prior: against the static prior it buys nothing; set rdo to 0")
     if not loaded.rdo_lambdas:
-        raise ValueError(f"model {loaded.name!r} has no tuned rdo profile; use rdo=0")
+        raise ValueError(f"model {loaded.name!r} has no tuned rdo profile; set rdo to 0")
     return [float(strength) * value for value in loaded.rdo_lambdas[:stages]]
 
 
@@ -113,9 +113,10 @@ def compress(
         prior: "context" (default where the model ships one: fewer bits, about 0.3 s more
             to decode a Kodak image) or "static" (order-0 frequencies, fastest).
         rdo: strength of rate–distortion-optimised quantization with the context prior
-            (`vqcodec.entropy.rdo`): 0 picks the nearest codeword, 1 (the default with the
-            context prior) the model's tuned trade-off, larger values smaller files at lower
-            quality (at most 16). The search runs the prior once more, so it slows encoding.
+            (`vqcodec.entropy.rdo`): 0 picks the nearest codeword, 1 the model's tuned
+            trade-off, larger values smaller files at lower quality (at most 16). Default: 1
+            with the context prior of a model that has a tuned profile, else 0. The search
+            runs the prior once more, so it slows encoding.
 
     Returns:
         The stream, header included.

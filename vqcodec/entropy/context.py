@@ -231,10 +231,11 @@ class ContextPrior(nn.Module):
         Exact: every product is an int8 entry times an integer gain, and the sum of 8 of
         them stays far below 2**24, in whatever order it is added.
         """
-        return self._neighbour_logits_at(tokens, known, stage, rows.nonzero(as_tuple=True))
+        return self.neighbour_logits_at(tokens, known, stage, rows.nonzero(as_tuple=True))
 
-    def _neighbour_logits_at(self, tokens: torch.Tensor, known: torch.Tensor, stage: int,
-                             where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def neighbour_logits_at(self, tokens: torch.Tensor, known: torch.Tensor, stage: int,
+                            where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """`neighbour_logits` at (sample, row, column) indices `where`, in their order."""
         k = self.config.codebook_size
         b, i, j = where
         if stage >= tokens.shape[1]:
@@ -295,7 +296,7 @@ class ContextPrior(nn.Module):
             rows = predict & (stage == s).view(-1, 1, 1)
             where = rows.nonzero(as_tuple=True)
             previous = self._previous(tokens, known, s, where)
-            neighbours = self._neighbour_logits_at(tokens, known, s, where)
+            neighbours = self.neighbour_logits_at(tokens, known, s, where)
             scored.append((s, rows, self.logits(features[rows], previous, neighbours, s) * (2.0**-self.config.logit_bits)))
         return scored
 
@@ -327,7 +328,7 @@ class ContextPrior(nn.Module):
                    where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Integer logits `[n, K]` at indices `where`, given `_grid_features` of the same tokens."""
         features = self._features_at(grid, where)
-        neighbours = self._neighbour_logits_at(tokens, known, stage, where)
+        neighbours = self.neighbour_logits_at(tokens, known, stage, where)
         return self.logits(features, self._previous(tokens, known, stage, where), neighbours, stage)
 
     def frequencies_from_logits(self, logits: torch.Tensor) -> torch.Tensor:

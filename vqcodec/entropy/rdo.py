@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from vqcodec.kernels import nearest_codeword
+
 from .stream import CHUNK_ROWS, Prior, position_blocks
 
 
@@ -44,7 +46,8 @@ def quantize_for_rate(latent: torch.Tensor, codebooks: Sequence[torch.Tensor], p
         lambdas: λ_s ≥ 0 per stage, relative: one bit weighs λ_s times the mean squared
             error that the nearest codewords of stage s leave in this latent; 0 gives the
             nearest codeword at that stage.
-        chunk_rows: positions scored at once (bounds memory at about 12·K bytes per row).
+        chunk_rows: positions scored at once (bounds memory at about 40·K bytes per row, as
+            in the entropy coder).
         lookahead: count what an index saves the neighbours coded after it (False: only
             its own code length, for measuring what the term buys).
 
@@ -60,34 +63,40 @@ def quantize_for_rate(latent: torch.Tensor, codebooks: Sequence[torch.Tensor], p
     order = prior.groups(len(codebooks), h, w)
     for stage, (codebook, relative) in enumerate(zip(codebooks, lambdas)):
         codebook = codebook.float()
-        # ‖r − c‖² less ‖r‖², which is the same for every candidate of a position.
-        squared_norms = codebook.square().sum(dim=1)  # [K]
-
-        def distances(block: np.ndarray) -> torch.Tensor:
-            return torch.addmm(squared_norms, residual[torch.from_numpy(block)], codebook.T, alpha=-2.0)  # [n, K]
-
-        flat_tokens = tokens[stage].reshape(-1)  # a view: writes land in `tokens`
-        nearest = np.concatenate([distances(block).argmin(dim=1).numpy()
-                                  for block in position_blocks(np.ones((h, w), dtype=bool), chunk_rows)])
+        nearest, squared_errors = nearest_codeword(residual, codebook)  # the plain encoder's choice
         # Scaled by the error left at this stage: PSNR is logarithmic in the error, so a
         # smooth image with small residuals must trade less error per bit than a busy one.
-        weight = relative * float((residual - codebook[torch.from_numpy(nearest)]).square().sum(dim=1).mean())
-        pending = np.ones((h, w), dtype=bool)  # positions of this stage not chosen yet
-        for _, mask in (group for group in order if group[0] == stage and weight > 0):
-            pending &= ~mask
-            frequencies_at = prior.group_coder(tokens, known, stage)
-            saved_later = _later_neighbour_bits(prior, stage, nearest.reshape(h, w), pending) if lookahead else None
-            for block in position_blocks(mask, chunk_rows):
-                rate = code_lengths(frequencies_at(block))
-                if saved_later is not None:
-                    rate = rate - saved_later(block)
-                flat_tokens[block] = distances(block).add_(rate, alpha=weight).argmin(dim=1).numpy()
-            known[stage] |= mask
+        weight = relative * float(squared_errors.mean()) if squared_errors.numel() else 0.0
         if weight == 0:
-            flat_tokens[:] = nearest
-            known[stage] = True
-        residual -= codebook[torch.from_numpy(flat_tokens)]
+            tokens[stage] = nearest.view(h, w).numpy()
+        else:
+            groups = [mask for s, mask in order if s == stage]
+            _search_stage(prior, tokens, known, stage, groups, residual, codebook, nearest.numpy(), weight,
+                          chunk_rows, lookahead)
+        known[stage] = True
+        residual -= codebook[torch.from_numpy(tokens[stage].reshape(-1))]
     return tokens
+
+
+def _search_stage(prior: Prior, tokens: np.ndarray, known: np.ndarray, stage: int, groups: list[np.ndarray],
+                  residual: torch.Tensor, codebook: torch.Tensor, nearest: np.ndarray, weight: float,
+                  chunk_rows: int, lookahead: bool) -> None:
+    """Choose stage `stage` of `tokens` group by group (earlier stages known), in place."""
+    h, w = tokens.shape[1:]
+    squared_norms = codebook.square().sum(dim=1)  # [K]; ‖r‖² is the same for every candidate, so left out
+    flat_tokens = tokens[stage].reshape(-1)  # a view: writes land in `tokens`
+    pending = np.ones((h, w), dtype=bool)  # positions of this stage not chosen yet
+    for mask in groups:
+        pending &= ~mask
+        frequencies_at = prior.group_coder(tokens, known, stage)
+        saved_later = _later_neighbour_bits(prior, stage, nearest.reshape(h, w), pending) if lookahead else None
+        for block in position_blocks(mask, chunk_rows):
+            rate = code_lengths(frequencies_at(block))
+            if saved_later is not None:
+                rate = rate - saved_later(block)
+            cost = torch.addmm(squared_norms, residual[torch.from_numpy(block)], codebook.T, alpha=-2.0)  # [n, K]
+            flat_tokens[block] = cost.add_(rate, alpha=weight).argmin(dim=1).numpy()
+        known[stage] |= mask
 
 
 def _later_neighbour_bits(prior: Prior, stage: int, guess: np.ndarray,
@@ -95,8 +104,8 @@ def _later_neighbour_bits(prior: Prior, stage: int, guess: np.ndarray,
     """Bits each candidate at a position saves its same-stage neighbours still `pending`
     (taken to hold `guess` `[h, w]`), as a function of flat positions → `[n, K]`; None for
     priors without neighbour pair tables."""
-    neighbour_logits = getattr(prior, "neighbour_logits", None)
-    if neighbour_logits is None or not pending.any():
+    neighbour_logits_at = getattr(prior, "neighbour_logits_at", None)
+    if neighbour_logits_at is None or not pending.any():
         return None
     h, w = guess.shape
     tokens = torch.zeros((1, stage + 1, h, w), dtype=torch.int64)
@@ -105,8 +114,7 @@ def _later_neighbour_bits(prior: Prior, stage: int, guess: np.ndarray,
     bits_per_unit = 2.0 ** -prior.config.logit_bits / math.log(2)
 
     def saved(block: np.ndarray) -> torch.Tensor:
-        rows = torch.zeros(h * w, dtype=torch.bool)
-        rows[torch.from_numpy(block)] = True
-        return neighbour_logits(tokens, known, stage, rows.view(1, h, w)) * bits_per_unit
+        flat = torch.from_numpy(block)
+        return neighbour_logits_at(tokens, known, stage, (torch.zeros_like(flat), flat // w, flat % w)) * bits_per_unit
 
     return saved
