@@ -34,10 +34,12 @@ from tqdm import tqdm
 
 from rd_bd import bd_rate
 from vqcodec import zoo
+from vqcodec.entropy.context import load_prior_file
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.entropy.stream import encode_grid
 from vqcodec.imaging import prepare_image, to_padded_tensor
 from vqcodec.train.data import list_images
+from vqcodec.zoo import file_sha256
 
 
 def parse_profile(text: str, loaded: zoo.LoadedModel) -> list[float]:
@@ -125,13 +127,15 @@ def main() -> None:
                         help="score each index by its own code length only (what the neighbour term buys)")
     parser.add_argument("--limit", type=int, default=0, help="use N evenly spaced images (0: all)")
     parser.add_argument("--model", default=None, help="zoo model (default: the shipped one)")
+    parser.add_argument("--prior", type=Path, help="a context prior file to search and code with instead of the model's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rdo"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
     loaded = zoo.load_model(args.model)
-    if loaded.context_prior is None:
+    context_prior = load_prior_file(args.prior) if args.prior else loaded.context_prior
+    if context_prior is None:
         parser.error(f"model {loaded.name!r} has no context prior")
     try:
         profiles = [(text, parse_profile(text, loaded)) for text in args.profiles]
@@ -144,7 +148,7 @@ def main() -> None:
     pixels = sum(image.shape[2] * image.shape[3] for image, _ in images)
     results = []
     for text, lambdas in tqdm(profiles, desc="profiles"):
-        rows = [measure_image(loaded.codec, loaded.context_prior, image, latent, lambdas, not args.no_lookahead)
+        rows = [measure_image(loaded.codec, context_prior, image, latent, lambdas, not args.no_lookahead)
                 for image, latent in tqdm(images, leave=False)]
         results.append({"name": text, "lambdas": lambdas, **summarize(rows, pixels)})
     anchor = results[0]
@@ -155,7 +159,8 @@ def main() -> None:
               f"bpp {[round(b, 4) for b in row['context']]}  PSNR {[round(p, 3) for p in row['psnr']]}  "
               f"BD-rate vs first: context {row['bd_rate_vs_first_context']:+.2f} %, static {row['bd_rate_vs_first_static']:+.2f} %")
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"model": loaded.name, "weights_sha256": loaded.weights_hash.hex(), "prior_sha256": loaded.prior_hash.hex(),
+    prior_sha256 = file_sha256(args.prior) if args.prior else loaded.prior_hash.hex()
+    report = {"model": loaded.name, "weights_sha256": loaded.weights_hash.hex(), "prior_sha256": prior_sha256,
               "images": args.images.name, "image_count": len(images), "pixels": pixels, "threads": args.threads,
               "lookahead": not args.no_lookahead,
               "seconds": round(time.time() - started, 1), "profiles": results}

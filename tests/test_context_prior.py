@@ -314,3 +314,33 @@ def test_train_prior_on_a_folder_without_images_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(train_prior_command, [str(tmp_path / "empty"), str(tmp_path / "p.safetensors"), "--codec", str(codec_path)])
     assert result.exit_code == 1 and "no .jpg/.png/.webp images" in result.output
     assert not (tmp_path / "p.safetensors").exists()
+
+
+def test_token_cache_from_the_rate_distortion_search_is_keyed_by_its_prior(tmp_path, capsys):
+    from PIL import Image
+
+    from vqcodec.entropy.rdo import quantize_for_rate
+    from vqcodec.imaging import to_padded_tensor
+    from vqcodec.model import CodecConfig, VQCodec
+    from vqcodec.train.checkpoint import export_weights
+    from vqcodec.train.prior_loop import load_or_build_cache
+
+    codec = VQCodec(CodecConfig(width_fine=8, width_coarse=8, latent_dim=4, codebook_size=32, stages=2)).eval()
+    export_weights(codec, tmp_path / "codec.safetensors", "tiny")
+    save_prior_file(formula_prior(), tmp_path / "search.safetensors")
+    image = np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "0.png")
+    args = (tmp_path / "codec.safetensors", [tmp_path / "0.png"], tmp_path / "tokens.safetensors")
+    nearest = load_or_build_cache(*args, PriorTrainConfig(prior=SMALL, crop=2, max_side=32))[0]
+    config = PriorTrainConfig(prior=SMALL, crop=2, max_side=32, search_lambda=8.0)
+    searched = load_or_build_cache(*args, config, tmp_path / "search.safetensors")[0]
+    assert "rebuilding" in capsys.readouterr().out  # another search, another cache
+    with torch.inference_mode():
+        latent = codec.encoder(to_padded_tensor(image, 8))[0]
+    expected = quantize_for_rate(latent, [stage.codebook for stage in codec.quantizer.stages], formula_prior(), [8.0, 8.0])
+    np.testing.assert_array_equal(searched, expected)
+    assert not np.array_equal(searched, nearest)
+    small = PriorConfig(stages=2, codebook_size=16, width=4, blocks=0, schedule=("quad", "quad"))
+    save_prior_file(ContextPrior(small), tmp_path / "foreign.safetensors")
+    with pytest.raises(ValueError, match="does not fit"):
+        load_or_build_cache(*args, config, tmp_path / "foreign.safetensors")

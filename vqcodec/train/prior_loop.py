@@ -2,7 +2,9 @@
 training loop (resumable, logged) and the `train-prior` click command.
 
 The codec encodes every training image once; the grids are cached (keyed by the codec's
-weights hash), so epochs cost only the prior's own compute.
+weights hash), so epochs cost only the prior's own compute. The grids hold the nearest
+codewords, or, with a search prior, the indices `vqcodec encode` would write against it
+(`vqcodec.entropy.rdo`): a prior then learns the statistics of the files it will code.
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from vqcodec.entropy.context import NEIGHBOUR_OFFSETS, TILES, ContextPrior, PriorConfig, group_map, save_prior_file
+from vqcodec.entropy.context import NEIGHBOUR_OFFSETS, TILES, ContextPrior, PriorConfig, group_map, load_prior_file, save_prior_file
 from vqcodec.entropy.fixedpoint import INT8_MAX
+from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.imaging import to_padded_tensor
 from vqcodec.zoo import load_codec_file, file_sha256
 
@@ -58,6 +61,7 @@ class PriorTrainConfig:
     weight_decay: float = 0.0
     schedule_mask_share: float = 0.5  # share of samples masked like the coding schedule
     max_side: int = 768  # larger training images are downscaled before encoding
+    search_lambda: float = 0.0  # relative λ of the rate–distortion search for the tokens (0: nearest)
     validation_images: int = 16
     log_every: int = 25
     checkpoint_every: int = 250
@@ -82,10 +86,17 @@ def token_image(path: Path, min_side: int, max_side: int) -> np.ndarray:
     return rgb
 
 
-def _encode_file(codec, path: Path, min_side: int, max_side: int) -> np.ndarray:
-    """One image → `[S, h, w]` int16 token grid (nearest codewords)."""
-    indices = codec.encode_indices(to_padded_tensor(token_image(path, min_side, max_side), codec.config.stride))  # [1, S, h, w]
-    return indices[0].numpy().astype(np.int16)
+def _encode_file(codec, path: Path, min_side: int, max_side: int, search_prior: ContextPrior | None,
+                 search_lambda: float) -> np.ndarray:
+    """One image → `[S, h, w]` int16 token grid: nearest codewords, or searched against
+    `search_prior` with relative λ `search_lambda`."""
+    pixels = to_padded_tensor(token_image(path, min_side, max_side), codec.config.stride)
+    if search_prior is None:
+        return codec.encode_indices(pixels)[0].numpy().astype(np.int16)  # [S, h, w]
+    with torch.inference_mode():
+        latent = codec.encoder(pixels)[0]
+    codebooks = [stage.codebook for stage in codec.quantizer.stages]
+    return quantize_for_rate(latent, codebooks, search_prior, [search_lambda] * len(codebooks)).astype(np.int16)
 
 
 def read_token_cache(path: Path) -> tuple[dict[str, str], list[np.ndarray]]:
@@ -97,21 +108,29 @@ def read_token_cache(path: Path) -> tuple[dict[str, str], list[np.ndarray]]:
     return metadata, [flat[e - s.prod() : e].reshape(s) for e, s in zip(ends, shapes)]
 
 
-def load_or_build_cache(codec_path: Path, files: list[Path], cache_path: Path, config: PriorTrainConfig) -> list[np.ndarray]:
+def load_or_build_cache(codec_path: Path, files: list[Path], cache_path: Path, config: PriorTrainConfig,
+                        search_prior_path: Path | None = None) -> list[np.ndarray]:
     """Token grids of `files`, read from `cache_path` when it was built by the same codec
-    weights from the same file list, else encoded now and written there."""
+    weights (and search prior and λ) from the same file list, else encoded now and written there."""
     # Paths, sizes and modification times: another folder, or images edited in place, rebuild it.
     listing = "\n".join(f"{p}\t{stat.st_size}\t{stat.st_mtime_ns}" for p, stat in ((p, p.stat()) for p in files))
     key = {"codec_sha256": file_sha256(codec_path), "files": str(len(files)), "max_side": str(config.max_side),
            "listing": hashlib.sha256(listing.encode()).hexdigest()}
+    if search_prior_path is not None:
+        key["search"] = f"{file_sha256(search_prior_path)} {config.search_lambda!r}"
     if cache_path.exists():
         metadata, grids = read_token_cache(cache_path)
         if metadata == key:
             return grids
         click.echo(f"{cache_path} was built from other weights or images; rebuilding it")
     codec = load_codec_file(codec_path)
+    search_prior = None if search_prior_path is None else load_prior_file(search_prior_path)
+    if search_prior is not None and (search_prior.config.codebook_size != codec.config.codebook_size
+                                     or search_prior.config.stages < codec.config.stages):
+        raise ValueError(f"search prior {search_prior_path} does not fit the codec (codebook size or stages)")
     min_side = config.crop * codec.config.stride
-    grids = [_encode_file(codec, path, min_side, config.max_side) for path in tqdm(files, desc="encode tokens", unit="img")]
+    grids = [_encode_file(codec, path, min_side, config.max_side, search_prior, config.search_lambda)
+             for path in tqdm(files, desc="encode tokens", unit="img")]
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"tokens": torch.from_numpy(np.concatenate([g.reshape(-1) for g in grids])),
                "shapes": torch.tensor([g.shape for g in grids], dtype=torch.int64)}
@@ -265,10 +284,14 @@ def _train_steps(prior: ContextPrior, optimizer: torch.optim.Optimizer, grids: l
     return step
 
 
-def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path, config: PriorTrainConfig, resume: bool) -> ContextPrior:
-    """Cache tokens, train the prior (resuming from `run_dir` if asked), write it to `out_path`."""
+def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path, config: PriorTrainConfig, resume: bool,
+                search_prior_path: Path | None = None) -> ContextPrior:
+    """Cache tokens, train the prior (resuming from `run_dir` if asked), write it to `out_path`.
+    With `search_prior_path` and `config.search_lambda` > 0 the tokens are searched indices."""
+    if (search_prior_path is None) != (config.search_lambda == 0):
+        raise ValueError("a search prior and a search λ > 0 go together")
     train_files, val_files = split_files(list_images(data_dir), config.validation_images)
-    grids = load_or_build_cache(codec_path, train_files + val_files, run_dir / CACHE_FILE, config)
+    grids = load_or_build_cache(codec_path, train_files + val_files, run_dir / CACHE_FILE, config, search_prior_path)
     train_grids, val_grids = grids[: len(train_files)], grids[len(train_files) :]
     codec_sha256 = file_sha256(codec_path)
     torch.manual_seed(config.seed)
@@ -310,10 +333,15 @@ def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path,
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--schedule", default=",".join(DEFAULT_SCHEDULE), show_default=True,
               help=f"Coding groups per stage: tile names from {', '.join(TILES)}, comma-separated; the last repeats.")
+@click.option("--search-prior", type=click.Path(exists=True, dir_okay=False),
+              help="Train on the indices the rate-distortion search writes against this context prior "
+              "(as `vqcodec encode` does) instead of the nearest codewords.")
+@click.option("--search-lambda", default=0.08, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Relative λ of that search (the shipped model's rdo_lambdas).")
 @click.option("--resume", is_flag=True, help="Continue from RUN_DIR/prior_latest.pt if it exists.")
 @click.option("--force", is_flag=True, help="Overwrite OUT.")
 def train_prior_command(data_dir, out, codec_path, run_dir, steps, batch_size, lr, width, blocks, threads, seed,
-                        schedule, resume, force) -> None:
+                        schedule, search_prior, search_lambda, resume, force) -> None:
     """Train the context prior on DATA_DIR's images (tokens of the frozen --codec) and write it to OUT."""
     out_path = Path(out)
     if out_path.exists() and not force:
@@ -326,10 +354,12 @@ def train_prior_command(data_dir, out, codec_path, run_dir, steps, batch_size, l
         tiles += tiles[-1:] * (codec_config.stages - len(tiles))
         prior_config = PriorConfig(stages=codec_config.stages, codebook_size=codec_config.codebook_size,
                                    width=width, blocks=blocks, schedule=tuple(tiles[: codec_config.stages]))
-        config = PriorTrainConfig(prior=prior_config, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+        config = PriorTrainConfig(prior=prior_config, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                                  search_lambda=search_lambda if search_prior else 0.0)
         run = Path(run_dir) if run_dir else out_path.parent / "prior-run"
         started = time.time()
-        train_prior(Path(codec_path), Path(data_dir), out_path, run, config, resume)
+        train_prior(Path(codec_path), Path(data_dir), out_path, run, config, resume,
+                    Path(search_prior) if search_prior else None)
     except (ValueError, RuntimeError, FileNotFoundError) as error:  # RuntimeError: a checkpoint that does not fit
         raise click.ClickException(str(error)) from error
     click.echo(f"prior written to {out_path} ({time.time() - started:.0f} s)")
