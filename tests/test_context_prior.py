@@ -344,3 +344,21 @@ def test_token_cache_from_the_rate_distortion_search_is_keyed_by_its_prior(tmp_p
     save_prior_file(ContextPrior(small), tmp_path / "foreign.safetensors")
     with pytest.raises(ValueError, match="does not fit"):
         load_or_build_cache(*args, config, tmp_path / "foreign.safetensors")
+
+
+def test_prior_checkpoints_from_before_a_new_config_field_still_resume(tmp_path):
+    import json
+
+    from vqcodec.train.checkpoint import save_checkpoint
+    from vqcodec.train.prior_loop import _restore
+
+    config = PriorTrainConfig(prior=SMALL)
+    prior = formula_prior().train()
+    optimizer = torch.optim.AdamW(prior.parameters())
+    older = json.loads(config.to_json())
+    del older["search_lambda"]  # written before the field existed
+    save_checkpoint(tmp_path / "p.pt", {"model": prior.state_dict(), "optimizer": optimizer.state_dict(), "step": 7,
+                                        "train_config": json.dumps(older, sort_keys=True), "codec_sha256": "abc"})
+    assert _restore(prior, optimizer, tmp_path / "p.pt", config, "abc") == 7
+    with pytest.raises(Exception, match="other settings"):
+        _restore(prior, optimizer, tmp_path / "p.pt", PriorTrainConfig(prior=SMALL, search_lambda=0.08), "abc")

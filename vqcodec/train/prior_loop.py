@@ -253,7 +253,9 @@ def _report(logger: RunLogger, step: int, context: np.ndarray, static: np.ndarra
 def _restore(prior: ContextPrior, optimizer: torch.optim.Optimizer, path: Path, config: PriorTrainConfig, codec_sha256: str) -> int:
     """Load a checkpoint written by the same settings and codec; returns its step."""
     state = load_checkpoint(path)
-    if state["train_config"] != config.to_json() or state["codec_sha256"] != codec_sha256:
+    # Fields added since the checkpoint was written take their defaults, so older runs resume.
+    stored = {**json.loads(PriorTrainConfig().to_json()), **json.loads(state["train_config"])}
+    if stored != json.loads(config.to_json()) or state["codec_sha256"] != codec_sha256:
         raise click.UsageError(f"{path} was written with other settings or codec weights; drop --resume or pass the same ones")
     prior.load_state_dict(state["model"], strict=True)
     optimizer.load_state_dict(state["optimizer"])
