@@ -49,11 +49,9 @@ def measure(image_path: Path, codec, priors: dict, repeats: int, rdo_lambdas: li
     pixels = to_padded_tensor(prepare_image(image_path).rgb, codec.config.stride)
     with torch.inference_mode():
         latent = codec.encoder(pixels)
-    if rdo_lambdas is None:
-        indices = codec.quantizer.encode(latent, codec.config.stages)[0].numpy()  # [S, h, w]
-    else:
-        codebooks = [stage.codebook for stage in codec.quantizer.stages]
-        indices = quantize_for_rate(latent[0], codebooks, priors["context"], rdo_lambdas)
+    codebooks = [stage.codebook for stage in codec.quantizer.stages]
+    # λ = 0: the nearest codewords, as the plain encoder picks them
+    indices = quantize_for_rate(latent[0], codebooks, priors["context"], rdo_lambdas or [0.0] * len(codebooks))  # [S, h, w]
     _, h, w = indices.shape
     row = {"image": image_path.name, "h": h, "w": w}
     for name, prior in priors.items():

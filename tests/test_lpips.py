@@ -7,15 +7,21 @@ from safetensors.torch import save_file
 from vqcodec.train.lpips import LPIPS, load_lpips
 
 
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
+def random_lpips() -> LPIPS:
+    """LPIPS with random weights (seed 0), heads made non-negative as pretrained ones are."""
     torch.manual_seed(0)
     network = LPIPS()
-    for name, parameter in network.named_parameters():
-        if name.startswith("lin"):  # LPIPS heads are non-negative weights
-            parameter.data.abs_()
+    with torch.no_grad():
+        for name, parameter in network.named_parameters():
+            if name.startswith("lin"):
+                parameter.abs_()
+    return network
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("lpips") / "lpips_vgg.safetensors"
-    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, path)
+    save_file({k: v.contiguous() for k, v in random_lpips().state_dict().items()}, path)
     return path
 
 

@@ -148,18 +148,15 @@ def test_gan_step_trains_only_realism_decoder_and_discriminator():
 
 
 def test_gan_step_adds_lpips_to_the_decoder_loss_when_given(tmp_path):
-    from vqcodec.train.lpips import LPIPS
+    from test_lpips import random_lpips
 
+    lpips = random_lpips().requires_grad_(False).eval()
     torch.manual_seed(0)
     model = add_realism_decoder(VQCodec(TINY))
     with torch.no_grad():
         model(fixed_batch())
     freeze_all_but_realism(model)
     disc = PatchDiscriminator(width=8, layers=2)
-    lpips = LPIPS().requires_grad_(False).eval()
-    for name, parameter in lpips.named_parameters():
-        if name.startswith("lin"):  # LPIPS heads are non-negative weights
-            parameter.abs_()
     parts = GanParts(model, model.decoders["realism"], disc, disc,
                      torch.optim.Adam(model.decoders["realism"].parameters(), lr=1e-3),
                      torch.optim.Adam(disc.parameters(), lr=1e-3), lpips)

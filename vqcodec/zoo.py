@@ -148,8 +148,7 @@ def _load_model(name: str) -> LoadedModel:
     from vqcodec.entropy.context import load_prior_file
 
     prior = load_prior_file(_verified_path(name, entry.prior_file, entry.prior_sha256))
-    if prior.config.codebook_size != codec.config.codebook_size or prior.config.stages < codec.config.stages:
-        raise ValueError(f"the context prior of model {name!r} does not fit its codec (codebook size or stages)")
+    prior.config.check_fits(codec.config.stages, codec.config.codebook_size, f"the context prior of model {name!r}")
     if entry.rdo_lambdas and len(entry.rdo_lambdas) != codec.config.stages:
         raise ValueError(f"model {name!r} needs one rdo λ per stage ({codec.config.stages}), has {len(entry.rdo_lambdas)}")
     return LoadedModel(name, codec, weights_hash, prior, bytes.fromhex(entry.prior_sha256)[:HASH_SIZE], entry.rdo_lambdas)

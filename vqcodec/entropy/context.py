@@ -84,6 +84,13 @@ class PriorConfig:
         if len(self.schedule) != self.stages or any(name not in TILES for name in self.schedule):
             raise ValueError(f"schedule needs one tile name from {sorted(TILES)} per stage, got {self.schedule}")
 
+    def check_fits(self, stages: int, codebook_size: int, name: str) -> None:
+        """Raise ValueError unless this prior codes `stages` stages of `codebook_size`
+        codewords (a codec's); `name` says whose prior it is."""
+        if self.codebook_size != codebook_size or self.stages < stages:
+            raise ValueError(f"{name} does not fit the codec: it codes {self.stages} stages of {self.codebook_size} "
+                             f"codewords, the codec has {stages} of {codebook_size}")
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 

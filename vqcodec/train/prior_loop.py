@@ -125,9 +125,8 @@ def load_or_build_cache(codec_path: Path, files: list[Path], cache_path: Path, c
         click.echo(f"{cache_path} was built from other weights or images; rebuilding it")
     codec = load_codec_file(codec_path)
     search_prior = None if search_prior_path is None else load_prior_file(search_prior_path)
-    if search_prior is not None and (search_prior.config.codebook_size != codec.config.codebook_size
-                                     or search_prior.config.stages < codec.config.stages):
-        raise ValueError(f"search prior {search_prior_path} does not fit the codec (codebook size or stages)")
+    if search_prior is not None:
+        search_prior.config.check_fits(codec.config.stages, codec.config.codebook_size, f"search prior {search_prior_path}")
     min_side = config.crop * codec.config.stride
     grids = [_encode_file(codec, path, min_side, config.max_side, search_prior, config.search_lambda)
              for path in tqdm(files, desc="encode tokens", unit="img")]

@@ -65,11 +65,7 @@ class RateTerm:
 
     def __init__(self, prior: ContextPrior, config: CodecConfig, device: torch.device | str = "cpu",
                  temperature_share: float = TEMPERATURE_SHARE) -> None:
-        if prior.config.codebook_size != config.codebook_size or prior.config.stages < config.stages:
-            raise ValueError(
-                f"the rate prior codes {prior.config.stages} stages of {prior.config.codebook_size} codewords, "
-                f"the codec has {config.stages} of {config.codebook_size}"
-            )
+        prior.config.check_fits(config.stages, config.codebook_size, "the rate prior")
         self.prior = prior.to(device).eval().requires_grad_(False)
         self.pixels_per_index = config.stride**2
         self.temperature_share = temperature_share
