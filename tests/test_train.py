@@ -229,7 +229,7 @@ def test_stage_dropout_draws_stage_counts_by_their_weights(tmp_path):
     ({"fit_steps_to_budget": True, "warmup_steps": 100, "steps": 1000}, "set time_budget too"),
     ({"stage_weights": [1.0]}, "2 finite weights"), ({"stage_weights": [1.0, -1.0]}, "2 finite weights"),
     ({"stage_weights": [0, 0]}, "not all be 0"), ({"stage_weights": [1.0, float("nan")]}, "2 finite weights"),
-    ({"stage_weights": 4}, "must be a list"),
+    ({"stage_weights": 4}, "must be a list"), ({"resident_data": "yes"}, "resident_data must be true or false"),
 ])
 def test_config_rejects_values_a_run_cannot_use(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
@@ -285,11 +285,13 @@ def test_config_round_trips_through_checkpoint(tmp_path):
     assert {"model", "optimizer", "quantizer_rng", "step", "train_config"} <= set(state)
 
 
-def test_vqvae_resume_continues_identically(tmp_path, vqvae_run):
-    straight = tiny_config(tmp_path, "straight", data_dir=str(vqvae_run / "images"))
-    split = tiny_config(tmp_path, "split", data_dir=str(vqvae_run / "images"))
+@pytest.mark.parametrize("resident_data", [False, True])
+def test_vqvae_resume_continues_identically(tmp_path, vqvae_run, resident_data):
+    data = dict(data_dir=str(vqvae_run / "images"), resident_data=resident_data)
+    straight = tiny_config(tmp_path, "straight", **data)
+    split = tiny_config(tmp_path, "split", **data)
     final = train_vqvae(straight)
-    train_vqvae(tiny_config(tmp_path, "split", data_dir=str(vqvae_run / "images"), steps=2))
+    train_vqvae(tiny_config(tmp_path, "split", steps=2, **data))
     resumed = train_vqvae(split, load_checkpoint(tmp_path / "split" / LATEST))
     assert train_rows(tmp_path / "straight") == train_rows(tmp_path / "split")
     assert sorted(train_rows(tmp_path / "split")) == [1, 2, 3, 4]

@@ -55,6 +55,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 25
     workers: int = 0
+    # Hold the decoded training images on the device and cut the crops there (data.ResidentCrops)
+    # instead of batching them in DataLoader workers: one uint8 copy of the set in device memory.
+    resident_data: bool = False
     threads: int = 0  # 0 = torch's default
     time_budget: float = 0.0  # minutes this invocation may run, then it stops with a checkpoint (0 = no limit)
     # With a time budget: set `steps` from the speed measured during the warm-up, so that the
@@ -92,8 +95,9 @@ class TrainConfig:
         budget = self.time_budget
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget < math.inf:
             raise ValueError(f"time_budget must be a finite number of minutes ≥ 0, got {budget!r}")
-        if not isinstance(self.fit_steps_to_budget, bool):
-            raise ValueError(f"fit_steps_to_budget must be true or false, got {self.fit_steps_to_budget!r}")
+        for name in ("fit_steps_to_budget", "resident_data"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.fit_steps_to_budget:
             if not budget > 0:
                 raise ValueError("fit_steps_to_budget sizes the schedule to a time budget: set time_budget too")

@@ -1,5 +1,9 @@
 """Training images: any folder (recursive; jpg/png/webp), decoded once into memory, served as
-random crops with flips. Decoding JPEGs every step would cost more CPU than the model."""
+random crops with flips. Decoding JPEGs every step would cost more CPU than the model.
+
+Two ways to serve the crops: `RandomCrops`, a Dataset that DataLoader workers batch on the
+CPU, and `ResidentCrops`, which holds every image on the training device as one uint8 tensor
+and cuts whole batches there, so a GPU is never left waiting for the host."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,6 +63,52 @@ class RandomCrops(Dataset):
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
         return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float() / 255.0
+
+
+class ResidentCrops:
+    """The images of `files` on `device` as one uint8 tensor (one copy, pixels packed without
+    padding), served as batches of random `crop`×`crop` crops with horizontal flips.
+
+    The crops follow `RandomCrops`: an image drawn uniformly, a position uniform over the
+    image, a flip with probability 1/2, images upscaled first where a side is under `crop`.
+    The draws come from the generator given to `batch`, so a run that seeds it by step sees
+    the same crops after a resume.
+    """
+
+    def __init__(self, files: list[Path], crop: int, device: torch.device) -> None:
+        images = [load_rgb(path, crop) for path in files]
+        sizes = torch.tensor([image.shape[:2] for image in images], dtype=torch.int64)  # [I, 2] (H, W)
+        starts = torch.cumsum(sizes.prod(dim=1), dim=0) - sizes.prod(dim=1)  # first pixel of each image
+        self.pixels = torch.empty(int(sizes.prod(dim=1).sum()), 3, dtype=torch.uint8, device=device)  # [P, 3]
+        for index in range(len(images)):  # copied one by one, each host copy freed after its own
+            image = torch.from_numpy(images[index]).reshape(-1, 3)
+            images[index] = None
+            self.pixels[starts[index] : starts[index] + image.shape[0]] = image.to(device)
+        self.heights, self.widths = sizes[:, 0].to(device), sizes[:, 1].to(device)
+        self.starts = starts.to(device)
+        self.crop = crop
+        self.offsets = torch.arange(crop, device=device)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """`[B,3,crop,crop]` float in [0,1], channels_last, on the images' device; `generator`
+        must live on that device too, so no draw leaves it."""
+        device, crop = self.pixels.device, self.crop
+        picks = torch.randint(len(self), (batch_size,), device=device, generator=generator)
+        draws = torch.rand(batch_size, 3, device=device, generator=generator, dtype=torch.float64)
+        heights, widths = self.heights[picks], self.widths[picks]
+        # floor(u·(n+1)) is uniform over 0..n; the clamp guards the u → 1 rounding edge.
+        top = (draws[:, 0] * (heights - crop + 1)).long().clamp_max_(heights - crop)
+        left = (draws[:, 1] * (widths - crop + 1)).long().clamp_max_(widths - crop)
+        flipped = draws[:, 2] < 0.5
+        columns = left[:, None] + torch.where(flipped[:, None], crop - 1 - self.offsets, self.offsets)  # [B, crop]
+        rows = top[:, None] + self.offsets  # [B, crop]
+        index = self.starts[picks, None, None] + rows[:, :, None] * widths[:, None, None] + columns[:, None, :]
+        patches = self.pixels[index]  # [B, crop, crop, 3]
+        # [B,H,W,3] viewed as [B,3,H,W] is channels_last already: only the dtype changes.
+        return patches.permute(0, 3, 1, 2).float().div_(255.0)
 
 
 class CenterCrops(Dataset):

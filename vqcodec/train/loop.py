@@ -25,7 +25,7 @@ from vqcodec.model import VQCodec
 
 from .checkpoint import restore_run, save_run
 from .config import TrainConfig
-from .data import CenterCrops, RandomCrops, list_images, split_files
+from .data import CenterCrops, RandomCrops, ResidentCrops, list_images, split_files
 from .logger import RunLogger
 from .losses import reconstruction_loss
 from .rate import RateTerm
@@ -240,21 +240,17 @@ class TrainingRun:
         train_files, val_files = split_files(list_images(config.data_dir), config.validation_images)
         if val_files:
             self.val_images = torch.stack(list(CenterCrops(val_files, config.validation_crop))).to(self.device)
-        sampler = StepSampler(step * config.batch_size * self.world, self.rank, self.world)
-        loader = DataLoader(
-            RandomCrops(train_files, config.crop), batch_size=config.batch_size,
-            sampler=sampler, num_workers=config.workers, drop_last=True,
-        )
+        crops = self._crops(train_files, step)
         self.logger = RunLogger(self.out_dir, enabled=self.is_main, start_step=step)
         self._write_config()
         self.progress = tqdm(total=config.steps, initial=step, disable=not self.is_main,
                              desc=config.phase, unit="step", dynamic_ncols=True)
         self._started, self._images_seen = time.time(), 0
         try:
-            for batch in loader:
+            for batch in crops:
                 if step >= config.steps or self.stopped:
                     break
-                yield step, batch.to(self.device).contiguous(memory_format=torch.channels_last)
+                yield step, batch
                 step += 1
                 self._images_seen += batch.shape[0] * self.world
                 self.progress.update(1)
@@ -262,10 +258,27 @@ class TrainingRun:
             self.progress.close()
             self.logger.close()
 
-    def step_generator(self, step: int, stream: int = 0) -> torch.Generator:
-        """A generator seeded by (seed, step, rank, stream), so a resumed run draws the same;
-        each use within a step takes its own stream (shifted far past any seed·step·rank value)."""
-        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + step * self.world + self.rank + (stream << 40))
+    def _crops(self, files: list[Path], step: int) -> Iterator[torch.Tensor]:
+        """Training batches from `step` on, without end, on the device and channels_last:
+        cut on the device from resident images (`resident_data`), or by DataLoader workers."""
+        config = self.config
+        if config.resident_data:
+            images = ResidentCrops(files, config.crop, self.device)
+            return (images.batch(config.batch_size, self.step_generator(s, stream=2, device=self.device))
+                    for s in itertools.count(step))
+        sampler = StepSampler(step * config.batch_size * self.world, self.rank, self.world)
+        loader = DataLoader(
+            RandomCrops(files, config.crop), batch_size=config.batch_size,
+            sampler=sampler, num_workers=config.workers, drop_last=True,
+        )
+        return (batch.to(self.device).contiguous(memory_format=torch.channels_last) for batch in loader)
+
+    def step_generator(self, step: int, stream: int = 0, device: torch.device | None = None) -> torch.Generator:
+        """A generator on `device` (default: the CPU) seeded by (seed, step, rank, stream), so a
+        resumed run draws the same; each use within a step takes its own stream (shifted far past
+        any seed·step·rank value)."""
+        seed = self.config.seed * 1_000_003 + step * self.world + self.rank + (stream << 40)
+        return torch.Generator(device=device or "cpu").manual_seed(seed)
 
     def stage_dropout(self, step: int, batch_size: int) -> torch.Tensor:
         """`[B]` stages each sample keeps, drawn uniformly or by `stage_weights`."""
