@@ -1,6 +1,11 @@
-"""A compact copy of a training set: every image as the codec's data loader sees it, scaled
-down to a maximum side and saved as JPEG, in the same folder tree. Moving a training set to
-a rented GPU or a size-limited machine then costs a fraction of the original bytes."""
+"""A compact copy of a training set: every image as the codec's data loader sees it, its
+shorter side scaled down to the largest crop training takes, saved as lossy WebP, in the same
+folder tree. Moving a training set to a rented GPU or a size-limited machine then costs a
+fraction of the original bytes.
+
+WebP rather than JPEG: at the same total size its copies are closer to the scaled originals
+(docs/gpu-run.md has the comparison), and that error is what a model trained on the copy
+learns to reproduce."""
 from __future__ import annotations
 
 import os
@@ -17,27 +22,35 @@ from vqcodec.imaging import prepare_image
 from .data import list_images
 
 
+# The defaults keep a 256×256 crop (the default validation crop) in every image and were
+# picked to fit the training photos into the data share of a GPU job (docs/gpu-run.md).
+SHORT_SIDE = 256
+QUALITY = 74
+
+
 def packed_name(relative: Path) -> Path:
-    """Where an image lands in the copy: JPEGs keep their name, other files get `.jpg`
-    appended (a.png → a.png.jpg)."""
-    if relative.suffix.lower() in (".jpg", ".jpeg"):
+    """Where an image lands in the copy: WebP files keep their name, other files get `.webp`
+    appended (a.png → a.png.webp), so names stay distinct across source formats."""
+    if relative.suffix.lower() == ".webp":
         return relative
-    return relative.with_name(relative.name + ".jpg")
+    return relative.with_name(relative.name + ".webp")
 
 
-def pack_image(source: Path, target: Path, max_side: int, quality: int) -> None:
-    """`source` as RGB (EXIF rotation, 16-bit and grayscale handled as in training), its
-    longer side at most `max_side` (Lanczos), written as JPEG to `target`."""
+def pack_image(source: Path, target: Path, short_side: int, quality: int) -> None:
+    """`source` as RGB (EXIF rotation, 16-bit and grayscale handled as in training), scaled
+    down (Lanczos, aspect kept) so that its shorter side is at most `short_side`, written as
+    lossy WebP to `target`."""
     image = Image.fromarray(prepare_image(source).rgb)
-    if max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.LANCZOS)
+    scale = short_side / min(image.size)
+    if scale < 1:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
     target.parent.mkdir(parents=True, exist_ok=True)
-    image.save(target, "JPEG", quality=quality)
+    image.save(target, "WEBP", quality=quality)
 
 
 def packed_targets(source: Path, files: list[Path]) -> list[Path]:
     """Where each of `files` (under `source`) lands, relative to the copy; two files that
-    would land on one name (a.png beside a.png.jpg) are an error rather than a silent loss."""
+    would land on one name (a.png beside a.png.webp) are an error rather than a silent loss."""
     targets = [packed_name(path.relative_to(source)) for path in files]
     first_of: dict[Path, Path] = {}
     for path, target in zip(files, targets):
@@ -67,7 +80,7 @@ def _move_into_place(staging: Path, destination: Path) -> None:
         shutil.rmtree(aside)  # a symlink inside is unlinked, never followed
 
 
-def pack_training_set(source: Path, destination: Path, max_side: int, quality: int,
+def pack_training_set(source: Path, destination: Path, short_side: int = SHORT_SIDE, quality: int = QUALITY,
                       force: bool = False) -> dict[Path, Path]:
     """Write the compact copy of `source`'s images to `destination`, all or nothing.
 
@@ -80,13 +93,13 @@ def pack_training_set(source: Path, destination: Path, max_side: int, quality: i
 
     Raises:
         FileExistsError: `destination` exists and `force` is not set.
-        ValueError: bad `max_side` or `quality`, `source` and `destination` overlapping, two
+        ValueError: bad `short_side` or `quality`, `source` and `destination` overlapping, two
             images packed to one name, or an image that cannot be read (named).
         FileNotFoundError: `source` is missing or holds no images.
         OSError: the copy cannot be written or moved into place.
     """
-    if max_side < 8 or not 1 <= quality <= 95:
-        raise ValueError(f"need max_side ≥ 8 and quality in 1..95, got {max_side} and {quality}")
+    if short_side < 8 or not 1 <= quality <= 100:
+        raise ValueError(f"need short_side ≥ 8 and quality in 1..100, got {short_side} and {quality}")
     # abspath first: "." or "x/.." must name a real folder and parent before anything is compared or created.
     source, destination = Path(os.path.abspath(source)), Path(os.path.abspath(destination))
     real_source, real_destination = source.resolve(), destination.resolve()
@@ -102,7 +115,7 @@ def pack_training_set(source: Path, destination: Path, max_side: int, quality: i
     try:
         for path, target in zip(tqdm(files, desc="packing", unit="image", dynamic_ncols=True), targets):
             try:
-                pack_image(path, staging / target, max_side, quality)
+                pack_image(path, staging / target, short_side, quality)
             except (ValueError, OSError) as error:
                 raise ValueError(f"cannot pack {path}: {error}") from error
         _move_into_place(staging, destination)
@@ -114,17 +127,19 @@ def pack_training_set(source: Path, destination: Path, max_side: int, quality: i
 @click.command("pack-data")
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
 @click.argument("destination", type=click.Path())
-@click.option("--max-side", default=384, show_default=True, help="Longer side of the packed images, in pixels.")
-@click.option("--quality", default=90, show_default=True, help="JPEG quality of the packed images (1-95).")
+@click.option("--short-side", default=SHORT_SIDE, show_default=True,
+              help="Shorter side of the packed images, in pixels (smaller images are kept as they are); "
+                   "at least the largest crop or validation crop training will take.")
+@click.option("--quality", default=QUALITY, show_default=True, help="WebP quality of the packed images (1-100).")
 @click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
-def pack_data_command(source: str, destination: str, max_side: int, quality: int, force: bool) -> None:
+def pack_data_command(source: str, destination: str, short_side: int, quality: int, force: bool) -> None:
     """Write a compact copy of the training images under SOURCE to DESTINATION (scaled down,
-    JPEG, same folder tree), e.g. to move a training set to a GPU machine."""
+    WebP, same folder tree), e.g. to move a training set to a GPU machine."""
     source_path, destination_path = Path(source), Path(destination)
     try:
-        packed = pack_training_set(source_path, destination_path, max_side, quality, force)
+        packed = pack_training_set(source_path, destination_path, short_side, quality, force)
     except (ValueError, OSError) as error:  # OSError covers FileExistsError and FileNotFoundError
         raise click.ClickException(str(error)) from error
     before = sum(path.stat().st_size for path in packed)
     after = sum(path.stat().st_size for path in packed.values())
-    click.echo(f"packed {len(packed)} images: {before / 1e6:.1f} MB → {after / 1e6:.1f} MB in {destination}")
+    click.echo(f"packed {len(packed)} images: {before / 2**20:.1f} MiB → {after / 2**20:.1f} MiB in {destination}")
