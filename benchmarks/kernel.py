@@ -10,10 +10,13 @@ measured as the growth of peak RSS (which undercounts memory the allocator reuse
 run also times the torch path over several chunk sizes (the default is chosen from these).
 
 Cases are one-axis sweeps around a centre point (N, K, D) (or the full grid with --grid
-full); cases whose N×K float32 matrix exceeds --max-matrix-gb are skipped and listed.
+full, or only the cases named with --case); cases whose N×K float32 matrix exceeds
+--max-matrix-gb are skipped and listed. Every case reports its speed-up over the faster of
+the two references (`speedup_vs_fastest`) next to the extra memory of each method.
 
     python benchmarks/kernel.py --out benchmarks/results/kernel            # CPU, 1 thread
     python benchmarks/kernel.py --device cuda --out benchmarks/results/kernel
+    python benchmarks/kernel.py --device cuda --case 1048576,16384,32 --case 1048576,1024,32   # goal and codec
 """
 from __future__ import annotations
 
@@ -104,7 +107,8 @@ def time_ms(search: Search, x: torch.Tensor, codebook: torch.Tensor) -> float:
 
 
 def interleaved(methods: dict[str, Search], x: torch.Tensor, codebook: torch.Tensor, rounds: int) -> dict:
-    """Median time per method and median within-round ratio of each method to the first."""
+    """Median time per method, median within-round ratio of each method to the first, and the
+    median within-round ratio of the fastest other method to the first."""
     for search in methods.values():  # warm-up: autotuning, allocator, caches
         search(x, codebook)
     times = {name: [] for name in methods}
@@ -112,15 +116,19 @@ def interleaved(methods: dict[str, Search], x: torch.Tensor, codebook: torch.Ten
         for name, search in methods.items():
             times[name].append(time_ms(search, x, codebook))
     ours = next(iter(methods))
-    ratios = {
-        name: statistics.median(t / o for t, o in zip(times[name], times[ours]))
-        for name in methods if name != ours
-    }
-    return {"median_ms": {name: statistics.median(t) for name, t in times.items()}, "speedup_vs": ratios}
+    others = [name for name in methods if name != ours]
+    ratios = {name: statistics.median(t / o for t, o in zip(times[name], times[ours])) for name in others}
+    fastest = statistics.median(min(times[name][r] for name in others) / times[ours][r] for r in range(rounds))
+    return {"median_ms": {name: statistics.median(t) for name, t in times.items()}, "speedup_vs": ratios,
+            "speedup_vs_fastest": fastest}
 
 
-def cases(grid: str, centre: tuple[int, int, int], sweep: dict[str, list[int]]) -> list[tuple[int, int, int]]:
-    """The full grid, or one-axis sweeps through `centre` (each case once, in order)."""
+def cases(grid: str, centre: tuple[int, int, int], sweep: dict[str, list[int]],
+          named: list[tuple[int, int, int]] | None = None) -> list[tuple[int, int, int]]:
+    """The `named` cases when given, else the full grid or one-axis sweeps through `centre`
+    (each case once, in order)."""
+    if named:
+        return list(dict.fromkeys(named))
     if grid == "full":
         return list(itertools.product(FULL_N, FULL_K, FULL_D))
     n0, k0, d0 = centre
@@ -202,11 +210,24 @@ def _plot_chunks(ax, sweeps: list[dict]) -> None:
     ax.legend(fontsize=8)
 
 
+def parse_case(text: str) -> tuple[int, int, int]:
+    """"N,K,D" → (N, K, D), each a positive integer."""
+    try:
+        n, k, d = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a case is N,K,D (three integers), got {text!r}") from None
+    if min(n, k, d) < 1:
+        raise argparse.ArgumentTypeError(f"N, K and D must be ≥ 1, got {text!r}")
+    return n, k, d
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/kernel"))
     parser.add_argument("--grid", choices=["sweep", "full"], default="sweep")
+    parser.add_argument("--case", type=parse_case, action="append", metavar="N,K,D",
+                        help="time only this case (repeatable); replaces the grid and the CPU chunk sweep")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default: 7 CPU, 3 CUDA)")
     parser.add_argument("--max-matrix-gb", type=float, default=None,
@@ -228,27 +249,31 @@ def main() -> None:
         "centre": list(centre), "dtype": "float32", "max_matrix_gb": limit_gb,
         "timing": "do_bench median (ms)" if cuda else "median of interleaved single calls (ms)",
         "speedup_vs": "median over rounds of (reference time / our time) within a round",
+        "speedup_vs_fastest": "median over rounds of (faster reference's time / our time) within a round",
         "memory": ("extra_bytes_measured: peak CUDA allocation above the inputs, outputs included" if cuda else
                    "extra_bytes_estimated: float32 temporaries beyond inputs and outputs, from the algorithm; "
                    "extra_bytes_rss_growth: measured peak RSS growth during one call, outputs included"),
         "cuda_tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
         "cases": [], "skipped": [],
     }
-    for n, k, d in cases(args.grid, centre, sweep):
+    for n, k, d in cases(args.grid, centre, sweep, args.case):
         if 4 * n * k / 2**30 > limit_gb:
             report["skipped"].append({"N": n, "K": k, "D": d, "reason": f"N×K float32 matrix > {limit_gb:.1f} GB"})
             continue
         report["cases"].append(run_case(n, k, d, device, rounds))
-        print(json.dumps({key: report["cases"][-1][key] for key in ("N", "K", "D", "median_ms", "speedup_vs")}))
+        shown = ("N", "K", "D", "median_ms", "speedup_vs", "speedup_vs_fastest")
+        print(json.dumps({key: report["cases"][-1][key] for key in shown}), flush=True)
     if cuda:
         goal = next((c for c in report["cases"] if (c["N"], c["K"], c["D"]) == centre), None)
-        report["goal"] = {**GOAL, "speedup_vs_fastest": min(goal["speedup_vs"].values()) if goal else None}
-    else:
+        report["goal"] = {**GOAL, "speedup_vs_fastest": goal["speedup_vs_fastest"] if goal else None}
+    elif not args.case:
         report["chunk_sweep_note"] = "speedup_vs[size] = time at that chunk size / time at the default size"
         report["chunk_sweep"] = [chunk_sweep(2**14, k, 32, rounds) for k in (256, 1024, 16384)]
     args.out.mkdir(parents=True, exist_ok=True)
     name = "cuda" if cuda else "cpu"
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=1))
+    if args.case:  # a few named cases: no axis to plot along
+        return
     plot(report, args.out / f"{name}.png")
 
 

@@ -1,11 +1,15 @@
-"""Nearest-codeword search: the fused Triton kernel (run by triton's CPU interpreter here),
-the chunked torch path, argument validation and backend selection."""
+"""Nearest-codeword search: the fused Triton kernel, the chunked torch path, argument
+validation and backend selection.
+
+The Triton kernel runs in triton's CPU interpreter by default. With TRITON_INTERPRET=0 set
+(on a machine with CUDA) the same tests run the compiled kernel on the GPU instead:
+`TRITON_INTERPRET=0 python -m pytest tests/test_kernels.py`."""
 import os
 
 # triton reads this when a kernel is decorated, i.e. when kernels/triton_nearest.py is first
 # imported; the dispatcher imports that module lazily, so setting it here, at collection, is
 # early enough even when the whole suite runs in one process.
-os.environ["TRITON_INTERPRET"] = "1"
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import importlib.util  # noqa: E402
 import subprocess  # noqa: E402
@@ -15,9 +19,14 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from vqcodec.kernels import nearest_codeword  # noqa: E402
+from vqcodec.kernels.dispatch import interpreter_requested  # noqa: E402
 from vqcodec.kernels.torch_nearest import nearest_codeword_torch  # noqa: E402
 
-needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+# Where the Triton backend's tests put their tensors: the interpreter runs on CPU tensors.
+TRITON_DEVICE = "cpu" if interpreter_requested() else "cuda"
+needs_triton = pytest.mark.skipif(
+    importlib.util.find_spec("triton") is None or (TRITON_DEVICE == "cuda" and not torch.cuda.is_available()),
+    reason="triton not installed, or TRITON_INTERPRET=0 without a CUDA GPU")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 BACKENDS = [pytest.param("triton", marks=needs_triton), "torch"]
 
@@ -69,11 +78,17 @@ def tied_codebook() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def run(backend: str, x: torch.Tensor, codebook: torch.Tensor, blocks: dict | None = None):
-    if backend == "triton" and blocks is not None:
+    """`backend`'s search, the Triton kernel's on TRITON_DEVICE; results on the CPU."""
+    if backend != "triton":
+        return nearest_codeword(x, codebook, backend=backend)
+    x, codebook = x.to(TRITON_DEVICE), codebook.to(TRITON_DEVICE)  # strides kept
+    if blocks is None:
+        indices, distances = nearest_codeword(x, codebook, backend="triton")
+    else:
         from vqcodec.kernels.triton_nearest import nearest_codeword_triton
 
-        return nearest_codeword_triton(x, codebook, blocks=blocks)
-    return nearest_codeword(x, codebook, backend=backend)
+        indices, distances = nearest_codeword_triton(x, codebook, blocks=blocks)
+    return indices.cpu(), distances.cpu()
 
 
 @pytest.mark.parametrize("d", [12, 64])
