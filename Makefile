@@ -3,7 +3,7 @@ KODAK ?= ../shared/data/kodak
 PYTHON ?= python
 RD_JOBS ?= 2
 
-.PHONY: rd-kodak gpu-train
+.PHONY: rd-kodak gpu-train gpu-data gpu-wheels gpu-carry-check gpu-run
 
 # Rate–distortion benchmark on the 24 Kodak images: rewrites benchmarks/results/kodak/
 # (JSON, plots, side-by-side picture, table.md, summary.md for the README).
@@ -12,28 +12,44 @@ rd-kodak:
 		--reference benchmarks/reference/compressai_kodak.csv \
 		--compare kodim04,kodim15,kodim23 --jobs $(RD_JOBS)
 
-# The wide recipe for one GPU and a fixed time budget: the VQ-VAE sizes its cosine schedule
-# from the speed it measures in its warm-up so that it ends within VQVAE_MINUTES, then the
-# realism decoder is fine-tuned for GAN_STEPS, or until GAN_MINUTES are spent. Each phase
-# validates and saves after its last step, a little past its budget.
-# Writes $(GPU_RUNS)/vqvae and $(GPU_RUNS)/vqgan; vqgan/weights.safetensors holds both
-# decoders, ready for `vqcodec export-model`. Pack the data first (`vqcodec pack-data`) when
-# it has to travel. GPU_ARGS adds overrides to both phases (e.g. device=cpu for a dry run);
-# WIDE_MODEL= (empty) trains the shipped architecture instead. The peak lr stays below the
-# 7e-4 at which this model's codebooks nearly collapsed on CPU (benchmarks/training_probe.py).
-GPU_DATA ?= data/train
-GPU_RUNS ?= runs/gpu
-VQVAE_MINUTES ?= 6
-GAN_MINUTES ?= 1.5
-GAN_STEPS ?= 1500
-GPU_ARGS ?=
-WIDE_MODEL = model.width_fine=96 model.width_coarse=192 'model.encoder_blocks=[2,3]' 'model.decoder_blocks=[4,3]'
+# GPU work (docs/gpu-run.md). The training recipe lives in benchmarks/gpu_train.sh, which
+# holds the defaults of the variables below (GPU_DATA, GPU_RUNS, GPU_MODEL=wide|shipped,
+# GPU_STAGES, VQVAE_MINUTES, GAN_MINUTES, GAN_STEPS, GPU_ARGS); name them to override, e.g.
+# `make gpu-train GPU_DATA=data/train VQVAE_MINUTES=6 GPU_ARGS="device=cpu ..."`.
+export GPU_DATA GPU_RUNS GPU_MODEL GPU_STAGES VQVAE_MINUTES GAN_MINUTES GAN_STEPS GPU_ARGS
+TRAIN_DATA ?= ../shared/data/train
+GPU_OUT ?= runs/gpu-out
+# What a GPU job carries besides the working tree, and its limit (MiB).
+GPU_CARRY ?= data/train wheels
+GPU_CARRY_MIB ?= 64
 
 gpu-train:
-	$(PYTHON) -m vqcodec.train data_dir=$(GPU_DATA) out_dir=$(GPU_RUNS)/vqvae $(WIDE_MODEL) \
-		batch_size=64 lr=5e-4 warmup_steps=400 min_lr_ratio=0.05 ms_ssim_weight=0 steps=1000000 \
-		time_budget=$(VQVAE_MINUTES) fit_steps_to_budget=true workers=8 log_every=50 \
-		validate_every=2000 checkpoint_every=2000 $(GPU_ARGS)
-	$(PYTHON) -m vqcodec.train phase=vqgan init_from=$(GPU_RUNS)/vqvae/latest.pt data_dir=$(GPU_DATA) \
-		out_dir=$(GPU_RUNS)/vqgan batch_size=32 lr=1e-4 warmup_steps=50 disc_start=300 steps=$(GAN_STEPS) \
-		time_budget=$(GAN_MINUTES) workers=8 log_every=50 validate_every=500 checkpoint_every=500 $(GPU_ARGS)
+	PYTHON=$(PYTHON) bash benchmarks/gpu_train.sh
+
+# The compact training set a GPU job carries (WebP, shorter side 256).
+gpu-data:
+	$(PYTHON) -m vqcodec.cli pack-data $(TRAIN_DATA) data/train
+
+# Wheels of the runtime packages a GPU machine may lack, for Python 3.10-3.13 (one binary
+# wheel per version for constriction, an abi3 one for safetensors, pure-Python ones for the
+# rest); the job installs only those it is missing. pytest stays below 8.4, which added a
+# dependency on pygments (1.2 MB); tomli and exceptiongroup are what it needs on 3.10.
+gpu-wheels:
+	rm -rf wheels && mkdir wheels
+	for v in 310 311 312 313; do \
+		$(PYTHON) -m pip download --quiet --no-deps -d wheels --only-binary=:all: --platform manylinux2014_x86_64 \
+			--python-version $$v "constriction==$$($(PYTHON) -c 'import importlib.metadata as m; print(m.version("constriction"))')" || exit 1; \
+	done
+	$(PYTHON) -m pip download --quiet --no-deps -d wheels --only-binary=:all: --platform manylinux2014_x86_64 \
+		--python-version 310 "safetensors==$$($(PYTHON) -c 'import importlib.metadata as m; print(m.version("safetensors"))')"
+	$(PYTHON) -m pip download --quiet --no-deps -d wheels --only-binary=:all: --implementation py --abi none \
+		--platform any --python-version 3.10 click tqdm "pytest>=8,<8.4" pluggy iniconfig packaging tomli exceptiongroup
+	du -ch wheels/*.whl | tail -1
+
+# Fails, with the numbers, when the job would carry more than GPU_CARRY_MIB.
+gpu-carry-check:
+	$(PYTHON) benchmarks/gpu_carry.py $(GPU_CARRY) --limit-mib $(GPU_CARRY_MIB)
+
+# The whole GPU job (kernel tests and benchmark, VQ-VAE, realism decoder) into GPU_OUT.
+gpu-run:
+	OUT=$(GPU_OUT) PYTHON=$(PYTHON) bash benchmarks/gpu_run.sh

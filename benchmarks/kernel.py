@@ -245,7 +245,8 @@ def main() -> None:
     centre, sweep = ((GOAL["N"], GOAL["K"], GOAL["D"]), {"N": FULL_N, "K": FULL_K, "D": FULL_D}) if cuda else CPU_SWEEP
     report = {
         "device": torch.cuda.get_device_name(0) if cuda else f"cpu ({platform.processor() or platform.machine()})",
-        "torch": torch.__version__, "threads": args.threads, "rounds": rounds, "grid": args.grid,
+        "torch": torch.__version__, "threads": args.threads, "rounds": rounds,
+        "grid": "named cases" if args.case else args.grid,
         "centre": list(centre), "dtype": "float32", "max_matrix_gb": limit_gb,
         "timing": "do_bench median (ms)" if cuda else "median of interleaved single calls (ms)",
         "speedup_vs": "median over rounds of (reference time / our time) within a round",
