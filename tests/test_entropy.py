@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from vqcodec.entropy.coder import StageDecoder, StageEncoder, probabilities_from_frequencies
+from vqcodec.entropy.free_tail import limit_free_tails
 from vqcodec.entropy.prior import FREQUENCY_TOTAL, StaticPrior
-from vqcodec.entropy.stream import decode_grid, encode_grid
+from vqcodec.entropy.stream import FREE_TAIL_LIMIT, decode_grid, encode_grid
 
 
 def skewed_prior(stages: int = 2, k: int = 16) -> StaticPrior:
@@ -37,7 +38,7 @@ def test_stage_stream_round_trip_with_shared_and_per_row_probabilities():
     decoder = StageDecoder(encoder.finish())
     assert np.array_equal(decoder.read(200, shared), first)
     assert np.array_equal(decoder.read(50, rows), second)
-    assert decoder.finished_cleanly()
+    assert decoder.exhausted()
 
 
 def test_skewed_prior_spends_fewer_bits_than_uniform():
@@ -83,3 +84,36 @@ def test_golden_stream_bytes():
 
 
 GOLDEN_HEX = "8e017d665c1a3d48"
+
+
+def test_a_stage_may_leave_at_most_the_allowed_tail_of_zeros_to_the_empty_coder():
+    prior = skewed_prior(1, 16)
+    positions = FREE_TAIL_LIMIT + 2
+    for zeros, refused in [(FREE_TAIL_LIMIT, False), (FREE_TAIL_LIMIT + 1, True)]:
+        grid = np.zeros((1, 1, positions), dtype=np.int64)
+        grid[0, 0, : positions - zeros] = 5
+        payloads = encode_grid(prior, grid)
+        if refused:
+            with pytest.raises(ValueError, match=f"stage 1 payload runs out {zeros} indices"):
+                decode_grid(prior, payloads, 1, positions, 16)
+        else:
+            assert np.array_equal(decode_grid(prior, payloads, 1, positions, 16), grid)
+    tiny = np.zeros((1, 1, 1), dtype=np.int64)  # a single index 0 codes into no bytes at all
+    assert encode_grid(prior, tiny) == [b""]
+    with pytest.raises(ValueError, match="stage 1 payload runs out 1 indices"):
+        decode_grid(prior, [b""], 1, 1, 16)
+
+
+def test_limit_free_tails_gives_the_last_index_a_non_zero_codeword_and_requantizes_later_stages():
+    prior = skewed_prior(2, 4)
+    codebooks = [torch.eye(4) * 2.0, torch.eye(4)]  # [K, D]
+    latent = torch.zeros(4, 3, 5)  # [D, h, w]
+    latent[0] = 2.0  # exactly codeword 0 of stage 0 everywhere; the zero residual ties at stage 1
+    indices = np.zeros((2, 3, 5), dtype=np.int64)
+    limited = limit_free_tails(indices, latent, codebooks, prior)
+    changed = np.argwhere(limited != indices)
+    assert [tuple(p) for p in changed if p[0] == 0] == [(0, 2, 4)]  # stage 0: only its last position
+    assert limited[0, 2, 4] != 0 and limited[1, 2, 4] != 0
+    for stage, payload in enumerate(encode_grid(prior, limited)):
+        assert payload, f"stage {stage + 1} codes at least one bit"
+    assert np.array_equal(decode_grid(prior, encode_grid(prior, limited), 3, 5, 4), limited)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from vqcodec import bitstream, zoo
 from vqcodec.bitstream import BitstreamError, Header
+from vqcodec.entropy.free_tail import limit_free_tails
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.entropy.stream import decode_grid, encode_grid
 from vqcodec.files import same_file, write_atomic
@@ -21,6 +22,10 @@ from vqcodec.imaging import check_size, decode_alpha, encode_alpha, prepare_imag
 
 
 MAX_RDO = 16.0  # larger rdo strengths are surely typos: at 2 the trade is already past its best (benchmarks/results/rdo)
+# Largest image `decompress` decodes unless told otherwise: a stream's header claims its size,
+# and decoding costs about 80 bytes of memory per pixel, so 2**25 pixels (8K UHD fits, about
+# 2.7 GB at the peak) is the most a file from an unknown source may ask for by default.
+DEFAULT_MAX_PIXELS = 1 << 25
 
 
 def _integer(value, name: str, low: int | None = None, high: int | None = None) -> int:
@@ -86,14 +91,16 @@ def _rdo_lambdas(loaded: zoo.LoadedModel, prior_name: str, strength, stages: int
 
 
 def _quantize(loaded: zoo.LoadedModel, coding_prior, pixels: torch.Tensor, stages: int, lambdas: list[float] | None):
-    """Indices `[stages, h, w]` int64 of padded pixels `[1,3,H,W]`."""
+    """Indices `[stages, h, w]` int64 of padded pixels `[1,3,H,W]`, within what decoders accept."""
     codec = loaded.codec
     with torch.inference_mode():
+        latent = codec.encoder(pixels)  # [1, D, h, w]
         if lambdas is None:
-            return codec.encode_indices(pixels, stages)[0].numpy()
-        latent = codec.encoder(pixels)[0]  # [D, h, w]
+            indices = codec.quantizer.encode(latent, stages)[0].numpy()
     codebooks = [stage.codebook for stage in codec.quantizer.stages[:stages]]
-    return quantize_for_rate(latent, codebooks, coding_prior, lambdas)
+    if lambdas is not None:
+        indices = quantize_for_rate(latent[0], codebooks, coding_prior, lambdas)
+    return limit_free_tails(indices, latent[0], codebooks, coding_prior)
 
 
 def compress(
@@ -171,7 +178,8 @@ def _model_for(header: Header) -> tuple[zoo.LoadedModel, object]:
     return loaded, loaded.context_prior
 
 
-def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fidelity") -> Image.Image:
+def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fidelity",
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode a `.vqc` stream to a PIL image of the original size and mode.
 
     Args:
@@ -179,10 +187,14 @@ def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fideli
             stages it holds (progressive decoding).
         stages: decode only the first n stages (default: all in the file).
         decoder: "fidelity" (highest PSNR) or "realism" where the model has one.
+        max_pixels: refuse, from the header alone, a stream that claims a larger image
+            (default `DEFAULT_MAX_PIXELS`; None: only the codec's own limit).
 
     Raises:
-        BitstreamError: malformed, corrupt, truncated or foreign streams.
+        BitstreamError: malformed, corrupt, truncated or foreign streams, and claims above
+            `max_pixels`.
     """
+    check_claim(bitstream.read_header(data), max_pixels)
     header, alpha_bytes, payloads = bitstream.unpack(data, stages)
     try:
         check_size(header.width, header.height)
@@ -198,6 +210,18 @@ def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fideli
     with torch.inference_mode():
         rgb = loaded.codec.decode_indices(torch.from_numpy(indices).unsqueeze(0), decoder)[0]  # [3, h*f, w*f]
     return to_image(rgb, header.width, header.height, header.mode, alpha)
+
+
+def check_claim(header: Header, max_pixels: int | None) -> None:
+    """Raise BitstreamError when `header` claims an image of more than `max_pixels` pixels
+    (None: no bound beyond the codec's own)."""
+    if max_pixels is None:
+        return
+    max_pixels = _integer(max_pixels, "max_pixels", 1)
+    if header.pixels > max_pixels:
+        raise BitstreamError(
+            f"the stream claims a {header.width}×{header.height} image ({header.pixels:,} pixels), more than "
+            f"max_pixels={max_pixels:,} allows; raise max_pixels (--max-pixels) if you trust the file")
 
 
 def describe_stream(data: bytes, file_bytes: int | None = None) -> dict:
@@ -223,7 +247,7 @@ def describe_stream(data: bytes, file_bytes: int | None = None) -> dict:
         "file_bytes": size,
         "complete": size >= header.total_size,
         "trailing_bytes": max(0, size - header.total_size),
-        "bpp": round(header.total_size * 8 / (header.width * header.height), 6),
+        "bpp": round(header.total_size * 8 / header.pixels, 6),
     }
 
 

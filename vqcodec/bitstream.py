@@ -99,6 +99,11 @@ class Header:
         return -(-self.height // self.stride), -(-self.width // self.stride)
 
     @property
+    def pixels(self) -> int:
+        """width × height: the size of the image the stream claims, known from the header alone."""
+        return self.width * self.height
+
+    @property
     def header_size(self) -> int:
         """Bytes of the header, its CRC included."""
         return _header_size(len(self.model_id), self.stages)
@@ -336,8 +341,8 @@ def _validate_identity(header: Header) -> None:
 def _validate_image(header: Header) -> None:
     _check_range("width", header.width, 1, MAX_SIDE)
     _check_range("height", header.height, 1, MAX_SIDE)
-    _check(header.width * header.height <= MAX_PIXELS, "width*height",
-           header.width * header.height, f"must be at most 2**28 = {MAX_PIXELS}")
+    _check(header.pixels <= MAX_PIXELS, "width*height", header.pixels,
+           f"must be at most 2**28 = {MAX_PIXELS}")
     _check(header.mode in MODES, "mode", header.mode, f"must be one of {MODES}")
     stride = header.stride
     _check(isinstance(stride, int) and not isinstance(stride, bool) and stride in STRIDES,
@@ -352,7 +357,7 @@ def _validate_segments(header: Header) -> None:
         _check(isinstance(value, tuple) and len(value) == header.stages, field, value,
                f"must be a tuple of {header.stages} integers, one per stage")
     if header.mode in ALPHA_MODES:
-        alpha_max = ALPHA_BYTES_PER_PIXEL * header.width * header.height + SEGMENT_SLACK
+        alpha_max = ALPHA_BYTES_PER_PIXEL * header.pixels + SEGMENT_SLACK
         _check_range("alpha_length", header.alpha_length, 1, alpha_max)
     else:
         _check(header.alpha_length == 0, "alpha_length", header.alpha_length,

@@ -76,6 +76,11 @@ class StageDecoder:
             decoded = self._coder.decode(_ROW_MODELS, probabilities)
         return np.asarray(decoded, dtype=np.int64)
 
-    def finished_cleanly(self) -> bool:
-        """True when every word of the payload was consumed (a cheap corruption check)."""
+    def exhausted(self) -> bool:
+        """True when every word of the payload has been consumed.
+
+        After the last symbol that is a clean finish (a cheap corruption check). Before it,
+        every further symbol decodes as 0 without reading anything: the coder starts from an
+        empty state, in which the encoder codes index 0 in no bits at all.
+        """
         return self._coder.is_empty()
