@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vqcodec.entropy.context import load_prior_file
+from vqcodec.entropy.prior_file import load_prior_file
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.entropy.stream import decode_grid, encode_grid
 from vqcodec.imaging import prepare_image, to_padded_tensor

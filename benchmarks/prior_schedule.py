@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from vqcodec.entropy.context import load_prior_file
+from vqcodec.entropy.prior_file import load_prior_file
 from vqcodec.train.prior_loop import PriorTrainConfig, coding_bits, read_token_cache
 
 SCHEDULES = {

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from vqcodec import bitstream, zoo
-from vqcodec.entropy.context import load_prior_file
+from vqcodec.entropy.prior_file import load_prior_file
 from vqcodec.entropy.stream import encode_grid
 from vqcodec.imaging import prepare_image, to_padded_tensor
 from vqcodec.metrics import psnr

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from rd_bd import bd_rate
 from vqcodec import zoo
-from vqcodec.entropy.context import load_prior_file
+from vqcodec.entropy.prior_file import load_prior_file
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.entropy.stream import encode_grid
 from vqcodec.imaging import prepare_image, to_padded_tensor

@@ -5,8 +5,9 @@
 Compresses the 64×48 crop of `tests/data/kodim23.png` at box (300, 200, 364, 248) with all
 stages and the nearest codewords (`rdo=0`, so both priors code the same indices), once per
 prior, into `tests/data/golden-MODEL-{context,static}.vqc`, and prints the sha256 of the
-indices for `GOLDEN_INDICES_SHA256`. Existing goldens are never rewritten: they are what
-proves that files written by that model keep decoding.
+indices for `GOLDEN_INDICES_SHA256`. Existing goldens are never rewritten (they are what
+proves that files written by that model keep decoding): a prior that replaces a retired one
+gets its golden once the retired prior's stream has moved to `tests/data/retired/`.
 """
 from __future__ import annotations
 
@@ -26,12 +27,11 @@ CROP = (300, 200, 364, 248)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", choices=sorted(zoo.MODELS))
+    parser.add_argument("model", choices=zoo.installed_models())
     model = parser.parse_args().model
     targets = {prior: DATA / f"golden-{model}-{prior}.vqc" for prior in ("context", "static")}
-    existing = [str(path) for path in targets.values() if path.exists()]
-    if existing:
-        parser.error(f"golden streams exist already: {', '.join(existing)}")
+    if all(path.exists() for path in targets.values()):
+        parser.error(f"golden streams exist already: {', '.join(str(path) for path in targets.values())}")
     with Image.open(DATA / "kodim23.png") as image:
         crop = image.convert("RGB").crop(CROP)
     loaded, digests = zoo.load_model(model), set()
@@ -41,8 +41,11 @@ def main() -> None:
         coding_prior = loaded.context_prior if prior == "context" else loaded.codec.prior
         indices = decode_grid(coding_prior, payloads, *header.grid, header.codebook_size)
         digests.add(hashlib.sha256(indices.astype("<i2").tobytes()).hexdigest())
-        path.write_bytes(data)
-        print(f"wrote {path} ({len(data)} bytes)")
+        if path.exists():
+            print(f"kept {path}")
+        else:
+            path.write_bytes(data)
+            print(f"wrote {path} ({len(data)} bytes)")
     (digest,) = digests  # both priors code the same indices
     print(f'GOLDEN_INDICES_SHA256["{model}"] = "{digest}"')
 

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,8 +161,8 @@ def test_bit_flips_throughout_header_and_payload_are_detected(sample_stream):
 
 
 def test_unknown_weights_hash_is_refused(sample_stream, monkeypatch):
-    loaded = zoo.load_model()
-    monkeypatch.setattr(zoo, "load_model", lambda name=None: zoo.LoadedModel(loaded.name, loaded.codec, bytes(8)))
+    entry = zoo.MODELS[zoo.DEFAULT_MODEL]
+    monkeypatch.setitem(zoo.MODELS, zoo.DEFAULT_MODEL, replace(entry, weights=replace(entry.weights, sha256="00" * 32)))
     with pytest.raises(BitstreamError, match="weights hash mismatch"):
         vqcodec.decompress(sample_stream)
 
@@ -216,21 +219,19 @@ def test_context_prior_is_the_default_and_decodes_to_the_same_image_as_static(sa
         vqcodec.compress(sample_crop, prior="fancy")
 
 
-# Streams written by each shipped model with each prior (`tests/data/golden-MODEL-PRIOR.vqc`, a
+# Streams written by the shipped model with each prior (`tests/data/golden-MODEL-PRIOR.vqc`, a
 # 64×48 crop of the sample at 4 stages, written by `python tests/make_golden.py MODEL`) and the
 # sha256 of the indices they hold. A failure means files written before the change no longer
 # decode: ship changed weights as a new model name.
 GOLDEN_INDICES_SHA256 = {
-    "vqc-f8-s4": "1f4ee2348b2775d22a88f3a86f6ad9129d56d1cca621912de2524658a213de1e",
-    "vqc-f8-s4-v2": "82ac402ade541955555d2965ea82f532ac4b6ad2d574d0bbba7a3565af09458c",
     "vqc-f8-s4-v3": "53f6bc96249fdd303c42556a6141a28cff0821dd05c7349037c4bc05944abd4a",
 }
+# Streams of retired models and priors, which this installation no longer ships.
+RETIRED_STREAMS = sorted((SAMPLE.parent / "retired").glob("*.vqc"))
 
 
 def test_every_shipped_model_has_golden_streams():
-    from vqcodec import zoo
-
-    assert set(GOLDEN_INDICES_SHA256) == set(zoo.MODELS)
+    assert set(GOLDEN_INDICES_SHA256) == set(zoo.installed_models())
 
 
 @pytest.mark.parametrize("model", sorted(GOLDEN_INDICES_SHA256))
@@ -248,6 +249,44 @@ def test_committed_streams_of_the_shipped_models_keep_decoding(model, prior):
     assert hashlib.sha256(indices.astype("<i2").tobytes()).hexdigest() == GOLDEN_INDICES_SHA256[model]
     assert encode_grid(coding_prior, indices) == payloads  # and the encoder side writes the same bytes
     assert vqcodec.decompress(data).size == (64, 48)
+
+
+@pytest.mark.parametrize("path", RETIRED_STREAMS, ids=lambda path: path.name)
+def test_streams_of_retired_models_say_how_to_install_them(path, monkeypatch):
+    monkeypatch.delenv(zoo.WEIGHTS_PATH_VARIABLE, raising=False)
+    header = vqcodec.read_header(path.read_bytes())
+    entry = zoo.MODELS[header.model_id]
+    retired = entry.weights if entry.weights.retired_after else zoo.find_prior(header.model_id, header.prior_hash)
+    with pytest.raises(BitstreamError) as caught:
+        vqcodec.decompress(path.read_bytes())
+    message = str(caught.value)
+    assert header.model_id in message and "not installed" in message and zoo.WEIGHTS_PATH_VARIABLE in message
+    assert f"git show {retired.retired_after[:12]}:vqcodec/weights/{retired.name}" in message
+
+
+def test_a_retired_model_decodes_from_the_weights_folder(tmp_path, monkeypatch, sample_crop):
+    # A stand-in retired model: the shipped files under another name, listed as retired.
+    shipped = zoo.MODELS[zoo.DEFAULT_MODEL]
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    retired = replace(shipped, weights=replace(shipped.weights, name="old.safetensors", retired_after="0" * 40),
+                      priors=tuple(replace(p, name=f"old-{i}.prior", retired_after="0" * 40) for i, p in enumerate(shipped.priors[:1])))
+    monkeypatch.setitem(zoo.MODELS, zoo.DEFAULT_MODEL, retired)
+    zoo._load_model.cache_clear()
+    monkeypatch.delenv(zoo.WEIGHTS_PATH_VARIABLE, raising=False)
+    with pytest.raises(zoo.NotInstalled, match="git show 000000000000:vqcodec/weights/old.safetensors"):
+        vqcodec.compress(sample_crop)
+    shipped_weights = Path(str(zoo.resources.files("vqcodec.weights")))
+    shutil.copy(shipped_weights / shipped.weights.name, folder / "old.safetensors")
+    shutil.copy(shipped_weights / shipped.priors[0].name, folder / "old-0.prior")
+    monkeypatch.setenv(zoo.WEIGHTS_PATH_VARIABLE, str(folder))
+    data = vqcodec.compress(sample_crop, stages=1)
+    assert vqcodec.decompress(data).size == sample_crop.size
+    (folder / "old.safetensors").write_bytes(b"not the weights")
+    zoo._load_model.cache_clear()
+    with pytest.raises(ValueError, match="sha256"):
+        vqcodec.decompress(data)
+    zoo._load_model.cache_clear()
 
 
 def test_file_wrappers_never_write_over_their_input(tmp_path, sample_crop, sample_stream):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from vqcodec.entropy.context import ContextPrior, PriorConfig, load_prior_file, save_prior_file
+from vqcodec.entropy.context import ContextPrior, PriorConfig
+from vqcodec.entropy.prior_file import load_prior_file, save_prior_file
 from vqcodec.train.prior_loop import (
     PriorTrainConfig,
     coding_bits,

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vqcodec.entropy.context import ContextPrior, PriorConfig, save_prior_file
+from vqcodec.entropy.context import ContextPrior, PriorConfig
+from vqcodec.entropy.prior_file import save_prior_file
 from vqcodec.model import VQCodec
 from vqcodec.train.checkpoint import LATEST, load_checkpoint
 from vqcodec.train.loop import train_vqvae

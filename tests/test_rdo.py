@@ -3,11 +3,14 @@ latent error for code length as promised, the result does not depend on chunking
 API's `rdo` option keeps streams decodable, prefix-consistent and smaller."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 import vqcodec
+from vqcodec import zoo
 from vqcodec.bitstream import unpack
 from test_context_prior import SMALL, formula_prior
 from vqcodec.entropy.prior import StaticPrior
@@ -146,9 +149,12 @@ def test_api_rdo_gives_smaller_decodable_prefix_consistent_files(sample_crop):
 @pytest.mark.parametrize(
     "kwargs,message",
     [({"rdo": -1}, "rdo"), ({"rdo": float("nan")}, "rdo"), ({"rdo": 17}, "rdo"), ({"rdo": True}, "rdo"),
-     ({"rdo": 1, "prior": "static"}, "context prior"), ({"rdo": 1, "model": "vqc-f8-s4-v2"}, "no tuned rdo")],
+     ({"rdo": 1, "prior": "static"}, "context prior"), ({"rdo": 1, "untuned": True}, "no tuned rdo")],
 )
-def test_api_refuses_bad_rdo(kwargs, message, sample_crop):
+def test_api_refuses_bad_rdo(kwargs, message, sample_crop, monkeypatch):
+    if kwargs.pop("untuned", False):  # a model without tuned λ
+        untuned = replace(zoo.load_model(), rdo_lambdas=())
+        monkeypatch.setattr(zoo, "load_model", lambda *args, **options: untuned)
     with pytest.raises(ValueError, match=message):
         vqcodec.compress(sample_crop, **kwargs)
 
@@ -158,7 +164,6 @@ def test_static_prior_encodes_without_rdo_by_default(sample_crop):
 
 
 def test_shipped_encoder_gets_a_fifth_off_the_static_prior_at_every_stage_count(sample_crop):
-    from vqcodec import zoo
     from vqcodec.imaging import prepare_image, to_padded_tensor
 
     loaded = zoo.load_model()

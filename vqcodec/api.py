@@ -156,26 +156,25 @@ def read_header(data: bytes) -> Header:
 
 
 def _model_for(header: Header) -> tuple[zoo.LoadedModel, object]:
-    """The model and prior that wrote `header`'s stream, or a BitstreamError saying why not."""
+    """The model and prior that wrote `header`'s stream, or a BitstreamError saying why not
+    (for a retired model or prior: how to install it)."""
     if header.model_id not in zoo.MODELS:
-        raise BitstreamError(f"unknown model {header.model_id!r}: this installation has {', '.join(sorted(zoo.MODELS))}")
-    loaded = zoo.load_model(header.model_id)
-    if loaded.weights_hash != header.weights_hash:
+        raise BitstreamError(f"unknown model {header.model_id!r}: this installation has {', '.join(zoo.installed_models())}")
+    entry = zoo.MODELS[header.model_id]
+    if bytes.fromhex(entry.weights.sha256)[: len(header.weights_hash)] != header.weights_hash:
         raise BitstreamError(
             f"weights hash mismatch: the file was written by weights {header.weights_hash.hex()} of model "
-            f"{header.model_id!r}, this installation has {loaded.weights_hash.hex()}"
+            f"{header.model_id!r}, this version of vqcodec knows {entry.weights.sha256[:16]}"
         )
+    try:
+        prior = None if header.prior == "static" else zoo.find_prior(header.model_id, header.prior_hash)
+        loaded = zoo.load_model(header.model_id, prior)
+    except zoo.NotInstalled as error:
+        raise BitstreamError(f"cannot decode this file: {error}") from error
     config = loaded.codec.config
     if (header.stride, header.codebook_size) != (config.stride, config.codebook_size) or header.stages > config.stages:
         raise BitstreamError(f"header does not match model {header.model_id!r} (stride, codebook size or stages)")
-    if header.prior == "static":
-        return loaded, loaded.codec.prior
-    if loaded.context_prior is None or loaded.prior_hash != header.prior_hash:
-        raise BitstreamError(
-            f"the file was coded with context prior {header.prior_hash.hex()}, which this installation "
-            f"of model {header.model_id!r} does not have"
-        )
-    return loaded, loaded.context_prior
+    return loaded, loaded.codec.prior if header.prior == "static" else loaded.context_prior
 
 
 def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fidelity",

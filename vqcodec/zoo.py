@@ -1,4 +1,4 @@
-"""Model zoo: model name → weights shipped inside the package, with their sha256.
+"""Model zoo: model name → weights shipped inside the package (one model) or retired, with their sha256.
 
 Models are rebuilt from the config stored in the weights file and loaded strictly after the
 hash is verified; the stream records the name and the first bytes of the hash, so a file is
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -25,53 +26,83 @@ if TYPE_CHECKING:
     from vqcodec.entropy.context import ContextPrior
 
 
+WEIGHTS_PATH_VARIABLE = "VQCODEC_WEIGHTS"  # folders (os.pathsep-separated) holding retired models' files
+
+
+class NotInstalled(ValueError):
+    """A model or prior this installation does not have; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """One file of a model (codec weights or a context prior) and its sha256.
+
+    The installed model's files ship in `vqcodec/weights/`. A retired file no longer ships;
+    `retired_after` names the last commit of the project that held it there, so
+    `git show REV:vqcodec/weights/NAME` brings it back, and it is found in the folders of
+    `VQCODEC_WEIGHTS`.
+    """
+
+    name: str
+    sha256: str
+    retired_after: str | None = None
+
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """A shipped model: codec weights (inside `vqcodec/weights/`) and, optionally, the
-    weights of its context prior, each with its sha256."""
+    """A model: codec weights and its context priors (the first codes new files, the others
+    only decode the files they wrote)."""
 
-    weights_file: str
-    sha256: str
+    weights: WeightsFile
     description: str
-    prior_file: str | None = None
-    prior_sha256: str | None = None
+    priors: tuple[WeightsFile, ...] = ()
     # Relative λ per stage (as `vqcodec.entropy.rdo.quantize_for_rate` takes them) for encoding
     # against the context prior, chosen on training images with benchmarks/rdo.py; empty: the
     # encoder picks nearest codewords.
     rdo_lambdas: tuple[float, ...] = ()
 
 
-# A model's weights never change under its name: files name the model that wrote them, so
-# better weights ship under a new name and the earlier models stay to decode older files.
+# A commit that still shipped every model retired when the package was cut to one model.
+LAST_WITH_ALL_MODELS = "2ecda6ad45a2f2483d841872db7915940187c469"
+
+# A model's weights never change under its name: files name the model (and hash) that wrote
+# them, so better weights ship under a new name and retired ones stay listed here, which lets
+# a file of a retired model say exactly what it needs.
 MODELS: dict[str, ZooEntry] = {
     "vqc-f8-s4": ZooEntry(
-        weights_file="vqc-f8-s4.safetensors",
-        sha256="da5abdf4e06b5904fdad9ae842112459b58876d52d27f9028d1452598640cf99",
+        weights=WeightsFile("vqc-f8-s4.safetensors",
+                            "da5abdf4e06b5904fdad9ae842112459b58876d52d27f9028d1452598640cf99", LAST_WITH_ALL_MODELS),
         description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders, commitment 0.25 "
         "(superseded by vqc-f8-s4-v2, then vqc-f8-s4-v3); trained on BSDS500 + an ImageNet sample",
-        prior_file="vqc-f8-s4-prior.safetensors",
-        prior_sha256="837aeb0532bd900a131b20c7069c5cf4226dfdbdee375c4d185701b0c7303254",
+        priors=(WeightsFile("vqc-f8-s4-prior.safetensors",
+                            "837aeb0532bd900a131b20c7069c5cf4226dfdbdee375c4d185701b0c7303254", LAST_WITH_ALL_MODELS),),
     ),
     "vqc-f8-s4-v2": ZooEntry(
-        weights_file="vqc-f8-s4-v2.safetensors",
-        sha256="a60672d4daf57458e7655bc9cfdc5726908b2ceee1c27e350667cdf6aa06d88f",
+        weights=WeightsFile("vqc-f8-s4-v2.safetensors",
+                            "a60672d4daf57458e7655bc9cfdc5726908b2ceee1c27e350667cdf6aa06d88f", LAST_WITH_ALL_MODELS),
         description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders, commitment 0.05 "
         "(superseded by vqc-f8-s4-v3); trained on BSDS500 + an ImageNet sample",
-        prior_file="vqc-f8-s4-v2-prior.safetensors",
-        prior_sha256="578cc01e25aa36654da84e6efdb283d6b4863225d563859c60091aee1d7c575e",
+        priors=(WeightsFile("vqc-f8-s4-v2-prior.safetensors",
+                            "578cc01e25aa36654da84e6efdb283d6b4863225d563859c60091aee1d7c575e", LAST_WITH_ALL_MODELS),),
     ),
     "vqc-f8-s4-v3": ZooEntry(
-        weights_file="vqc-f8-s4-v3.safetensors",
-        sha256="374de670eec4fb0d11527bb8c89bc2f05ba0528ba4c204c532aa9786ad3d88dc",
+        weights=WeightsFile("vqc-f8-s4-v3.safetensors", "374de670eec4fb0d11527bb8c89bc2f05ba0528ba4c204c532aa9786ad3d88dc"),
         description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders, commitment 0.05, "
         "a last leg weighted towards 3-4 stages; trained on BSDS500 + an ImageNet sample",
-        prior_file="vqc-f8-s4-v3-prior.safetensors",
-        prior_sha256="147f47a2f45fc3cd2b85e4a570db58cc4f84dffff745ac38717bbdd0e3007dae",
+        priors=(
+            WeightsFile("vqc-f8-s4-v3-lean-prior.safetensors.xz", "80343b3176aad78ad87611fee1a6d4bdf7912ff200f0cc70d66b88970f951aff"),
+            WeightsFile("vqc-f8-s4-v3-prior.safetensors",
+                        "147f47a2f45fc3cd2b85e4a570db58cc4f84dffff745ac38717bbdd0e3007dae", LAST_WITH_ALL_MODELS),
+        ),
         rdo_lambdas=(0.08, 0.08, 0.08, 0.08),
     ),
 }
 DEFAULT_MODEL = "vqc-f8-s4-v3"
+
+
+def installed_models() -> list[str]:
+    """Names of the models whose weights ship with this installation."""
+    return sorted(name for name, entry in MODELS.items() if entry.weights.retired_after is None)
 
 
 @dataclass(frozen=True)
@@ -119,36 +150,66 @@ def load_codec_file(path: str | Path) -> VQCodec:
 def resolve_name(name: str | None) -> str:
     name = name or DEFAULT_MODEL
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+        raise ValueError(f"unknown model {name!r}; installed: {', '.join(installed_models())}")
     return name
 
 
-def _verified_path(name: str, file_name: str, sha256: str) -> Path:
-    path = Path(str(resources.files("vqcodec.weights").joinpath(file_name)))
-    if not path.is_file():
-        raise FileNotFoundError(f"weights of model {name!r} are missing: {path}")
-    if file_sha256(path) != sha256:
-        raise ValueError(f"weights of model {name!r} fail their sha256 check (file {path} is corrupt or replaced)")
+def _install_hint(what: str, file: WeightsFile) -> str:
+    return (f"{what} is not installed: it last shipped in commit {file.retired_after[:12]} of vqcodec. To use it, "
+            f"run `git show {file.retired_after[:12]}:vqcodec/weights/{file.name} > DIR/{file.name}` in a clone of "
+            f"vqcodec and set {WEIGHTS_PATH_VARIABLE}=DIR (docs/models.md)")
+
+
+def _verified_path(what: str, file: WeightsFile) -> Path:
+    """Where `file` is: the package's weights for a shipped file, the folders of
+    VQCODEC_WEIGHTS for a retired one; its sha256 checked."""
+    if file.retired_after is None:
+        path = Path(str(resources.files("vqcodec.weights").joinpath(file.name)))
+        if not path.is_file():
+            raise FileNotFoundError(f"{what} is missing from the installation: {path}")
+    else:
+        folders = [Path(folder) for folder in os.environ.get(WEIGHTS_PATH_VARIABLE, "").split(os.pathsep) if folder]
+        found = [folder / file.name for folder in folders if (folder / file.name).is_file()]
+        if not found:
+            raise NotInstalled(_install_hint(what, file))
+        path = found[0]
+    if file_sha256(path) != file.sha256:
+        raise ValueError(f"{what} fails its sha256 check (file {path} is corrupt or replaced)")
     return path
 
 
-def load_model(name: str | None = None) -> LoadedModel:
-    """Load a shipped model (and its context prior, if it has one) once per process,
-    verifying every sha256 first."""
-    return _load_model(resolve_name(name))
+def find_prior(name: str, prior_hash: bytes) -> WeightsFile:
+    """The context prior of model `name` whose sha256 starts with `prior_hash` (as streams
+    store it), shipped or retired."""
+    for file in MODELS[resolve_name(name)].priors:
+        if bytes.fromhex(file.sha256)[: len(prior_hash)] == prior_hash:
+            return file
+    raise NotInstalled(f"context prior {prior_hash.hex()} of model {name!r} is unknown to this version of vqcodec")
+
+
+def load_model(name: str | None = None, prior: WeightsFile | None = None) -> LoadedModel:
+    """Load a model with a context prior (default: the one that codes new files; `find_prior`
+    gives those of older files) once per process, verifying every sha256 first.
+
+    Raises:
+        NotInstalled: a retired model or prior whose file is not in VQCODEC_WEIGHTS.
+    """
+    name = resolve_name(name)
+    entry = MODELS[name]
+    return _load_model(name, prior or (entry.priors[0] if entry.priors else None))
 
 
 @lru_cache(maxsize=4)
-def _load_model(name: str) -> LoadedModel:
+def _load_model(name: str, prior_file: WeightsFile | None) -> LoadedModel:
     entry = MODELS[name]
-    codec = load_codec_file(_verified_path(name, entry.weights_file, entry.sha256))
-    weights_hash = bytes.fromhex(entry.sha256)[:HASH_SIZE]
-    if entry.prior_file is None:
+    codec = load_codec_file(_verified_path(f"model {name!r} (weights {entry.weights.sha256[:16]})", entry.weights))
+    weights_hash = bytes.fromhex(entry.weights.sha256)[:HASH_SIZE]
+    if prior_file is None:
         return LoadedModel(name, codec, weights_hash)
-    from vqcodec.entropy.context import load_prior_file
+    from vqcodec.entropy.prior_file import load_prior_file
 
-    prior = load_prior_file(_verified_path(name, entry.prior_file, entry.prior_sha256))
+    prior = load_prior_file(_verified_path(f"context prior {prior_file.sha256[:16]} of model {name!r}", prior_file))
     prior.config.check_fits(codec.config.stages, codec.config.codebook_size, f"the context prior of model {name!r}")
     if entry.rdo_lambdas and len(entry.rdo_lambdas) != codec.config.stages:
         raise ValueError(f"model {name!r} needs one rdo λ per stage ({codec.config.stages}), has {len(entry.rdo_lambdas)}")
-    return LoadedModel(name, codec, weights_hash, prior, bytes.fromhex(entry.prior_sha256)[:HASH_SIZE], entry.rdo_lambdas)
+    return LoadedModel(name, codec, weights_hash, prior, bytes.fromhex(prior_file.sha256)[:HASH_SIZE], entry.rdo_lambdas)

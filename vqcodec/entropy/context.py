@@ -16,22 +16,13 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import safetensors.torch
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 from torch import nn
 
-from vqcodec.files import write_atomic
-
 from .fixedpoint import EXP_ONE_BITS, INT8_MAX, QuantConv, QuantHead, exp_table, floor_ste, max_fan_in, quantize_table, round_ste
-
-FORMAT = "vqcodec-context-prior"
-FORMAT_VERSION = 2  # 2: neighbour pair tables
 
 # Coding order inside one tile; the tile repeats over the grid. Group g = positions holding g.
 TILES: dict[str, np.ndarray] = {
@@ -411,33 +402,3 @@ class ContextPrior(nn.Module):
         known = torch.cat([known, known.new_zeros((missing, *known.shape[1:]))])
         return tokens, known
 
-
-def save_prior_file(prior: ContextPrior, path: str | Path, description: str = "") -> None:
-    """Write the prior's weights as safetensors with its config in the metadata."""
-    state = {key: value.detach().cpu().contiguous() for key, value in prior.state_dict().items()}
-    metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), "config": prior.config.to_json(), "description": description}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(Path(path), safetensors.torch.save(state, metadata=metadata))
-
-
-def load_prior_file(path: str | Path) -> ContextPrior:
-    """Rebuild a prior written by `save_prior_file` (strict load), in eval mode.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: the file is not a context prior of this format version, or is damaged.
-    """
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except SafetensorError as error:
-        raise ValueError(f"{path} is not a {FORMAT} file: {error}") from error
-    if metadata.get("format") != FORMAT or metadata.get("version") != str(FORMAT_VERSION):
-        raise ValueError(f"{path} is not a version-{FORMAT_VERSION} {FORMAT} file")
-    try:
-        with torch.inference_mode(False):  # inference tensors have no version counter, which `_derived` keys on
-            prior = ContextPrior(PriorConfig.from_json(metadata["config"]))
-            prior.load_state_dict(load_file(str(path)), strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # RuntimeError: tensors that do not fit
-        raise ValueError(f"{path} is a damaged {FORMAT} file: {error}") from error
-    return prior.eval()

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from vqcodec.entropy.context import load_prior_file
+from vqcodec.entropy.prior_file import load_prior_file
 from vqcodec.metrics import max_ms_ssim_scales, ms_ssim, psnr
 from vqcodec.model import VQCodec
 

@@ -24,7 +24,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from vqcodec.entropy.context import NEIGHBOUR_OFFSETS, TILES, ContextPrior, PriorConfig, group_map, load_prior_file, save_prior_file
+from vqcodec.entropy.context import NEIGHBOUR_OFFSETS, TILES, ContextPrior, PriorConfig, group_map
+from vqcodec.entropy.prior_file import load_prior_file, save_prior_file
 from vqcodec.entropy.fixedpoint import INT8_MAX
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.imaging import to_padded_tensor
