@@ -117,3 +117,8 @@ def test_limit_free_tails_gives_the_last_index_a_non_zero_codeword_and_requantiz
     for stage, payload in enumerate(encode_grid(prior, limited)):
         assert payload, f"stage {stage + 1} codes at least one bit"
     assert np.array_equal(decode_grid(prior, encode_grid(prior, limited), 3, 5, 4), limited)
+
+
+def test_a_payload_ending_in_a_zero_word_is_named_as_corrupt():
+    with pytest.raises(ValueError, match="ends in a zero word, which no encoder writes"):
+        decode_grid(skewed_prior(1, 16), [b"\x07\x00\x00\x00" + bytes(4)], 2, 2, 16)

@@ -63,7 +63,10 @@ class StageDecoder:
     def __init__(self, payload: bytes) -> None:
         if len(payload) % 4:
             raise ValueError(f"stage payload of {len(payload)} bytes is not a whole number of 32-bit words")
-        self._coder = AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+        if words.size and words[-1] == 0:  # constriction's own message would not say where
+            raise ValueError("stage payload ends in a zero word, which no encoder writes: the file is corrupt")
+        self._coder = AnsCoder(words)
 
     def read(self, count: int, probabilities: np.ndarray) -> np.ndarray:
         """Decode `count` symbols; probabilities as in `StageEncoder.push`. Returns int64 `[count]`."""
