@@ -4,6 +4,7 @@ Exit codes: 0 ok, 1 failed (one clear line on stderr, no traceback), 2 usage err
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -13,14 +14,13 @@ from pathlib import Path
 
 import click
 
-from vqcodec.api import MAX_RDO
+from vqcodec.api import DEFAULT_MAX_PIXELS, MAX_RDO
+from vqcodec.batch import STDIO, run_jobs
 from vqcodec.files import same_file
 from vqcodec.train.cli import train_command
 from vqcodec.train.pack import pack_data_command
 from vqcodec.train.prior_loop import train_prior_command
 from vqcodec.train.static_prior import export_model_command
-
-STDIO = "-"
 
 
 def _fail(error: Exception) -> click.ClickException:
@@ -98,21 +98,45 @@ def _plan(paths: tuple[str, ...], out_dir: str | None, suffix: str) -> list[tupl
     return list(zip(paths, outputs))
 
 
-def _run_all(jobs: list[tuple[str, str]], force: bool, label: str, work, shared_inputs: tuple[str, ...] = ()) -> None:
-    """Check every output first (so nothing is half done on a usage error), then run with a
-    progress bar when there is more than one file. `shared_inputs` are read by every job
-    (an inpainting mask) and are never overwritten either; a job's source may be "" (none)."""
+def _run_all(jobs: list[tuple[str, str]], force: bool, label: str, work, shared_inputs: tuple[str, ...] = (),
+             processes: int = 1) -> None:
+    """Check every output first (so nothing is half done on a usage error), then run every
+    job, past failures, with a progress bar when there is more than one. `shared_inputs` are
+    read by every job (an inpainting mask) and are never overwritten either; a job's source
+    may be "" (none). A batch prints one line per failed input and a summary, and exits 1
+    if any failed."""
     for source, target in jobs:
         _check_output(target, force, [s for s in (source, *shared_inputs) if s])
-    with click.progressbar(jobs, label=label, file=sys.stderr, hidden=len(jobs) == 1) as bar:
-        for source, target in bar:
-            try:
-                work(source, target)
-            except (ValueError, OSError, RuntimeError, MemoryError) as error:
-                prefix = f"{source}: " if len(jobs) > 1 else ""
-                raise click.ClickException(f"{prefix}{error or type(error).__name__}") from error
+    failures = run_jobs(jobs, work, label, processes)
+    if len(jobs) == 1:
+        if failures:
+            raise click.ClickException(failures[0])
+        return
+    for line in failures:
+        click.echo(f"Error: {line}", err=True)
+    click.echo(f"{label}: {len(jobs) - len(failures)} of {len(jobs)} files done, {len(failures)} failed", err=True)
+    if failures:
+        click.get_current_context().exit(1)
 
 
+def _encode_file(source: str, target: str, options: dict) -> None:
+    import io
+
+    from vqcodec.api import compress
+
+    image = io.BytesIO(_read_input(source)) if source == STDIO else source
+    _write_output(target, compress(image, **options))
+
+
+def _decode_file(source: str, target: str, options: dict) -> None:
+    from vqcodec.api import decompress, encode_image
+
+    image = decompress(_read_stream(source), **options)
+    _write_output(target, encode_image(image, "" if target == STDIO else Path(target).suffix))
+
+
+JOBS_OPTION = click.option("--jobs", "processes", type=click.IntRange(min=1), default=1, show_default=True,
+                           help="Files to code at once, in worker processes.")
 RDO_OPTION = click.option(
     "--rdo", type=click.FloatRange(0, MAX_RDO),
     help="Rate-distortion optimisation with the context prior: 0 = nearest codeword, 1 = the "
@@ -140,21 +164,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @RDO_OPTION
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Encode several inputs into this folder.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-def encode(paths, stages, bpp, model, prior, rdo, out_dir, force) -> None:
+@JOBS_OPTION
+def encode(paths, stages, bpp, model, prior, rdo, out_dir, force, processes) -> None:
     """Compress images: `encode INPUT OUTPUT` or `encode IN... --out-dir DIR` ('-' = stdin/stdout)."""
-    import io
-
     from PIL import Image
-
-    from vqcodec.api import compress
 
     if stages is not None and bpp is not None:
         raise click.UsageError("give --stages or --bpp, not both")
-
-    def work(source: str, target: str) -> None:
-        image = io.BytesIO(_read_input(source)) if source == STDIO else source
-        _write_output(target, compress(image, stages=stages, bpp=bpp, model=model, prior=prior, rdo=rdo))
-
+    work = functools.partial(_encode_file, options=dict(stages=stages, bpp=bpp, model=model, prior=prior, rdo=rdo))
     jobs = _plan(paths, out_dir, ".vqc")
     # `encode a.png b.png` is far likelier two inputs without --out-dir than a stream meant to
     # be named like a picture; even with --force, do not overwrite an image with a stream.
@@ -162,24 +179,22 @@ def encode(paths, stages, bpp, model, prior, rdo, out_dir, force) -> None:
         if Path(target).suffix.lower() in Image.registered_extensions():
             raise click.UsageError(f"OUTPUT {target} has an image suffix, but encode writes a .vqc stream "
                                    "(to encode several images, use --out-dir DIR)")
-    _run_all(jobs, force, "encoding", work)
+    _run_all(jobs, force, "encoding", work, processes=processes)
 
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--stages", type=click.IntRange(1, 16), help="Decode only the first N stages (works on truncated files).")
 @click.option("--decoder", type=click.Choice(["fidelity", "realism"]), default="fidelity", show_default=True)
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse files whose header claims a larger image (bounds memory and time on untrusted files).")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Decode several inputs into this folder (as PNG).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
-def decode(paths, stages, decoder, out_dir, force) -> None:
+@JOBS_OPTION
+def decode(paths, stages, decoder, max_pixels, out_dir, force, processes) -> None:
     """Decode .vqc files to images: `decode INPUT OUTPUT` (format from OUTPUT's suffix; '-' = PNG on stdout)."""
-    from vqcodec.api import decompress, encode_image
-
-    def work(source: str, target: str) -> None:
-        image = decompress(_read_stream(source), stages=stages, decoder=decoder)
-        _write_output(target, encode_image(image, "" if target == STDIO else Path(target).suffix))
-
-    _run_all(_plan(paths, out_dir, ".png"), force, "decoding", work)
+    work = functools.partial(_decode_file, options=dict(stages=stages, decoder=decoder, max_pixels=max_pixels))
+    _run_all(_plan(paths, out_dir, ".png"), force, "decoding", work, processes=processes)
 
 
 @main.command()

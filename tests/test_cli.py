@@ -1,9 +1,13 @@
 """The vqcodec command line through click's CliRunner: exit codes, --force, no partial outputs."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
+import struct
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,3 +248,86 @@ def test_warnings_are_one_line_without_source_paths(workdir):
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("warning:") and "16-bit" in lines[0] and ".py" not in lines[0]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares its size and holds no pixels: enough for Pillow's size checks."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_a_batch_goes_on_past_bad_inputs_and_reports_each_once(workdir):
+    (workdir / "junk.png").write_bytes(b"\x89PNG broken")
+    inputs = [workdir / "a.png", workdir / "junk.png", workdir / "gone.png", workdir / "b.png"]
+    result = run("encode", *inputs, "--out-dir", workdir / "enc")
+    assert result.exit_code == 1
+    assert sorted(p.name for p in (workdir / "enc").iterdir()) == ["a.vqc", "b.vqc"]
+    lines = error_lines(result)
+    assert lines[-1] == "encoding: 2 of 4 files done, 2 failed"
+    failures = [line for line in lines if line.startswith("Error: ")]
+    assert len(failures) == 2 and "Traceback" not in result.output
+    assert failures[0] == f"Error: {workdir / 'junk.png'} is not an image Pillow can read"
+    assert failures[1] == f"Error: {workdir / 'gone.png'}: No such file or directory"
+    (workdir / "junk.vqc").write_bytes(b"\x89VQC\x01 cut short")
+    decoded = run("decode", workdir / "enc" / "a.vqc", workdir / "junk.vqc", workdir / "enc" / "b.vqc", "--out-dir", workdir / "dec")
+    assert decoded.exit_code == 1 and sorted(p.name for p in (workdir / "dec").iterdir()) == ["a.png", "b.png"]
+    lines = error_lines(decoded)
+    assert lines[-2].startswith(f"Error: {workdir / 'junk.vqc'}: file is truncated") and lines[-2].count("junk.vqc") == 1
+    assert lines[-1] == "decoding: 2 of 3 files done, 1 failed"
+    assert run("encode", workdir / "a.png", workdir / "b.png", "--out-dir", workdir / "enc2").exit_code == 0
+
+
+def test_jobs_code_files_in_parallel_processes_with_the_same_bytes(workdir):
+    (workdir / "junk.png").write_bytes(b"not an image")
+    inputs = [workdir / "a.png", workdir / "junk.png", workdir / "b.png"]
+    result = run("encode", *inputs, "--out-dir", workdir / "par", "--jobs", 2, "--stages", 1)
+    assert result.exit_code == 1, result.output
+    assert error_lines(result)[-2:] == [f"Error: {workdir / 'junk.png'} is not an image Pillow can read",
+                                        "encoding: 2 of 3 files done, 1 failed"]
+    assert run("encode", workdir / "a.png", workdir / "b.png", "--out-dir", workdir / "seq", "--stages", 1).exit_code == 0
+    for name in ("a.vqc", "b.vqc"):
+        assert (workdir / "par" / name).read_bytes() == (workdir / "seq" / name).read_bytes()
+    assert run("encode", workdir / "a.png", workdir / "x.vqc", "--jobs", 0).exit_code == 2
+
+
+def test_decode_refuses_claims_above_max_pixels(workdir):
+    run("encode", workdir / "a.png", workdir / "a.vqc")
+    refused = run("decode", workdir / "a.vqc", workdir / "out.png", "--max-pixels", 1000)
+    assert refused.exit_code == 1 and "128×96 image (12,288 pixels), more than max_pixels=1,000" in refused.output
+    assert not (workdir / "out.png").exists()
+    assert run("decode", workdir / "a.vqc", workdir / "out.png", "--max-pixels", 12288).exit_code == 0
+    assert run("decode", workdir / "a.vqc", workdir / "o.png", "--max-pixels", 0).exit_code == 2
+
+
+@pytest.mark.parametrize("width,height", [(12000, 9000), (20000, 20000)])
+def test_huge_images_get_one_vqcodec_message(workdir, width, height):
+    (workdir / "huge.png").write_bytes(png_header(width, height))
+    result = run("encode", workdir / "huge.png", workdir / "huge.vqc")
+    assert result.exit_code == 1
+    lines = error_lines(result)
+    assert len(lines) == 1 and str(workdir / "huge.png") in lines[0] and "too large (at most 65535 per side" in lines[0]
+    assert "DOS" not in result.output and "ecompression" not in result.output
+
+
+def test_a_truncated_png_is_named(workdir):
+    data = (workdir / "a.png").read_bytes()
+    (workdir / "cut.png").write_bytes(data[: len(data) // 2])
+    result = run("encode", workdir / "cut.png", workdir / "cut.vqc")
+    assert result.exit_code == 1
+    assert error_lines(result) == [f"Error: {workdir / 'cut.png'} is truncated or damaged: image file is truncated"]
+
+
+def test_an_unwritable_output_names_the_output_not_the_temporary_file(workdir, monkeypatch):
+    def read_only(*args, **kwargs):  # what a read-only filesystem answers to rename and unlink alike
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(args[0]))
+
+    monkeypatch.setattr(os, "replace", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    result = run("encode", workdir / "a.png", workdir / "x.vqc")
+    assert result.exit_code == 1 and ".tmp" not in result.output
+    assert error_lines(result) == [f"Error: {workdir / 'a.png'}: cannot write {workdir / 'x.vqc'}: Read-only file system"]

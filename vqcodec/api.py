@@ -17,7 +17,7 @@ from vqcodec.bitstream import BitstreamError, Header
 from vqcodec.entropy.free_tail import limit_free_tails
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.entropy.stream import decode_grid, encode_grid
-from vqcodec.files import same_file, write_atomic
+from vqcodec.files import check_folder, same_file, write_atomic
 from vqcodec.imaging import check_size, decode_alpha, encode_alpha, prepare_image, to_image, to_padded_tensor
 
 
@@ -306,14 +306,18 @@ def inpaint(
                              temperature=temperature, decoder=decoder)
 
 
-def _refuse_same_file(src: Path, dst: Path) -> None:
+def _check_destination(src: Path, dst: Path) -> None:
+    """Before any work: never over `src`, and only into a folder that exists."""
     if same_file(src, dst):
         raise ValueError(f"output {dst} is the same file as input {src}")
+    check_folder(dst)
 
 
 def compress_file(src: str | Path, dst: str | Path, **options) -> int:
-    """Compress the image at `src` into `dst` (atomically; never over `src`); returns the bytes written."""
-    _refuse_same_file(Path(src), Path(dst))
+    """Compress the image at `src` into `dst` (atomically; never over `src`); returns the bytes written.
+
+    Raises FileNotFoundError before any work when `dst`'s folder does not exist."""
+    _check_destination(Path(src), Path(dst))
     data = compress(Path(src), **options)
     write_atomic(Path(dst), data)
     return len(data)
@@ -321,7 +325,7 @@ def compress_file(src: str | Path, dst: str | Path, **options) -> int:
 
 def decompress_file(src: str | Path, dst: str | Path, **options) -> Image.Image:
     """Decode the stream at `src` and save the image at `dst` (format from its suffix; never over `src`)."""
-    _refuse_same_file(Path(src), Path(dst))
+    _check_destination(Path(src), Path(dst))
     image = decompress(Path(src).read_bytes(), **options)
     write_atomic(Path(dst), encode_image(image, Path(dst).suffix))
     return image

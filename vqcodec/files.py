@@ -1,6 +1,7 @@
 """Writing files so that a crash or a full disk never leaves a partial one behind."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -11,23 +12,37 @@ def same_file(a: Path, b: Path) -> bool:
     return b.exists() and b.resolve() == a.resolve()
 
 
+def check_folder(path: Path) -> None:
+    """Raise FileNotFoundError, saying so, when the folder `path` would be written in is missing
+    (checked before the work that produces the file, not after)."""
+    folder = Path(os.path.realpath(path)).parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Temp file in the same folder, then rename: readers never see a partial file.
 
-    Writing through a symlink replaces the file it points to (not the link), and a file
-    that is replaced keeps its permission bits, as an in-place write would.
+    Writing through a symlink replaces the file it points to (the link stays a link), and a
+    file that is replaced keeps its permission bits, as an in-place write would. Errors name
+    `path`, never the hidden temporary file.
     """
-    path = Path(os.path.realpath(path))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    check_folder(path)
+    target = Path(os.path.realpath(path))
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        if path.exists():
-            shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-    except OSError as error:  # name the file asked for, not the hidden temporary one
-        raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from error
-    finally:
-        tmp.unlink(missing_ok=True)
+        if target.exists():
+            shutil.copymode(target, tmp)
+        os.replace(tmp, target)
+    except BaseException as error:
+        # The cleanup may fail for the same reason (a read-only filesystem refuses even to
+        # unlink what is not there): its error must not replace the one that says what failed.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
+        raise

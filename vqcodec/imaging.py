@@ -2,6 +2,7 @@
 decoded RGB becomes an image of the original mode again. Nothing here touches the model."""
 from __future__ import annotations
 
+import re
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -93,6 +94,7 @@ def _from_pil(image: Image.Image, noticed_16bit: bool = False) -> PreparedImage:
 # The model runs on a whole image at once (about 80 bytes of activations per pixel), so the
 # codec refuses images whose peak memory would run to many GB, though the format allows more.
 MAX_CODEC_PIXELS = 1 << 26
+SIZE_LIMIT = f"at most {MAX_SIDE} per side and {MAX_CODEC_PIXELS} pixels"
 
 
 def check_size(width: int, height: int) -> None:
@@ -101,27 +103,47 @@ def check_size(width: int, height: int) -> None:
     if height == 0 or width == 0:
         raise ValueError(f"image is empty ({width}×{height})")
     if height > MAX_SIDE or width > MAX_SIDE or height * width > MAX_CODEC_PIXELS:
-        raise ValueError(f"image of {width}×{height} is too large (at most {MAX_SIDE} per side and {MAX_CODEC_PIXELS} pixels)")
+        raise ValueError(f"image of {width}×{height} is too large ({SIZE_LIMIT})")
 
 
 def _from_file(source) -> PreparedImage:
-    """Open an image file, checking its declared size before decoding any pixels."""
+    """Open an image file, checking its declared size before decoding any pixels; every
+    error names the file."""
     name = str(source) if isinstance(source, (str, Path)) else "the input"
     try:
-        with Image.open(source) as opened:
-            check_size(*opened.size)
+        with _open_within_codec_limits(source, name) as opened:
             if getattr(opened, "n_frames", 1) > 1:
                 warnings.warn(f"the image has {opened.n_frames} frames; only the first is coded", UserWarning, stacklevel=3)
             # Pillow reads 16-bit RGB(A) PNGs as 8-bit without saying so; the raw mode tells.
             sixteen_bit = any(";16" in str(tile.args) for tile in opened.tile)
             if sixteen_bit:
                 _notice_16bit("the image")
-            opened.load()
+            try:
+                opened.load()
+            except (OSError, SyntaxError) as error:  # Pillow's words for a cut or damaged file
+                raise ValueError(f"{name} is truncated or damaged: {error}") from error
             return _from_pil(ImageOps.exif_transpose(opened), noticed_16bit=sixteen_bit)
-    except Image.DecompressionBombError as error:
-        raise ValueError(str(error)) from error
     except UnidentifiedImageError as error:
         raise ValueError(f"{name} is empty" if _is_empty(source) else f"{name} is not an image Pillow can read") from error
+
+
+def _open_within_codec_limits(source, name: str) -> Image.Image:
+    """`Image.open`, with the codec's size limit as the only one a user hears of: it is below
+    Pillow's decompression-bomb limits, whose own warning and error would speak first."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(source)
+    except Image.DecompressionBombError as error:
+        claimed = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"of {int(claimed[1])} pixels " if claimed else ""
+        raise ValueError(f"{name}: image {size}is too large ({SIZE_LIMIT})") from error
+    try:
+        check_size(*opened.size)
+    except ValueError as error:
+        opened.close()
+        raise ValueError(f"{name}: {error}") from error
+    return opened
 
 
 def _is_empty(source) -> bool:
