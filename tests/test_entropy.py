@@ -108,11 +108,11 @@ def test_limit_free_tails_gives_the_last_index_a_non_zero_codeword_and_requantiz
     prior = skewed_prior(2, 4)
     codebooks = [torch.eye(4) * 2.0, torch.eye(4)]  # [K, D]
     latent = torch.zeros(4, 3, 5)  # [D, h, w]
-    latent[0] = 2.0  # exactly codeword 0 of stage 0 everywhere; the zero residual ties at stage 1
+    latent[0] = 2.0  # exactly codeword 0 of the first stage everywhere; the zero residual ties at the second
     indices = np.zeros((2, 3, 5), dtype=np.int64)
     limited = limit_free_tails(indices, latent, codebooks, prior)
     changed = np.argwhere(limited != indices)
-    assert [tuple(p) for p in changed if p[0] == 0] == [(0, 2, 4)]  # stage 0: only its last position
+    assert [tuple(p) for p in changed if p[0] == 0] == [(0, 2, 4)]  # the first stage: only its last position
     assert limited[0, 2, 4] != 0 and limited[1, 2, 4] != 0
     for stage, payload in enumerate(encode_grid(prior, limited)):
         assert payload, f"stage {stage + 1} codes at least one bit"
