@@ -186,9 +186,19 @@ def to_padded_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:
     return tensor
 
 
+def to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    """Decoded `[3,H,W]` float in [0,1] → `[H,W,3]` uint8."""
+    return (rgb.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
 def to_image(rgb: torch.Tensor, width: int, height: int, mode: str, alpha: np.ndarray | None) -> Image.Image:
     """Decoded `[3,H',W']` in [0,1] → PIL image of `mode`, cropped to `width`×`height`."""
-    array = (rgb[:, :height, :width].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return image_from_uint8(to_uint8(rgb[:, :height, :width]), mode, alpha)
+
+
+def image_from_uint8(array: np.ndarray, mode: str, alpha: np.ndarray | None) -> Image.Image:
+    """Decoded `[H,W,3]` uint8 → PIL image of `mode` (L, LA, RGB or RGBA; `alpha` `[H,W]`
+    uint8 for the modes that have it)."""
     image = Image.fromarray(np.ascontiguousarray(array), "RGB")
     if mode in ("L", "LA"):
         image = image.convert("L")

@@ -1,0 +1,134 @@
+"""Memory and time of `vqcodec encode`/`decode` on large photos: tiled (as shipped) and, where
+it fits, the whole-image path beside it.
+
+Each photo is a mosaic of training images scaled up to about 1 MP apiece (3:2, the size of a
+camera's frame), stored as PPM so that reading and writing it costs little next to the
+codec. Each command runs in its own process; peak RSS is that process's, time is wall time.
+The whole-image path is the same command with tiles larger than the image.
+
+    python benchmarks/tiles.py ../shared/data/train --sizes 1,12,24,50,100 --whole-up-to 24 \\
+        --out benchmarks/results/tiles
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vqcodec.train.data import list_images
+
+PIECE = (1224, 816)  # one training image in the mosaic: about 1 MP, 3:2
+WHOLE_IMAGE = "import vqcodec.tiling; vqcodec.tiling.TILE_TOKENS = 1 << 20"
+
+
+def mosaic(files: list[Path], megapixels: float, seed: int) -> np.ndarray:
+    """uint8 `[H,W,3]`, 3:2, about `megapixels` MP, tiled with randomly chosen training photos."""
+    width = int(round((megapixels * 1e6 * 1.5) ** 0.5))
+    height = int(round(width / 1.5))
+    rng = np.random.default_rng(seed)
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for top in range(0, height, PIECE[1]):
+        for left in range(0, width, PIECE[0]):
+            with Image.open(files[rng.integers(len(files))]) as image:
+                piece = np.asarray(image.convert("RGB").resize(PIECE, Image.BICUBIC))
+            bottom, right = min(top + PIECE[1], height), min(left + PIECE[0], width)
+            out[top:bottom, left:right] = piece[: bottom - top, : right - left]
+    return out
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR (dB) of two uint8 images, in row blocks (the images are up to 100 MP)."""
+    squared = sum(float(np.square(a[top : top + 1024].astype(np.float64) - b[top : top + 1024]).sum())
+                  for top in range(0, a.shape[0], 1024))
+    return 10 * np.log10(255.0**2 / (squared / a.size))
+
+
+def run(arguments: list[str], setup: str = "") -> dict:
+    """Wall seconds and peak RSS (MB) of one `vqcodec` command in a fresh process."""
+    code = f"{setup}\nfrom vqcodec.cli import main\nmain()"
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", code, *arguments])
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"vqcodec {' '.join(arguments)} failed with status {status}")
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+
+
+def measure(photo: np.ndarray, folder: Path, name: str, setup: str) -> dict:
+    source, stream, decoded = folder / "in.ppm", folder / f"{name}.vqc", folder / f"{name}.ppm"
+    if not source.exists():
+        Image.fromarray(photo).save(source)
+    encode = run(["encode", str(source), str(stream), "--force"], setup)
+    decode = run(["decode", str(stream), str(decoded), "--force"], setup)
+    with Image.open(decoded) as image:
+        result = np.asarray(image)
+    return {"encode": encode, "decode": decode, "bytes": stream.stat().st_size,
+            "bpp": 8 * stream.stat().st_size / photo[..., 0].size, "psnr": psnr(photo, result), "decoded": result}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (memory, speed) = plt.subplots(1, 2, figsize=(11, 4))
+    for path_name, style in (("tiled", "o-"), ("whole", "s--")):
+        points = [row for row in rows if path_name in row]
+        mp = [row["megapixels"] for row in points]
+        for step, colour in (("encode", "tab:blue"), ("decode", "tab:orange")):
+            memory.plot(mp, [row[path_name][step]["peak_rss_mb"] / 1024 for row in points], style, color=colour,
+                        label=f"{step}, {path_name}")
+            speed.plot(mp, [row[path_name][step]["seconds"] / row["megapixels"] for row in points], style, color=colour,
+                       label=f"{step}, {path_name}")
+    memory.axhline(1.5, color="gray", linestyle=":", label="1.5 GB")
+    memory.set_ylabel("peak RSS (GB)")
+    speed.set_ylabel("seconds per megapixel")
+    for axis in (memory, speed):
+        axis.set_xscale("log")
+        axis.set_xlabel("megapixels")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", type=Path, help="folder of photos to build the mosaics from (training images)")
+    parser.add_argument("--sizes", default="1,12,24,50,100", help="megapixels, comma-separated")
+    parser.add_argument("--whole-up-to", type=float, default=24, help="also run the whole-image path up to this size")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/tiles"))
+    args = parser.parse_args()
+    files = list_images(args.images)
+    rows = []
+    for index, megapixels in enumerate(float(size) for size in args.sizes.split(",")):
+        photo = mosaic(files, megapixels, seed=index)
+        row = {"megapixels": round(photo[..., 0].size / 1e6, 2), "width": photo.shape[1], "height": photo.shape[0]}
+        with tempfile.TemporaryDirectory() as folder:
+            row["tiled"] = measure(photo, Path(folder), "tiled", "")
+            if megapixels <= args.whole_up_to:
+                row["whole"] = measure(photo, Path(folder), "whole", WHOLE_IMAGE)
+                row["psnr_tiled_minus_whole"] = row["tiled"]["psnr"] - row["whole"]["psnr"]
+                row["max_pixel_difference"] = int(np.abs(row["tiled"]["decoded"].astype(int) - row["whole"]["decoded"]).max())
+                del row["whole"]["decoded"]
+            del row["tiled"]["decoded"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "tiles.json").write_text(json.dumps({"threads": os.environ.get("OMP_NUM_THREADS", "default"),
+                                                     "rows": rows}, indent=1))
+    plot(rows, args.out / "tiles.png")
+
+
+if __name__ == "__main__":
+    main()

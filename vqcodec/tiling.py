@@ -1,0 +1,97 @@
+"""The encoder and the decoder over large images in overlapping tiles: memory bounded at any size.
+
+Both networks are convolutional without normalisation layers, so a token depends only on
+the pixels around it and a pixel only on the tokens around it (the shipped model's
+receptive fields reach about 7 tokens for the encoder and 11 for the decoder). Each tile is
+computed from a window that reaches `MARGIN_TOKENS` past it on every side, and only its
+centre is kept: the result equals the whole-image pass up to float rounding, with no seam,
+and the token grid, and so the file, is the one the whole-image encoder gives. An image of
+at most `TILE_TOKENS` tokens a side runs in one piece, exactly as before.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+
+from vqcodec.imaging import to_padded_tensor, to_uint8
+
+TILE_TOKENS = 256  # 2048 pixels at stride 8: a window's activations stay near 0.3 GB
+MARGIN_TOKENS = 12  # past both networks' receptive fields
+
+
+def tiles(h: int, w: int, tile: int) -> Iterator[tuple[slice, slice]]:
+    """(rows, columns) of the token grid `[h, w]` in tiles of at most `tile` a side."""
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            yield slice(top, min(top + tile, h)), slice(left, min(left + tile, w))
+
+
+def _window(part: slice, size: int, margin: int) -> slice:
+    return slice(max(part.start - margin, 0), min(part.stop + margin, size))
+
+
+def _centre(part: slice, window: slice) -> slice:
+    """Where `part` lies inside `window`, in the window's coordinates."""
+    return slice(part.start - window.start, part.stop - window.start)
+
+
+@torch.no_grad()
+def encode_latent(encoder: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray, stride: int,
+                  device: torch.device, tile: int | None = None, margin: int = MARGIN_TOKENS) -> torch.Tensor:
+    """The encoder's latent of an image, tile by tile where it is large.
+
+    Args:
+        encoder: padded pixels `[1,3,H',W']` in [0,1] → latent `[1,D,H'/f,W'/f]`.
+        rgb: the image, uint8 `[H,W,3]`: only a window of it is ever converted to float.
+        stride: f, the encoder's downsampling.
+        tile, margin: tile side and margin in tokens (default `TILE_TOKENS`, `MARGIN_TOKENS`).
+
+    Returns:
+        float `[1,D,ceil(H/f),ceil(W/f)]` on the CPU.
+    """
+    height, width = rgb.shape[:2]
+    h, w, tile = -(-height // stride), -(-width // stride), tile or TILE_TOKENS
+    if h <= tile and w <= tile:
+        return encoder(to_padded_tensor(rgb, stride).to(device)).cpu()
+    latent = None
+    for rows, cols in tiles(h, w, tile):
+        window_rows, window_cols = _window(rows, h, margin), _window(cols, w, margin)
+        # A window at the bottom or right edge ends inside the image's stride padding, which
+        # `to_padded_tensor` replicates from the edge exactly as for the whole image.
+        pixels = rgb[window_rows.start * stride : window_rows.stop * stride, window_cols.start * stride : window_cols.stop * stride]
+        out = encoder(to_padded_tensor(np.ascontiguousarray(pixels), stride).to(device))  # [1, D, rows+margins, cols+margins]
+        if latent is None:
+            latent = torch.empty((1, out.shape[1], h, w), dtype=out.dtype)
+        latent[:, :, rows, cols] = out[:, :, _centre(rows, window_rows), _centre(cols, window_cols)].cpu()
+    return latent
+
+
+@torch.no_grad()
+def decode_pixels(decoder: Callable[[torch.Tensor], torch.Tensor], indices: torch.Tensor, height: int, width: int,
+                  stride: int, tile: int | None = None, margin: int = MARGIN_TOKENS) -> np.ndarray:
+    """The decoded image, tile by tile where it is large.
+
+    Args:
+        decoder: indices `[1,s,h',w']` → pixels `[1,3,h'f,w'f]` in [0,1].
+        indices: `[1,s,h,w]` int64, on the decoder's device.
+        height, width: the image's size (≤ h·f, w·f): the stride padding is cropped away.
+        tile, margin: as in `encode_latent`.
+
+    Returns:
+        uint8 `[height,width,3]`.
+    """
+    _, _, h, w = indices.shape
+    tile = tile or TILE_TOKENS
+    if h <= tile and w <= tile:
+        return to_uint8(decoder(indices)[0, :, :height, :width].cpu())
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for rows, cols in tiles(h, w, tile):
+        window_rows, window_cols = _window(rows, h, margin), _window(cols, w, margin)
+        pixels = decoder(indices[:, :, window_rows, window_cols])[0].cpu()  # [3, window h·f, window w·f]
+        top, left = rows.start * stride, cols.start * stride
+        bottom, right = min(rows.stop * stride, height), min(cols.stop * stride, width)
+        y, x = (top - window_rows.start * stride), (left - window_cols.start * stride)
+        out[top:bottom, left:right] = to_uint8(pixels[:, y : y + bottom - top, x : x + right - left])
+    return out
