@@ -14,8 +14,9 @@ import vqcodec
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import rd  # noqa: E402
-from rd_bd import bd_quality, bd_rate, pchip  # noqa: E402
-from rd_report import same_rate_rows  # noqa: E402
+from rd_bd import bd_quality, bd_rate, quality_at_rates  # noqa: E402
+from rd_reference import load_reference  # noqa: E402
+from rd_report import bd_table, same_rate_rows  # noqa: E402
 
 RATES = [0.1, 0.2, 0.4, 0.8, 1.6]
 
@@ -59,13 +60,25 @@ def test_same_rate_rows_without_ms_ssim_leave_the_verdict_open():
     assert row["psnr_ahead"] is True and row["anchor_ms-ssim"] is None and row["ms-ssim_ahead"] is None
 
 
-def test_pchip_interpolates_knots_and_keeps_lines_straight():
-    x, y = np.array([0.0, 1.0, 3.0, 4.0]), np.array([1.0, 3.0, 7.0, 9.0])  # y = 2x + 1
-    grid = np.linspace(0, 4, 17)
-    assert np.allclose(pchip(x, y, grid), 2 * grid + 1)
-    bumpy = np.array([0.0, 2.0, 2.5, 5.0])
-    assert np.allclose(pchip(x, bumpy, x), bumpy)
-    assert np.all(np.diff(pchip(x, bumpy, np.linspace(0, 4, 101))) >= 0)  # monotone data, monotone curve
+def test_interpolation_passes_through_the_measured_points_and_stays_monotone():
+    rates, quality = [0.1, 0.2, 0.4, 0.8], [25.0, 27.0, 27.5, 30.0]
+    assert quality_at_rates(rates, quality, rates) == pytest.approx(quality)
+    between = quality_at_rates(rates, quality, list(np.geomspace(0.1, 0.8, 50)))
+    assert np.all(np.diff(between) >= 0)  # monotone data, monotone curve
+    assert quality_at_rates(rates, quality, [0.05, 1.0]) == [None, None]
+
+
+def test_committed_kodak_bd_figures_reproduce_to_their_printed_precision():
+    results = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "kodak"
+    reference = Path(__file__).resolve().parent.parent / "benchmarks" / "reference" / "compressai_kodak.csv"
+    committed = json.loads((results / "rd.json").read_text())
+    curves = {name: json.loads((results / file).read_text()) for name, file in committed["curves"].items()}
+    for row, again in zip(committed["bd"], bd_table(curves, load_reference(reference)), strict=True):
+        assert (row["test"], row["anchor"]) == (again["test"], again["anchor"])
+        for key, digits in (("bd_rate_psnr_percent", 1), ("bd_psnr_db", 2), ("bd_rate_ms_ssim_percent", 1)):
+            assert (row[key] is None) == (again[key] is None)
+            if row[key] is not None:
+                assert round(row[key], digits) == round(again[key], digits), (row["test"], row["anchor"], key)
 
 
 def _write_tiny_images(folder: Path) -> None:
@@ -102,20 +115,23 @@ def test_benchmark_with_two_codecs_writes_wellformed_outputs(tmp_path):
 
 
 def _jpeg_backed_vqcodec(monkeypatch):
-    """Stand in for the vqcodec API: each stage raises the JPEG quality."""
+    """Stand in for the vqcodec API (as the package and the evaluation library see it): each
+    stage raises the JPEG quality."""
+    import vqcodec.evaluate
 
-    def compress(image, *, stages=None, model=None):
+    def compress(image, *, stages=None, model=None, **options):
         buffer = io.BytesIO()
         Image.fromarray(np.asarray(image)).save(buffer, format="JPEG", quality=5 + 20 * (stages or 4))
         return buffer.getvalue()
 
-    def decompress(data, *, stages=None, decoder="fidelity"):
+    def decompress(data, *, stages=None, decoder="fidelity", **options):
         return Image.open(io.BytesIO(data)).convert("RGB")
 
     info = {"name": "fake", "stages": 3, "decoders": ["fidelity", "realism"], "stride": 8, "codebook_size": 16}
-    monkeypatch.setattr(vqcodec, "compress", compress, raising=False)
-    monkeypatch.setattr(vqcodec, "decompress", decompress, raising=False)
-    monkeypatch.setattr(vqcodec, "model_info", lambda model=None: info, raising=False)
+    for module in (vqcodec, vqcodec.evaluate):
+        monkeypatch.setattr(module, "compress", compress, raising=False)
+        monkeypatch.setattr(module, "decompress", decompress, raising=False)
+        monkeypatch.setattr(module, "model_info", lambda model=None: info, raising=False)
 
 
 def test_benchmark_covers_every_vqcodec_stage_and_decoder(tmp_path, monkeypatch):
