@@ -10,13 +10,13 @@ steps and against the run's wall-clock time, with its parameter count and traini
     vqcodec train out_dir=runs/probe/commit05 ... commit_weight=0.05
     vqcodec train out_dir=runs/probe/commit01 ... commit_weight=0.01
     python benchmarks/training_probe.py "shipped, lr 7e-4=runs/probe/base" \
-        "wide, lr 7e-4=runs/probe/wide" --out benchmarks/results/architecture_probe
+        "wide, lr 7e-4=runs/probe/wide" --out experiments/architecture/results
     python benchmarks/training_probe.py "commitment 0.25=runs/probe/base" \
         "commitment 0.05=runs/probe/commit05" "commitment 0.01=runs/probe/commit01" \
-        --out benchmarks/results/commitment/probe
+        --out experiments/commitment/results/probe
     python benchmarks/training_probe.py "uniform (control)=benchmarks/results/training/stage-weights-control" \
         "weights 1:1:2:4=benchmarks/results/training/vqc-f8-s4-v3" --from-step 45000 \
-        --out benchmarks/results/stage_weights
+        --out experiments/stage-weights/results
 
 The committed results were made from the logs in benchmarks/results/training/ (each run's
 config.json and metrics.jsonl), which this script reads as it reads a run folder. A run trained

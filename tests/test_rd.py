@@ -162,6 +162,7 @@ def test_unavailable_codec_is_skipped_with_a_reason(tmp_path, monkeypatch):
 def test_entropy_constrained_search_trades_distortion_for_code_length():
     import torch
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments" / "entropy-constrained"))
     from entropy_constrained import fit_code_bits, quantize
 
     torch.manual_seed(0)

@@ -76,7 +76,7 @@ def _rdo_lambdas(loaded: zoo.LoadedModel, prior_name: str, strength, stages: int
 
     The default strength is 1 (the model's tuned λ) with the context prior and 0 otherwise:
     with the static prior's order-0 code lengths such an encoder buys nothing
-    (benchmarks/results/entropy_constrained).
+    (experiments/entropy-constrained).
     """
     if strength is None:
         strength = 1.0 if prior_name == "context" and loaded.rdo_lambdas else 0.0

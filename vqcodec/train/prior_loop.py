@@ -42,7 +42,7 @@ LATEST = "prior_latest.pt"
 
 # Stages 1 and 2 in five groups, the first only 1/16 of the grid, so most tokens see known
 # neighbours; later stages in one group: their same-stage neighbours tell almost nothing
-# (benchmarks/token_context.py) and their pair tables, fitted on training grids, overfit, so
+# (experiments/token-context/token_context.py) and their pair tables, fitted on training grids, overfit, so
 # held-out bits rise with them; one group also decodes in one pass.
 DEFAULT_SCHEDULE = ("pyramid", "pyramid", "all")
 

@@ -7,7 +7,7 @@ Counts come from the first 90% of a `train-prior` token cache, entropies from th
 conditionals are smoothed towards the marginal (add-4 counts), so sparse pairs can score
 slightly worse than the marginal.
 
-    python benchmarks/token_context.py RUN_DIR/tokens.safetensors --out benchmarks/results/token_context
+    python experiments/token-context/token_context.py RUN_DIR/tokens.safetensors --out experiments/token-context/results
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tokens", type=Path, help="train-prior token cache (tokens.safetensors)")
     parser.add_argument("--codebook-size", type=int, default=1024)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/token_context"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/token-context/results"))
     args = parser.parse_args()
     metadata, grids = read_token_cache(args.tokens)
     split = int(0.9 * len(grids))

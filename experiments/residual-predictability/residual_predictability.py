@@ -17,7 +17,7 @@ a codeword is about the centroid of its cell, so the expected residual given it 
 Regressions, frequencies and β are fitted on training images and scored on other training
 images (never Kodak).
 
-    python benchmarks/residual_predictability.py ../shared/data/train --codec vqcodec/weights/vqc-f8-s4-v3.safetensors
+    python experiments/residual-predictability/residual_predictability.py ../shared/data/train --codec vqcodec/weights/vqc-f8-s4-v3.safetensors
 """
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--codec", type=Path, required=True)
     parser.add_argument("--fit", type=int, default=24, help="images to fit regressions and frequencies on")
     parser.add_argument("--held-out", type=int, default=8, help="images to score on")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/residual_predictability"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/residual-predictability/results"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -6,8 +6,8 @@ predicted, so one trained prior can be scored under any of them.
 Held-out grids are the last `--validation` grids of a `train-prior` token cache (the images
 `train-prior` keeps out of training, with its default split).
 
-    python benchmarks/prior_schedule.py RUN_DIR/tokens.safetensors \\
-        --prior vqcodec/weights/vqc-f8-s4-v3-prior.safetensors --out benchmarks/results/prior_schedule.json
+    python experiments/prior-schedule/prior_schedule.py RUN_DIR/tokens.safetensors \\
+        --prior vqcodec/weights/vqc-f8-s4-v3-prior.safetensors --out experiments/prior-schedule/results/prior_schedule.json
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("tokens", type=Path, help="train-prior token cache (tokens.safetensors)")
     parser.add_argument("--prior", type=Path, required=True)
     parser.add_argument("--validation", type=int, default=PriorTrainConfig.validation_images)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/prior_schedule.json"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/prior-schedule/results/prior_schedule.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     prior = load_prior_file(args.prior)

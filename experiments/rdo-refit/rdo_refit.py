@@ -8,14 +8,15 @@ search's indices with the shipped λ, then scores Kodak for the shipped prior an
 refits, each with the nearest codewords and with the search against itself. BD-rate is
 against the shipped prior with the nearest codewords.
 
-    python benchmarks/rdo_refit.py ../shared/data/train ../shared/data/kodak --every 2 \\
-        --out benchmarks/results/rdo/refit
+    python experiments/rdo-refit/rdo_refit.py ../shared/data/train ../shared/data/kodak --every 2 \\
+        --out experiments/rdo-refit/results
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -23,13 +24,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rd_bd import bd_rate
-from rdo import latents, measure_image, summarize
 from vqcodec import zoo
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.imaging import to_padded_tensor
 from vqcodec.train.data import list_images
 from vqcodec.train.prior_loop import PriorTrainConfig, fit_neighbour_tables, token_image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the RD helpers
+from rd_bd import bd_rate  # noqa: E402
+from rdo import latents, measure_image, summarize  # noqa: E402
 
 
 def training_grids(loaded: zoo.LoadedModel, files: list[Path], lambdas: list[float]) -> dict[str, list[np.ndarray]]:
@@ -72,7 +75,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=1, help="use every N-th training image")
     parser.add_argument("--model", default=None, help="zoo model (default: the shipped one)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rdo/refit"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/rdo-refit/results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()

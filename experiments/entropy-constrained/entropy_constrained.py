@@ -13,14 +13,15 @@ indices (the decoder stays as it is). This measures that trade on real images:
   is left out: it would favour the plain encoder);
 - BD-rate is against λ = 0 (benchmarks/rd_bd.py), over all stage counts.
 
-    python benchmarks/entropy_constrained.py ../shared/data/kodak --train ../shared/data/train \\
-        --out benchmarks/results/entropy_constrained
+    python experiments/entropy-constrained/entropy_constrained.py ../shared/data/kodak --train ../shared/data/train \\
+        --out experiments/entropy-constrained/results
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -28,10 +29,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from rd_bd import bd_quality, bd_rate
 from vqcodec import zoo
 from vqcodec.imaging import prepare_image, to_padded_tensor
 from vqcodec.train.data import list_images
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the RD helpers
+from rd_bd import bd_quality, bd_rate  # noqa: E402
 
 DEFAULT_PROFILES = ("0,0,0,0", "0,0.0003,0.0003,0.0003", "0,0.001,0.001,0.001", "0,0.0005,0.001,0.002",
                     "0,0,0,0.002", "0,0,0,0.01")
@@ -126,7 +129,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="re-encode / refit rounds per profile")
     parser.add_argument("--model", default=None)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/entropy_constrained"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/entropy-constrained/results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()

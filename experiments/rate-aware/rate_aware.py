@@ -7,15 +7,16 @@ rate term changes its indices, so it needs its own prior and static prior). The 
 the baseline for the other pairs' BD-rate; `--anchor` adds a measured codec of the RD
 benchmark (e.g. JPEG) at the same bpp and to the plot.
 
-    python benchmarks/rate_aware.py ../shared/data/kodak \\
+    python experiments/rate-aware/rate_aware.py ../shared/data/kodak \\
         --pair shipped vqcodec/weights/vqc-f8-s4.safetensors vqcodec/weights/vqc-f8-s4-prior.safetensors \\
         --pair "λ=0.016" RUN/fitted.safetensors RUN/prior.safetensors \\
-        --anchor benchmarks/results/kodak/jpeg.json --out benchmarks/results/rate_aware
+        --anchor benchmarks/results/kodak/jpeg.json --out experiments/rate-aware/results
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ from vqcodec.metrics import psnr
 from vqcodec.train.data import list_images
 from vqcodec.zoo import file_sha256, load_codec_file
 
-from rd_bd import bd_rate, quality_at_rates
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the RD helpers
+from rd_bd import bd_rate, quality_at_rates  # noqa: E402
 
 TARGET_SAVING = 0.20  # the context prior's target against the static prior
 
@@ -121,7 +123,7 @@ def main() -> None:
     parser.add_argument("--pair", nargs=3, action="append", required=True, metavar=("NAME", "CODEC", "PRIOR"),
                         help="a codec's weights and the context prior trained on its tokens (repeatable)")
     parser.add_argument("--anchor", type=Path, help="a codec's results from the RD benchmark (e.g. benchmarks/results/kodak/jpeg.json)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rate_aware"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/rate-aware/results"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
     args = parser.parse_args()
