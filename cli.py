@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import sys
 import warnings
@@ -141,6 +140,34 @@ RDO_OPTION = click.option(
     "--rdo", type=click.FloatRange(0, MAX_RDO),
     help="Rate-distortion optimisation with the context prior: 0 = nearest codeword, 1 = the "
     "model's tuned trade-off (the default where it has one), more = smaller files at lower quality.")
+MODEL_OPTION = click.option("--model", help="Model name from the zoo (default: the shipped model; see `vqcodec models`).")
+WEIGHTS_OPTION = click.option(
+    "--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A .safetensors codec weights file instead of a zoo model (its files decode only with it).")
+PRIOR_FILE_OPTION = click.option(
+    "--prior-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A context prior file to code with instead of the model's own (its files decode only with it).")
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from vqcodec.devices import resolve_device
+
+    try:
+        resolve_device(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+    return value
+
+
+DEVICE_OPTION = click.option("--device", default="cpu", show_default=True, callback=_check_device,
+                             help="Where the networks run: cpu, cuda, cuda:N, or auto (cuda when available).")
+
+
+def _model(model: str | None, weights: Path | None) -> str | Path | None:
+    """The API's `model=`: a zoo name (--model) or a weights file (--weights), not both."""
+    if model is not None and weights is not None:
+        raise click.UsageError("give --model or --weights, not both")
+    return weights if weights is not None else model
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -159,24 +186,28 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--stages", type=click.IntRange(1, 16), help="Residual stages to code (fewer = smaller file).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="Largest stage count that fits this many bits per pixel.")
-@click.option("--model", help="Model name (default: the shipped model).")
+@MODEL_OPTION
+@WEIGHTS_OPTION
 @click.option("--prior", type=click.Choice(["context", "static"]), help="Entropy model: context (default: 24-33% fewer bits on Kodak) or static (faster).")
+@PRIOR_FILE_OPTION
 @RDO_OPTION
+@DEVICE_OPTION
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Encode several inputs into this folder.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @JOBS_OPTION
-def encode(paths, stages, bpp, model, prior, rdo, out_dir, force, processes) -> None:
+def encode(paths, stages, bpp, model, weights, prior, prior_file, rdo, device, out_dir, force, processes) -> None:
     """Compress images: `encode INPUT OUTPUT` or `encode IN... --out-dir DIR` ('-' = stdin/stdout)."""
     from PIL import Image
 
     if stages is not None and bpp is not None:
         raise click.UsageError("give --stages or --bpp, not both")
-    work = functools.partial(_encode_file, options=dict(stages=stages, bpp=bpp, model=model, prior=prior, rdo=rdo))
+    work = functools.partial(_encode_file, options=dict(stages=stages, bpp=bpp, model=_model(model, weights), prior=prior,
+                                                        prior_file=prior_file, rdo=rdo, device=device))
     jobs = _plan(paths, out_dir, ".vqc")
     # `encode a.png b.png` is far likelier two inputs without --out-dir than a stream meant to
     # be named like a picture; even with --force, do not overwrite an image with a stream.
     for _, target in jobs:
-        if Path(target).suffix.lower() in Image.registered_extensions():
+        if Path(target).suffix.lower() in set(Image.registered_extensions()) - {".vqc"}:
             raise click.UsageError(f"OUTPUT {target} has an image suffix, but encode writes a .vqc stream "
                                    "(to encode several images, use --out-dir DIR)")
     _run_all(jobs, force, "encoding", work, processes=processes)
@@ -188,12 +219,18 @@ def encode(paths, stages, bpp, model, prior, rdo, out_dir, force, processes) -> 
 @click.option("--decoder", type=click.Choice(["fidelity", "realism"]), default="fidelity", show_default=True)
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse files whose header claims a larger image (bounds memory and time on untrusted files).")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The .safetensors codec weights file that wrote the inputs (for models outside the zoo).")
+@click.option("--prior-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The context prior file that coded the inputs, if not the model's own.")
+@DEVICE_OPTION
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Decode several inputs into this folder (as PNG).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @JOBS_OPTION
-def decode(paths, stages, decoder, max_pixels, out_dir, force, processes) -> None:
+def decode(paths, stages, decoder, max_pixels, weights, prior_file, device, out_dir, force, processes) -> None:
     """Decode .vqc files to images: `decode INPUT OUTPUT` (format from OUTPUT's suffix; '-' = PNG on stdout)."""
-    work = functools.partial(_decode_file, options=dict(stages=stages, decoder=decoder, max_pixels=max_pixels))
+    work = functools.partial(_decode_file, options=dict(stages=stages, decoder=decoder, max_pixels=max_pixels,
+                                                        model=weights, prior_file=prior_file, device=device))
     _run_all(_plan(paths, out_dir, ".png"), force, "decoding", work, processes=processes)
 
 
@@ -218,30 +255,70 @@ def info(path, as_json) -> None:
 
 
 @main.command()
-@click.argument("image", type=click.Path(exists=True, dir_okay=False))
-@click.option("--stages", type=click.IntRange(1, 16), multiple=True, help="Stage counts to try (default: all).")
-@click.option("--model", help="Model name (default: the shipped model).")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--stages", type=click.IntRange(1, 16), multiple=True, help="Operating points (stage counts) to measure (default: all).")
+@MODEL_OPTION
+@WEIGHTS_OPTION
+@PRIOR_FILE_OPTION
 @RDO_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
-def evaluate(image, stages, model, rdo, as_json) -> None:
-    """Encode and decode IMAGE in memory; print bpp, PSNR and MS-SSIM for each stage count."""
-    from vqcodec.evaluate import evaluate as run_evaluation
+@click.option("--decoder", type=click.Choice(["fidelity", "realism"]), default="fidelity", show_default=True)
+@DEVICE_OPTION
+@click.option("--json", "json_out", is_flag=False, flag_value=STDIO, metavar="OUT",
+              help="Write the results as JSON (CompressAI's schema plus per-image rows) to OUT ('-' or no value: stdout).")
+@click.option("--force", is_flag=True, help="Overwrite the --json file.")
+def evaluate(paths, stages, model, weights, prior_file, rdo, decoder, device, json_out, force) -> None:
+    """Encode and decode images (files, or the images in folders) at every stage count; print
+    the mean bpp, PSNR and MS-SSIM of each, or write every figure as JSON."""
+    from vqcodec.evaluate import evaluate as run_evaluation, image_files
 
+    model = _model(model, weights)
+    images = image_files(paths)
+    if not images:
+        raise click.UsageError("no images found in " + ", ".join(paths))
+    if json_out is not None:
+        _check_output(json_out, force, [str(path) for path in images])
     try:
-        rows = run_evaluation(image, stages=list(stages) or None, model=model, rdo=rdo)
+        document = run_evaluation(images, stages=list(stages) or None, decoder=decoder, model=model,
+                                  prior_file=prior_file, rdo=rdo, device=device, progress=True)
     except (ValueError, OSError) as error:
         raise _fail(error) from error
-    if as_json:  # strict JSON: MS-SSIM of images too small for it, PSNR of exact copies as null
-        rows = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()} for row in rows]
-        click.echo(json.dumps(rows, indent=2, allow_nan=False))
+    if json_out is not None:
+        _write_output(json_out, (json.dumps(document, indent=2, allow_nan=False) + "\n").encode())
         return
-    click.echo(f"{'stages':>6} {'bytes':>8} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'enc s':>6} {'dec s':>6}")
+    results = document["results"]
+    click.echo(f"{document['name']}, {len(images)} image(s), means per operating point:")
+    click.echo(f"{'stages':>6} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'enc s':>6} {'dec s':>6}")
+    for i, count in enumerate(document["stages"]):
+        cells = [_cell(results[key][i], spec) for key, spec in (("bpp", "7.4f"), ("psnr-rgb", "8.2f"),
+                 ("ms-ssim-rgb", "8.4f"), ("encoding_time", "6.2f"), ("decoding_time", "6.2f"))]
+        click.echo(f"{count:>6} " + " ".join(cells))
+
+
+def _cell(value: float | None, spec: str) -> str:
+    width = int(spec.split(".")[0])
+    return f"{'n/a':>{width}}" if value is None else format(value, spec)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def models(as_json) -> None:
+    """List the zoo's models: installed and retired (with how to install them), with file
+    size, stage count and the sha256 of the weights."""
+    from vqcodec.zoo import WEIGHTS_PATH_VARIABLE, describe_models
+
+    rows = describe_models()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
     for row in rows:
-        ms_ssim = f"{row['ms_ssim']:>8.4f}" if math.isfinite(row["ms_ssim"]) else f"{'n/a':>8}"
-        click.echo(
-            f"{row['stages']:>6} {row['bytes']:>8} {row['bpp']:>7.4f} {row['psnr']:>8.2f} "
-            f"{ms_ssim} {row['encode_s']:>6.2f} {row['decode_s']:>6.2f}"
-        )
+        status = "installed" if not row["retired"] else "retired, not installed" if row["path"] is None \
+            else f"retired, found through {WEIGHTS_PATH_VARIABLE}"
+        size = "-" if row["bytes"] is None else f"{row['bytes'] / 1e6:.1f} MB"
+        stages = "-" if row["stages"] is None else row["stages"]
+        click.echo(f"{row['name']}{' (default)' if row['default'] else ''}: {status}; {size}; stages {stages}; "
+                   f"sha256 {row['sha256']}")
+        if "install" in row:
+            click.echo(f"    {row['install']}")
 
 
 @main.command()

@@ -27,6 +27,7 @@ CODEC_NAMES = ("vqcodec", "jpeg", "webp", "avif", "jpeg2000", "jpegxl")
 
 Encoder = Callable[[np.ndarray, float], bytes]
 Decoder = Callable[[bytes, str | None], np.ndarray]
+Measurer = Callable[[np.ndarray, float], list[dict]]
 
 
 class CodecUnavailable(RuntimeError):
@@ -46,6 +47,8 @@ class Codec:
         encode: `(rgb [H,W,3] uint8, setting) -> file bytes`.
         decode: `(file bytes, decoder) -> rgb [H,W,3] uint8`.
         decoders: decoder variants sharing one bitstream; `None` for a codec with one.
+        measure: `(rgb, setting) -> rows` (one per decoder, with a `decoder` key) for a codec
+            that measures itself; None: the benchmark's own loop measures `encode`/`decode`.
     """
 
     name: str
@@ -56,6 +59,7 @@ class Codec:
     encode: Encoder
     decode: Decoder
     decoders: tuple[str | None, ...] = (None,)
+    measure: Measurer | None = None
 
     def curve(self, decoder: str | None) -> str:
         """Name of the rate–distortion curve for `decoder` (one curve per decoder)."""
@@ -132,6 +136,7 @@ def _jpegxl() -> Codec:
 
 def _vqcodec(model: str | None) -> Codec:
     import vqcodec
+    from vqcodec.evaluate import measure_image
 
     try:
         info = vqcodec.model_info(model)
@@ -147,10 +152,14 @@ def _vqcodec(model: str | None) -> Codec:
     def decode(data: bytes, decoder: str | None) -> np.ndarray:
         return np.asarray(vqcodec.decompress(data, decoder=decoder).convert("RGB"))
 
+    def measure(rgb: np.ndarray, stages: float) -> list[dict]:  # the library's own measurement, as `vqcodec evaluate`
+        rows = measure_image(rgb, stages=[int(stages)], decoders=info["decoders"], model=model)
+        return [{key: value for key, value in row.items() if key != "stages"} for row in rows]
+
     description = (f"vqcodec model {info['name']}: {info['stages']} residual stages, "
                    f"codebook {info['codebook_size']}, stride {info['stride']}, decoders {', '.join(info['decoders'])}")
     return Codec("vqcodec", "vqcodec", "stages", tuple(range(1, int(info["stages"]) + 1)), description,
-                 encode, decode, tuple(info["decoders"]))
+                 encode, decode, tuple(info["decoders"]), measure)
 
 
 def build_codecs(names: list[str], model: str | None = None) -> tuple[list[Codec], dict[str, str]]:

@@ -54,7 +54,7 @@ def test_rdo_option_trades_size_and_refuses_what_it_cannot_do(workdir):
     assert not_a_number.exit_code == 1 and "rdo must be a number" in not_a_number.output
     assert not (workdir / "s.vqc").exists()
     assert run("encode", "--stages", 1, "--rdo", 0, workdir / "a.png", workdir / "p1.vqc").exit_code == 0
-    rows = json.loads(run("evaluate", workdir / "a.png", "--stages", 1, "--rdo", 0, "--json").output)
+    rows = json.loads(run("evaluate", workdir / "a.png", "--stages", 1, "--rdo", 0, "--json").stdout)["per_image"]
     assert rows[0]["bytes"] == (workdir / "p1.vqc").stat().st_size  # evaluate passes --rdo on
 
 
@@ -229,8 +229,8 @@ def test_evaluate_json_is_strict_json_for_tiny_images(workdir):
     Image.new("RGB", (1, 1), (50, 60, 70)).save(workdir / "one.png")
     result = run("evaluate", workdir / "one.png", "--json", "--stages", 1)
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output, parse_constant=lambda name: pytest.fail(f"non-JSON constant {name}"))
-    assert rows[0]["ms_ssim"] is None
+    document = json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"non-JSON constant {name}"))
+    assert document["results"]["ms-ssim-rgb"] == [None] and document["per_image"][0]["ms_ssim"] is None
     assert "n/a" in run("evaluate", workdir / "one.png", "--stages", 1).output
 
 

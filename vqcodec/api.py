@@ -6,14 +6,17 @@ decompress: unpack + validate → look up the model that wrote it → decode sta
 from __future__ import annotations
 
 import io
+import math
 import numbers
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
 from vqcodec import bitstream, zoo
 from vqcodec.bitstream import BitstreamError, Header
+from vqcodec.devices import exact_matmul, on_device, resolve_device
 from vqcodec.entropy.free_tail import limit_free_tails
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.entropy.stream import decode_grid, encode_grid
@@ -27,6 +30,7 @@ MAX_RDO = 16.0  # larger rdo strengths are surely typos: at 2 the trade is alrea
 # and decoding costs about 80 bytes of memory per pixel, so 2**25 pixels (8K UHD fits, about
 # 2.7 GB at the peak) is the most a file from an unknown source may ask for by default.
 DEFAULT_MAX_PIXELS = 1 << 25
+OUTPUTS = ("pil", "numpy", "torch")
 
 
 def _integer(value, name: str, low: int | None = None, high: int | None = None) -> int:
@@ -41,6 +45,14 @@ def _integer(value, name: str, low: int | None = None, high: int | None = None) 
 
 def _stage_count(requested: int | None, available: int) -> int:
     return available if requested is None else _integer(requested, "stages", 1, available)
+
+
+def stages_for_quality(quality: int, stages: int) -> int:
+    """Stage count for a JPEG-style `quality` in 0..100 on a model of `stages` stages: the
+    range cut into equal bins, lowest bin 1 stage, highest all (4 stages: 0-25 → 1, 26-50 → 2,
+    51-75 → 3, 76-100 → 4). Monotone; the rdo strength stays the model's own."""
+    quality = _integer(quality, "quality", 0, 100)
+    return max(1, math.ceil(quality * stages / 100))
 
 
 def _fit_bpp(bpp: float, prefix_sizes: list[int], pixels: int) -> int:
@@ -67,7 +79,7 @@ def _coding_prior(loaded: zoo.LoadedModel, name: str | None) -> tuple[str, objec
     if name != "context":
         raise ValueError(f"prior must be 'static' or 'context', got {name!r}")
     if loaded.context_prior is None:
-        raise ValueError(f"model {loaded.name!r} ships no context prior; use prior='static'")
+        raise ValueError(f"model {loaded.name!r} ships no context prior; use prior='static' or give prior_file=")
     return name, loaded.context_prior, loaded.prior_hash
 
 
@@ -91,56 +103,76 @@ def _rdo_lambdas(loaded: zoo.LoadedModel, prior_name: str, strength, stages: int
     return [float(strength) * value for value in loaded.rdo_lambdas[:stages]]
 
 
-def _quantize(loaded: zoo.LoadedModel, coding_prior, rgb: np.ndarray, stages: int, lambdas: list[float] | None):
+def _quantize(loaded: zoo.LoadedModel, coding_prior, rgb: np.ndarray, stages: int, lambdas: list[float] | None,
+              device: torch.device):
     """Indices `[stages, h, w]` int64 of a uint8 image `[H,W,3]`, within what decoders accept.
-    The encoder runs tile by tile on large images."""
-    codec = loaded.codec
+    The encoder (tile by tile on large images) and the nearest-codeword search run on
+    `device`; the rate search and the free-tail check are CPU code."""
+    codec = on_device(loaded.codec, device)
     with torch.inference_mode():
-        latent = encode_latent(codec.encoder, rgb, codec.config.stride, torch.device("cpu"))  # [1, D, h, w]
+        latent = encode_latent(codec.encoder, rgb, codec.config.stride, device)  # [1, D, h, w], on the CPU
         if lambdas is None:
-            indices = codec.quantizer.encode(latent, stages)[0].numpy()
-    codebooks = [stage.codebook for stage in codec.quantizer.stages[:stages]]
+            indices = codec.quantizer.encode(latent.to(device), stages)[0].cpu().numpy()
+    codebooks = [stage.codebook for stage in loaded.codec.quantizer.stages[:stages]]
     if lambdas is not None:
         indices = quantize_for_rate(latent[0], codebooks, coding_prior, lambdas)
     return limit_free_tails(indices, latent[0], codebooks, coding_prior)
 
 
 def compress(
-    image, *, stages: int | None = None, bpp: float | None = None, model: str | None = None,
-    prior: str | None = None, rdo: float | None = None,
+    image, *, stages: int | None = None, bpp: float | None = None, quality: int | None = None,
+    model: str | Path | None = None, prior: str | None = None, prior_file: str | Path | None = None,
+    rdo: float | None = None, device: str | torch.device | None = "cpu",
 ) -> bytes:
     """Compress an image into a `.vqc` stream.
 
     Args:
-        image: PIL image, path, numpy uint8 `[H,W]`/`[H,W,2]`/`[H,W,3]`/`[H,W,4]` or float tensor
-            `[3,H,W]` in [0,1]. Any size from 1×1. Grayscale stays grayscale; alpha is kept
+        image: PIL image, path, numpy uint8 `[H,W]`/`[H,W,2]`/`[H,W,3]`/`[H,W,4]` (read-only
+            arrays such as `np.asarray(pil_image)` too) or float tensor `[3,H,W]`/`[1,H,W]`
+            in [0,1]. Any size from 1×1. Grayscale stays grayscale; alpha is kept
             losslessly. 16-bit input is converted to 8-bit with a warning.
         stages: residual stages to code (1..S, default all): fewer stages, fewer bits.
         bpp: instead of `stages`, the largest stage count whose real file fits this many bits
             per pixel.
-        model: model name from the zoo (default `vqcodec.zoo.DEFAULT_MODEL`).
+        quality: instead of `stages`, 0..100 mapped onto the stage counts by
+            `stages_for_quality` (as Pillow's `save(quality=...)`).
+        model: a zoo model name (default `vqcodec.zoo.DEFAULT_MODEL`), or the path of a
+            `.safetensors` codec weights file (a `Path`, or a string ending in
+            `.safetensors`); its streams record the file's name and sha256, and decode only
+            with the same file.
         prior: "context" (default where the model ships one: fewer bits, about 0.3 s more
             to decode a Kodak image) or "static" (order-0 frequencies, fastest).
+        prior_file: path of a context prior file (`vqcodec train-prior`) to code with instead
+            of the model's own; its streams decode only with the same file.
         rdo: strength of rate–distortion-optimised quantization with the context prior
             (`vqcodec.entropy.rdo`): 0 picks the nearest codeword, 1 the model's tuned
             trade-off, larger values smaller files at lower quality (at most 16). Default: 1
             with the context prior of a model that has a tuned profile, else 0. The search
             runs the prior once more, so it slows encoding.
+        device: where the networks run: "cpu" (default), "cuda", "cuda:N" or "auto" (CUDA
+            when available). Streams decode alike on any device.
 
     Returns:
         The stream, header included.
     """
-    if stages is not None and bpp is not None:
-        raise ValueError("give stages or bpp, not both")
-    loaded = zoo.load_model(model)
+    given = [name for name, value in (("stages", stages), ("bpp", bpp), ("quality", quality)) if value is not None]
+    if len(given) > 1:
+        raise ValueError(f"give one of stages, bpp and quality, not both {given[0]} and {given[1]}")
+    device = resolve_device(device)
+    loaded = zoo.load(model, prior_file)
     prior_name, coding_prior, prior_hash = _coding_prior(loaded, prior)
     config = loaded.codec.config
+    if quality is not None:
+        stages = stages_for_quality(quality, config.stages)
     count = _stage_count(stages, config.stages) if bpp is None else config.stages
     lambdas = _rdo_lambdas(loaded, prior_name, rdo, count)
+    if isinstance(image, np.ndarray) and not image.flags.writeable:
+        image = image.copy()  # torch warns on (and cannot share) read-only arrays
     prepared = prepare_image(image)
     height, width = prepared.rgb.shape[:2]
-    indices = _quantize(loaded, coding_prior, prepared.rgb, count, lambdas)
-    payloads = encode_grid(coding_prior, indices)
+    indices = _quantize(loaded, coding_prior, prepared.rgb, count, lambdas, device)
+    with exact_matmul():
+        payloads = encode_grid(on_device(coding_prior, device), indices)
     fields = dict(
         model_id=loaded.name, weights_hash=loaded.weights_hash, prior=prior_name, prior_hash=prior_hash,
         width=width, height=height, mode=prepared.mode, stride=config.stride, codebook_size=config.codebook_size,
@@ -157,31 +189,58 @@ def read_header(data: bytes) -> Header:
     return bitstream.read_header(data)
 
 
-def _model_for(header: Header) -> tuple[zoo.LoadedModel, object]:
-    """The model and prior that wrote `header`'s stream, or a BitstreamError saying why not
-    (for a retired model or prior: how to install it)."""
-    if header.model_id not in zoo.MODELS:
-        raise BitstreamError(f"unknown model {header.model_id!r}: this installation has {', '.join(zoo.installed_models())}")
-    entry = zoo.MODELS[header.model_id]
-    if bytes.fromhex(entry.weights.sha256)[: len(header.weights_hash)] != header.weights_hash:
-        raise BitstreamError(
-            f"weights hash mismatch: the file was written by weights {header.weights_hash.hex()} of model "
-            f"{header.model_id!r}, this version of vqcodec knows {entry.weights.sha256[:16]}"
-        )
-    try:
-        prior = None if header.prior == "static" else zoo.find_prior(header.model_id, header.prior_hash)
-        loaded = zoo.load_model(header.model_id, prior)
-    except zoo.NotInstalled as error:
-        raise BitstreamError(f"cannot decode this file: {error}") from error
+def _model_for(header: Header, model: str | Path | None = None,
+               prior_file: str | Path | None = None) -> tuple[zoo.LoadedModel, object]:
+    """The model and prior that wrote `header`'s stream (by default the zoo model it names;
+    `model` and `prior_file` as in `compress`), or a BitstreamError saying why not (for a
+    retired model or prior: how to install it)."""
+    if zoo.is_model_file(model):
+        loaded = zoo.load_model_file(model, prior_file)
+    else:
+        loaded = _zoo_model_for(header, model or header.model_id, prior_file)
+    if loaded.weights_hash != header.weights_hash:
+        raise BitstreamError(f"weights hash mismatch: the file was written by weights {header.weights_hash.hex()} of "
+                             f"model {header.model_id!r}, {model} has weights {loaded.weights_hash.hex()}")
+    if header.prior == "context" and loaded.context_prior is None:
+        raise BitstreamError(f"the file was coded with context prior {header.prior_hash.hex()}, which {model} does not "
+                             "ship: give its file as prior_file=")
+    if header.prior == "context" and loaded.prior_hash != header.prior_hash:
+        raise BitstreamError(f"context prior hash mismatch: the file was coded with prior {header.prior_hash.hex()}, "
+                             f"prior_file {prior_file} is {loaded.prior_hash.hex()}")
     config = loaded.codec.config
     if (header.stride, header.codebook_size) != (config.stride, config.codebook_size) or header.stages > config.stages:
         raise BitstreamError(f"header does not match model {header.model_id!r} (stride, codebook size or stages)")
     return loaded, loaded.codec.prior if header.prior == "static" else loaded.context_prior
 
 
+def _zoo_model_for(header: Header, name: str, prior_file: str | Path | None) -> zoo.LoadedModel:
+    """Zoo model `name` for `header`, its hash checked before any file is looked for (a
+    retired model's file need not be installed to learn that it would not fit)."""
+    if name not in zoo.MODELS:
+        raise BitstreamError(f"unknown model {name!r}: this installation has {', '.join(zoo.installed_models())}; "
+                             "a file written with a weights file decodes with model= that file")
+    if name != header.model_id:
+        raise BitstreamError(f"the file was written by model {header.model_id!r}, not {name!r}")
+    entry = zoo.MODELS[name]
+    if bytes.fromhex(entry.weights.sha256)[: len(header.weights_hash)] != header.weights_hash:
+        raise BitstreamError(
+            f"weights hash mismatch: the file was written by weights {header.weights_hash.hex()} of model "
+            f"{name!r}, this version of vqcodec knows {entry.weights.sha256[:16]}; if a weights file wrote it, "
+            "decode with model= that file"
+        )
+    try:
+        if prior_file is not None:
+            return zoo.load(name, prior_file)
+        return zoo.load_model(name, None if header.prior == "static" else zoo.find_prior(name, header.prior_hash))
+    except zoo.NotInstalled as error:
+        raise BitstreamError(f"cannot decode this file: {error}") from error
+
+
 def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fidelity",
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode a `.vqc` stream to a PIL image of the original size and mode.
+               max_pixels: int | None = DEFAULT_MAX_PIXELS, output: str = "pil",
+               model: str | Path | None = None, prior_file: str | Path | None = None,
+               device: str | torch.device | None = "cpu"):
+    """Decode a `.vqc` stream to an image of the original size and mode.
 
     Args:
         data: the stream. A truncated prefix decodes too when `stages` asks only for the
@@ -190,28 +249,50 @@ def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fideli
         decoder: "fidelity" (highest PSNR) or "realism" where the model has one.
         max_pixels: refuse, from the header alone, a stream that claims a larger image
             (default `DEFAULT_MAX_PIXELS`; None: only the codec's own limit).
+        output: "pil" (a PIL image, mode L, LA, RGB or RGBA), "numpy" (uint8 `[H,W,C]`) or
+            "torch" (float32 `[C,H,W]` in [0,1], the 8-bit values / 255), C = 1, 2, 3 or 4
+            channels for L, LA, RGB, RGBA.
+        model: the weights file (path) that wrote a stream of a model outside the zoo, or a
+            zoo name (default: the model the stream names); checked against the stream's
+            weights hash.
+        prior_file: the context prior file that coded the stream, when it is not the zoo
+            model's; checked against the stream's prior hash.
+        device: where the decoder network and the context prior run, as in `compress`.
 
     Raises:
-        BitstreamError: malformed, corrupt, truncated or foreign streams, and claims above
-            `max_pixels`.
+        BitstreamError: malformed, corrupt, truncated or foreign streams (also weights or a
+            prior that did not write it), and claims above `max_pixels`.
     """
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    device = resolve_device(device)
     check_claim(bitstream.read_header(data), max_pixels)
     header, alpha_bytes, payloads = bitstream.unpack(data, stages)
     try:
         check_size(header.width, header.height)
     except ValueError as error:
         raise BitstreamError(str(error)) from error
-    loaded, coding_prior = _model_for(header)
+    loaded, coding_prior = _model_for(header, model, prior_file)
     h, w = header.grid
     try:
-        indices = decode_grid(coding_prior, payloads, h, w, header.codebook_size)
+        with exact_matmul():
+            indices = decode_grid(on_device(coding_prior, device), payloads, h, w, header.codebook_size)
         alpha = decode_alpha(alpha_bytes, header.width, header.height) if header.mode in bitstream.ALPHA_MODES else None
     except ValueError as error:
         raise BitstreamError(str(error)) from error
+    codec = on_device(loaded.codec, device)
     with torch.inference_mode():
-        rgb = decode_pixels(lambda window: loaded.codec.decode_indices(window, decoder), torch.from_numpy(indices).unsqueeze(0),
+        rgb = decode_pixels(lambda window: codec.decode_indices(window, decoder), torch.from_numpy(indices).unsqueeze(0).to(device),
                             header.height, header.width, header.stride)  # [H, W, 3] uint8, tile by tile on large images
-    return image_from_uint8(rgb, header.mode, alpha)
+    return _as_output(image_from_uint8(rgb, header.mode, alpha), output)
+
+
+def _as_output(image: Image.Image, output: str):
+    """`image` as `decompress(output=...)` gives it."""
+    if output == "pil":
+        return image
+    array = np.array(image).reshape(image.height, image.width, -1)  # [H, W, C], writable
+    return array if output == "numpy" else torch.from_numpy(array).permute(2, 0, 1).float() / 255.0  # [C, H, W]
 
 
 def check_claim(header: Header, max_pixels: int | None) -> None:
@@ -253,17 +334,20 @@ def describe_stream(data: bytes, file_bytes: int | None = None) -> dict:
     }
 
 
-def model_info(model: str | None = None) -> dict:
-    """Name, stage count, decoders, stride and codebook size of a zoo model."""
-    loaded = zoo.load_model(model)
+def model_info(model: str | Path | None = None) -> dict:
+    """Name, weights hash (hex, as streams store it), stage count, decoders, stride and
+    codebook size of a zoo model or a weights file (`model` as in `compress`)."""
+    loaded = zoo.load(model)
     config = loaded.codec.config
+    entry = zoo.MODELS.get(loaded.name)
     return {
         "name": loaded.name,
+        "weights_hash": loaded.weights_hash.hex(),
         "stages": config.stages,
         "decoders": sorted(loaded.codec.decoders),
         "stride": config.stride,
         "codebook_size": config.codebook_size,
-        "description": zoo.MODELS[loaded.name].description,
+        "description": entry.description if entry is not None else f"codec weights file {model}",
     }
 
 
@@ -342,6 +426,8 @@ def encode_image(image: Image.Image, suffix: str) -> bytes:
     """
     extension = (suffix or ".png").lower()
     formats = Image.registered_extensions()
+    if extension == ".vqc":  # Pillow writes it too (the plugin), but decoding to re-encode is a mistake
+        raise ValueError("a .vqc output would code the image again; decode to an image format: .png, .webp, .tif, ...")
     if extension not in formats:
         raise ValueError(f"unknown output image format {extension!r}; use .png, .webp, .bmp, .tif, ...")
     if formats[extension] not in Image.SAVE:

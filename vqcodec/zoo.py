@@ -2,14 +2,17 @@
 
 Models are rebuilt from the config stored in the weights file and loaded strictly after the
 hash is verified; the stream records the name and the first bytes of the hash, so a file is
-never decoded with weights other than those that wrote it.
+never decoded with weights other than those that wrote it. Codec weights outside the zoo
+(a `.safetensors` file from `vqcodec export-model`) load by path: their name comes from the
+file name and their hash from the file itself.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -19,7 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from vqcodec.bitstream import HASH_SIZE
+from vqcodec.bitstream import HASH_SIZE, MAX_MODEL_ID
 from vqcodec.model import CodecConfig, VQCodec
 
 if TYPE_CHECKING:
@@ -150,8 +153,73 @@ def load_codec_file(path: str | Path) -> VQCodec:
 def resolve_name(name: str | None) -> str:
     name = name or DEFAULT_MODEL
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; installed: {', '.join(installed_models())}")
+        raise ValueError(f"unknown model {name!r}; installed: {', '.join(installed_models())} "
+                         "(or give the path of a .safetensors codec weights file)")
     return name
+
+
+def is_model_file(model: str | Path | None) -> bool:
+    """Whether `model` names a weights file rather than a zoo model: a `Path`, or a string
+    that is not a zoo name and ends in `.safetensors`."""
+    return isinstance(model, Path) or (isinstance(model, str) and model not in MODELS and model.endswith(".safetensors"))
+
+
+def load(model: str | Path | None = None, prior_file: str | Path | None = None) -> LoadedModel:
+    """A zoo model by name (default `DEFAULT_MODEL`) or a codec weights file by path, with the
+    context prior of `prior_file` when given (else the zoo model's own; none for a file)."""
+    if is_model_file(model):
+        return load_model_file(model, prior_file)
+    loaded = load_model(model)
+    return loaded if prior_file is None else _with_prior_file(loaded, Path(prior_file))
+
+
+def model_id_for_file(path: Path) -> str:
+    """The model id a weights file writes into streams: its file name without `.safetensors`,
+    lowercased, other characters than [a-z0-9._-] as "-", at most 64 characters."""
+    stem = path.name.removesuffix(".safetensors").lower()
+    return re.sub(r"[^a-z0-9._-]", "-", stem)[:MAX_MODEL_ID] or "model"
+
+
+def load_model_file(path: str | Path, prior_path: str | Path | None = None) -> LoadedModel:
+    """Load codec weights from `path` (and a context prior from `prior_path`), hashed on every
+    call and loaded once per content. Files that a zoo entry lists load as that model.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not codec weights (or not a context prior), or a prior that does not fit.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file {path}")
+    loaded = _load_model_file(str(path.resolve()), file_sha256(path))
+    return loaded if prior_path is None else _with_prior_file(loaded, Path(prior_path))
+
+
+@lru_cache(maxsize=4)
+def _load_model_file(path: str, sha256: str) -> LoadedModel:
+    codec = load_codec_file(path)
+    # A copy of a zoo model's weights keeps that model's name: its streams decode without the file.
+    name = next((name for name, entry in MODELS.items() if entry.weights.sha256 == sha256), model_id_for_file(Path(path)))
+    return LoadedModel(name, codec, bytes.fromhex(sha256)[:HASH_SIZE])
+
+
+def _with_prior_file(loaded: LoadedModel, path: Path) -> LoadedModel:
+    """`loaded` coding with the context prior in `path` (no tuned rdo profile: that belongs to
+    the zoo's own prior)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no context prior file {path}")
+    sha256 = file_sha256(path)
+    prior = _load_prior_file(str(path.resolve()), sha256)
+    config = loaded.codec.config
+    prior.config.check_fits(config.stages, config.codebook_size, f"the context prior {path}")
+    return replace(loaded, context_prior=prior, prior_hash=bytes.fromhex(sha256)[:HASH_SIZE], rdo_lambdas=())
+
+
+@lru_cache(maxsize=4)
+def _load_prior_file(path: str, sha256: str) -> "ContextPrior":
+    from vqcodec.entropy.prior_file import load_prior_file
+
+    return load_prior_file(path)
 
 
 def _install_hint(what: str, file: WeightsFile) -> str:
@@ -160,19 +228,23 @@ def _install_hint(what: str, file: WeightsFile) -> str:
             f"vqcodec and set {WEIGHTS_PATH_VARIABLE}=DIR (docs/models.md)")
 
 
-def _verified_path(what: str, file: WeightsFile) -> Path:
-    """Where `file` is: the package's weights for a shipped file, the folders of
-    VQCODEC_WEIGHTS for a retired one; its sha256 checked."""
+def _locate(file: WeightsFile) -> Path | None:
+    """Where `file` is: the package's weights for a shipped file, the first folder of
+    VQCODEC_WEIGHTS holding it for a retired one; None when it is not there."""
     if file.retired_after is None:
-        path = Path(str(resources.files("vqcodec.weights").joinpath(file.name)))
-        if not path.is_file():
-            raise FileNotFoundError(f"{what} is missing from the installation: {path}")
+        folders = [Path(str(resources.files("vqcodec.weights")))]
     else:
         folders = [Path(folder) for folder in os.environ.get(WEIGHTS_PATH_VARIABLE, "").split(os.pathsep) if folder]
-        found = [folder / file.name for folder in folders if (folder / file.name).is_file()]
-        if not found:
-            raise NotInstalled(_install_hint(what, file))
-        path = found[0]
+    return next((folder / file.name for folder in folders if (folder / file.name).is_file()), None)
+
+
+def _verified_path(what: str, file: WeightsFile) -> Path:
+    """`_locate(file)`, its sha256 checked."""
+    path = _locate(file)
+    if path is None and file.retired_after is None:
+        raise FileNotFoundError(f"{what} is missing from the installation: {file.name}")
+    if path is None:
+        raise NotInstalled(_install_hint(what, file))
     if file_sha256(path) != file.sha256:
         raise ValueError(f"{what} fails its sha256 check (file {path} is corrupt or replaced)")
     return path
@@ -213,3 +285,27 @@ def _load_model(name: str, prior_file: WeightsFile | None) -> LoadedModel:
     if entry.rdo_lambdas and len(entry.rdo_lambdas) != codec.config.stages:
         raise ValueError(f"model {name!r} needs one rdo λ per stage ({codec.config.stages}), has {len(entry.rdo_lambdas)}")
     return LoadedModel(name, codec, weights_hash, prior, bytes.fromhex(prior_file.sha256)[:HASH_SIZE], entry.rdo_lambdas)
+
+
+def describe_models() -> list[dict]:
+    """Every zoo model, shipped and retired (for `vqcodec models`).
+
+    Returns:
+        One dict per model: name, default (bool), retired (bool), sha256 of its codec
+        weights, path, bytes and stages (None where the file is not installed), and for a
+        retired model whose file is missing, `install`: how to get it.
+    """
+    rows = []
+    for name, entry in MODELS.items():
+        path = _locate(entry.weights)
+        stages = None
+        if path is not None:
+            with safe_open(str(path), framework="pt") as handle:
+                stages = CodecConfig.from_json((handle.metadata() or {})["config"]).stages
+        row = {"name": name, "default": name == DEFAULT_MODEL, "retired": entry.weights.retired_after is not None,
+               "sha256": entry.weights.sha256, "path": None if path is None else str(path),
+               "bytes": None if path is None else path.stat().st_size, "stages": stages, "description": entry.description}
+        if path is None and entry.weights.retired_after is not None:
+            row["install"] = _install_hint(f"model {name!r}", entry.weights)
+        rows.append(row)
+    return rows

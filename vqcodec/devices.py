@@ -1,0 +1,66 @@
+"""Where the networks run: device names → torch devices, per-device copies of loaded models,
+and the precision settings that keep the context prior integer-exact on CUDA.
+
+The convolutional encoder and decoders are float networks: on a GPU their outputs differ from
+the CPU's in the last bits, which may move an index between two nearly equidistant codewords
+but never breaks a stream. The context prior must compute the very same frequencies
+everywhere; its sums are exact in float32 (`vqcodec.entropy.fixedpoint`), and TF32 is
+switched off around it all the same, so no reduced-precision matmul can ever touch it.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+DEVICES_HELP = "cpu (default), cuda, cuda:N, or auto (cuda when available)"
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """`device` as a torch device: None and "cpu" → CPU, "auto" → the current CUDA device when
+    there is one (else CPU), "cuda"/"cuda:N" → that GPU.
+
+    Raises:
+        ValueError: an unknown device name, or CUDA asked for where it is not available.
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}; use {DEVICES_HELP}") from error
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r} is not supported; use {DEVICES_HELP}")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use cpu or auto")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} asked for, but there are {torch.cuda.device_count()} CUDA devices")
+    return resolved
+
+
+def on_device(module: nn.Module, device: torch.device) -> nn.Module:
+    """`module` itself on the CPU, else its copy on `device`, made once per process: the
+    loaded models are shared, so they are copied rather than moved."""
+    return module if device.type == "cpu" else _copy_to(module, device)
+
+
+@lru_cache(maxsize=8)
+def _copy_to(module: nn.Module, device: torch.device) -> nn.Module:
+    with torch.inference_mode(False):  # the copy keeps version counters, as the loaded original has
+        return copy.deepcopy(module).to(device)
+
+
+@contextmanager
+def exact_matmul() -> Iterator[None]:
+    """No TF32 in CUDA matmuls and convolutions inside the block (restored after)."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
