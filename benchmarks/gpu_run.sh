@@ -45,6 +45,7 @@ STATUS=()
 FAILED=0
 
 left() { echo $((JOB_SECONDS - SECONDS)); }
+upto() { local most=$1 rest; rest=$(left); echo $((most < rest ? most : rest)); }  # min(most, left)
 minutes() { awk -v s="$1" 'BEGIN { printf "%.3f", s / 60 }'; }
 
 # phase NAME CAP COMMAND...: run COMMAND for at most CAP seconds; record how it ended.
@@ -126,12 +127,12 @@ kernel_phases() {
     # path's tests belong to the test suite).
     local select=()
     [ "$DEVICE" = cuda ] || select=(-k "triton or compiled")
-    phase kernel-tests "$(( ${KERNEL_TEST_SECONDS:-150} < $(left) ? ${KERNEL_TEST_SECONDS:-150} : $(left) ))" \
+    phase kernel-tests "$(upto "${KERNEL_TEST_SECONDS:-150}")" \
         env TRITON_INTERPRET=0 "$PY" -m pytest -v -rs -p no:cacheprovider tests/test_kernels.py ${select[@]+"${select[@]}"}
     local cases=() case
     for case in $KERNEL_CASES; do cases+=(--case "$case"); done
     [ "$DEVICE" = cuda ] || echo "kernel benchmark on $DEVICE: times the chunked torch path, not the Triton kernel"
-    phase kernel-bench "$(( ${KERNEL_BENCH_SECONDS:-90} < $(left) ? ${KERNEL_BENCH_SECONDS:-90} : $(left) ))" \
+    phase kernel-bench "$(upto "${KERNEL_BENCH_SECONDS:-90}")" \
         "$PY" benchmarks/kernel.py --device "$DEVICE" "${cases[@]}" --rounds 3 --out "$WORK/kernel"
     cp "$WORK/kernel/$DEVICE.json" "$OUT/kernel.json" 2>/dev/null || echo "no kernel benchmark JSON"
 }

@@ -52,7 +52,7 @@ def run_job(root: Path, **settings: str) -> tuple[subprocess.CompletedProcess, P
     (root / "wheels").mkdir()  # nothing to install: this environment has every package
     out = root / "out"
     unit = max(2.0, start_up_seconds())
-    seconds = {"JOB_SECONDS": 20 * unit + 20, "GAN_SECONDS": 3 * unit + 4, "TAIL_SECONDS": 2 * unit + 1,
+    seconds = {"JOB_SECONDS": 24 * unit + 20, "GAN_SECONDS": 4 * unit + 4, "TAIL_SECONDS": 3 * unit + 2,
                "OUTPUT_SECONDS": 4 + unit}
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "GPU_DEVICE": "cpu",
            "GPU_WHEELS": str(root / "wheels"), "GPU_STAGES": "3", "GPU_ARGS": TINY, "KERNEL_CASES": "2048,64,16",
