@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vqcodec import coding
 from vqcodec.entropy.prior_file import load_prior_file
-from vqcodec.entropy.rdo import quantize_for_rate
-from vqcodec.entropy.stream import decode_grid, encode_grid
-from vqcodec.imaging import prepare_image, to_padded_tensor
+from vqcodec.imaging import prepare_image
 from vqcodec.train.data import list_images
 from vqcodec.zoo import file_sha256, load_codec_file
 
@@ -37,7 +36,7 @@ def timed_decode(prior, payloads: list[bytes], h: int, w: int, k: int, expected:
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        decoded = decode_grid(prior, payloads, h, w, k)
+        decoded = coding.decode_stages(prior, payloads, h, w, k)
         times.append(time.perf_counter() - started)
         if not np.array_equal(decoded, expected):
             raise AssertionError("decoded indices differ from the encoded ones")
@@ -46,16 +45,12 @@ def timed_decode(prior, payloads: list[bytes], h: int, w: int, k: int, expected:
 
 def measure(image_path: Path, codec, priors: dict, repeats: int, rdo_lambdas: list[float] | None) -> dict:
     """Per-stage coded bytes and decode seconds of one image under each prior."""
-    pixels = to_padded_tensor(prepare_image(image_path).rgb, codec.config.stride)
-    with torch.inference_mode():
-        latent = codec.encoder(pixels)
-    codebooks = [stage.codebook for stage in codec.quantizer.stages]
-    # λ = 0: the nearest codewords, as the plain encoder picks them
-    indices = quantize_for_rate(latent[0], codebooks, priors["context"], rdo_lambdas or [0.0] * len(codebooks))  # [S, h, w]
+    # as `vqcodec encode` quantizes for the context prior (no λ: the nearest codewords)
+    indices = coding.quantize(codec, prepare_image(image_path).rgb, codec.config.stages, priors["context"], rdo_lambdas)
     _, h, w = indices.shape
     row = {"image": image_path.name, "h": h, "w": w}
     for name, prior in priors.items():
-        payloads = encode_grid(prior, indices)
+        payloads = coding.encode_stages(prior, indices)
         row[name] = {"bytes": [len(p) for p in payloads],
                      "decode_s": timed_decode(prior, payloads, h, w, codec.config.codebook_size, indices, repeats)}
     return row

@@ -33,10 +33,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from rd_bd import bd_rate
-from vqcodec import zoo
+from vqcodec import coding, zoo
 from vqcodec.entropy.prior_file import load_prior_file
 from vqcodec.entropy.rdo import quantize_for_rate
-from vqcodec.entropy.stream import encode_grid
 from vqcodec.imaging import prepare_image, to_padded_tensor
 from vqcodec.train.data import list_images
 from vqcodec.zoo import file_sha256
@@ -60,9 +59,9 @@ def measure_image(codec, context_prior, image: torch.Tensor, latent: torch.Tenso
                   lookahead: bool = True) -> dict:
     """Payload bits per stage under both priors and PSNR at every stage count, for one image
     quantized against `context_prior`."""
-    codebooks = [stage.codebook for stage in codec.quantizer.stages]
+    codebooks = coding.codebooks(codec)
     indices = quantize_for_rate(latent, codebooks, context_prior, lambdas, lookahead=lookahead)  # [S, h, w]
-    row = {name: [8 * len(p) for p in encode_grid(prior, indices)]
+    row = {name: [8 * len(p) for p in coding.encode_stages(prior, indices)]
            for name, prior in (("context", context_prior), ("static", codec.prior))}
     with torch.inference_mode():
         row["psnr"] = [-10 * math.log10(F.mse_loss(codec.decode_indices(torch.from_numpy(indices[None, :n])), image).item())
@@ -74,9 +73,8 @@ def latents(codec, files: list[Path]) -> list[tuple[torch.Tensor, torch.Tensor]]
     """(padded image `[1,3,H,W]`, latent `[D,h,w]`) per file."""
     out = []
     for path in tqdm(files, desc="encode", leave=False):
-        image = to_padded_tensor(prepare_image(path).rgb, codec.config.stride)
-        with torch.inference_mode():
-            out.append((image, codec.encoder(image)[0]))
+        rgb = prepare_image(path).rgb
+        out.append((to_padded_tensor(rgb, codec.config.stride), coding.latent_of(codec, rgb)))
     return out
 
 

@@ -1,7 +1,8 @@
 """Public compression API: bytes in, bytes out, plus thin file wrappers.
 
-compress: image → normalise → pad → encoder + residual VQ → entropy-code each stage → pack.
-decompress: unpack + validate → look up the model that wrote it → decode stages → crop.
+compress: resolve the model and options → normalise the image → `coding` (quantize, code each
+stage) → pack. decompress: unpack + validate → look up the model that wrote it → `coding`
+(decode the stages, reconstruct) → image. The pipeline itself lives in `vqcodec.coding`.
 """
 from __future__ import annotations
 
@@ -14,15 +15,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vqcodec import bitstream, zoo
+from vqcodec import bitstream, coding, zoo
 from vqcodec.bitstream import BitstreamError, Header
-from vqcodec.devices import exact_matmul, on_device, resolve_device
-from vqcodec.entropy.free_tail import limit_free_tails
-from vqcodec.entropy.rdo import quantize_for_rate
-from vqcodec.entropy.stream import decode_grid, encode_grid
+from vqcodec.devices import resolve_device
 from vqcodec.files import check_folder, same_file, write_atomic
 from vqcodec.imaging import check_size, decode_alpha, encode_alpha, image_from_uint8, prepare_image
-from vqcodec.tiling import decode_pixels, encode_latent
 
 
 MAX_RDO = 16.0  # larger rdo strengths are surely typos: at 2 the trade is already past its best (benchmarks/results/rdo)
@@ -103,22 +100,6 @@ def _rdo_lambdas(loaded: zoo.LoadedModel, prior_name: str, strength, stages: int
     return [float(strength) * value for value in loaded.rdo_lambdas[:stages]]
 
 
-def _quantize(loaded: zoo.LoadedModel, coding_prior, rgb: np.ndarray, stages: int, lambdas: list[float] | None,
-              device: torch.device):
-    """Indices `[stages, h, w]` int64 of a uint8 image `[H,W,3]`, within what decoders accept.
-    The encoder (tile by tile on large images) and the nearest-codeword search run on
-    `device`; the rate search and the free-tail check are CPU code."""
-    codec = on_device(loaded.codec, device)
-    with torch.inference_mode():
-        latent = encode_latent(codec.encoder, rgb, codec.config.stride, device)  # [1, D, h, w], on the CPU
-        if lambdas is None:
-            indices = codec.quantizer.encode(latent.to(device), stages)[0].cpu().numpy()
-    codebooks = [stage.codebook for stage in loaded.codec.quantizer.stages[:stages]]
-    if lambdas is not None:
-        indices = quantize_for_rate(latent[0], codebooks, coding_prior, lambdas)
-    return limit_free_tails(indices, latent[0], codebooks, coding_prior)
-
-
 def compress(
     image, *, stages: int | None = None, bpp: float | None = None, quality: int | None = None,
     model: str | Path | None = None, prior: str | None = None, prior_file: str | Path | None = None,
@@ -170,9 +151,8 @@ def compress(
         image = image.copy()  # torch warns on (and cannot share) read-only arrays
     prepared = prepare_image(image)
     height, width = prepared.rgb.shape[:2]
-    indices = _quantize(loaded, coding_prior, prepared.rgb, count, lambdas, device)
-    with exact_matmul():
-        payloads = encode_grid(on_device(coding_prior, device), indices)
+    indices = coding.quantize(loaded.codec, prepared.rgb, count, coding_prior, lambdas, device)
+    payloads = coding.encode_stages(coding_prior, indices, device)
     fields = dict(
         model_id=loaded.name, weights_hash=loaded.weights_hash, prior=prior_name, prior_hash=prior_hash,
         width=width, height=height, mode=prepared.mode, stride=config.stride, codebook_size=config.codebook_size,
@@ -275,15 +255,11 @@ def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fideli
     loaded, coding_prior = _model_for(header, model, prior_file)
     h, w = header.grid
     try:
-        with exact_matmul():
-            indices = decode_grid(on_device(coding_prior, device), payloads, h, w, header.codebook_size)
+        indices = coding.decode_stages(coding_prior, payloads, h, w, header.codebook_size, device)
         alpha = decode_alpha(alpha_bytes, header.width, header.height) if header.mode in bitstream.ALPHA_MODES else None
     except ValueError as error:
         raise BitstreamError(str(error)) from error
-    codec = on_device(loaded.codec, device)
-    with torch.inference_mode():
-        rgb = decode_pixels(lambda window: codec.decode_indices(window, decoder), torch.from_numpy(indices).unsqueeze(0).to(device),
-                            header.height, header.width, header.stride)  # [H, W, 3] uint8, tile by tile on large images
+    rgb = coding.reconstruct(loaded.codec, indices, header.height, header.width, decoder, device)  # [H, W, 3] uint8
     return _as_output(image_from_uint8(rgb, header.mode, alpha), output)
 
 

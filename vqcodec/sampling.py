@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from vqcodec.entropy.context import ContextPrior
-from vqcodec.imaging import prepare_image, to_image, to_padded_tensor
+from vqcodec import coding
+from vqcodec.imaging import image_from_uint8, prepare_image
 from vqcodec.model import VQCodec
 
 MAX_TOKENS = 1 << 20  # largest grid (h·w) sampled in one call; bounds memory and time
@@ -130,6 +131,11 @@ def inpaint_tokens(prior: ContextPrior, tokens: torch.Tensor, token_mask: torch.
     return _resample(prior, tokens.long(), mask.expand(tokens.shape), seed, steps, temperature)
 
 
+def _device_of(codec: VQCodec) -> torch.device:
+    """Where `codec` lives: sampling runs its networks there."""
+    return next(codec.parameters()).device
+
+
 def _check_models(codec: VQCodec, prior: ContextPrior, stages: int | None) -> int:
     """Stages to use; raises ValueError when codec and prior do not belong together."""
     if codec.config.codebook_size != prior.config.codebook_size:
@@ -147,11 +153,6 @@ def _load_mask(mask_image) -> np.ndarray:
     return np.asarray(prepare_image(mask_image).to_pil().convert("L")) > 127
 
 
-def _decode(codec: VQCodec, tokens: torch.Tensor, decoder: str) -> torch.Tensor:
-    device = next(codec.parameters()).device
-    return codec.decode_indices(tokens[None].to(device), decoder)[0].cpu()  # [3, h·f, w·f]
-
-
 def generate_image(codec: VQCodec, prior: ContextPrior, width: int, height: int, *, seed: int,
                    steps: int = DEFAULT_STEPS, temperature: float = 1.0, decoder: str = "fidelity",
                    stages: int | None = None) -> Image.Image:
@@ -164,7 +165,7 @@ def generate_image(codec: VQCodec, prior: ContextPrior, width: int, height: int,
         raise ValueError(f"width and height must be positive integers, got {width!r}×{height!r}")
     f = codec.config.stride
     tokens = sample_tokens(prior, stages, -(-height // f), -(-width // f), seed=seed, steps=steps, temperature=temperature)
-    return to_image(_decode(codec, tokens, decoder), width, height, "RGB", None)
+    return image_from_uint8(coding.reconstruct(codec, tokens, height, width, decoder, _device_of(codec)), "RGB", None)
 
 
 def inpaint_image(codec: VQCodec, prior: ContextPrior, image, mask_image, *, seed: int,
@@ -190,12 +191,12 @@ def inpaint_image(codec: VQCodec, prior: ContextPrior, image, mask_image, *, see
         raise ValueError(f"mask is {mask.shape[1]}×{mask.shape[0]} but the image is {width}×{height}")
     if not mask.any():
         raise ValueError("mask selects no pixels: paint the region to re-sample white")
-    f = codec.config.stride
-    pixels = to_padded_tensor(prepared.rgb, f)  # [1, 3, H', W']
-    indices = codec.encode_indices(pixels.to(next(codec.parameters()).device), stages)[0].cpu()  # [S, h, w]
+    f, device = codec.config.stride, _device_of(codec)
+    indices = torch.from_numpy(coding.quantize(codec, prepared.rgb, stages, device=device))  # [S, h, w]
     padded = np.pad(mask, ((0, -height % f), (0, -width % f)))
     token_mask = torch.from_numpy(padded.reshape(padded.shape[0] // f, f, -1, f).any(axis=(1, 3)))  # [h, w]
     edited = inpaint_tokens(prior, indices, token_mask, seed=seed, steps=steps, temperature=temperature)
-    footprint = token_mask.repeat_interleave(f, 0).repeat_interleave(f, 1)  # [H', W']
-    rgb = torch.where(footprint, _decode(codec, edited, decoder), _decode(codec, indices, decoder))
-    return to_image(rgb, width, height, prepared.mode, prepared.alpha)
+    footprint = token_mask.repeat_interleave(f, 0).repeat_interleave(f, 1)[:height, :width, None].numpy()  # [H, W, 1]
+    rgb = np.where(footprint, coding.reconstruct(codec, edited, height, width, decoder, device),
+                   coding.reconstruct(codec, indices, height, width, decoder, device))
+    return image_from_uint8(rgb, prepared.mode, prepared.alpha)

@@ -24,11 +24,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from vqcodec import coding
 from vqcodec.entropy.context import NEIGHBOUR_OFFSETS, TILES, ContextPrior, PriorConfig, group_map
 from vqcodec.entropy.prior_file import load_prior_file, save_prior_file
 from vqcodec.entropy.fixedpoint import INT8_MAX
-from vqcodec.entropy.rdo import quantize_for_rate
-from vqcodec.imaging import to_padded_tensor
 from vqcodec.zoo import load_codec_file, file_sha256
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -91,13 +90,9 @@ def _encode_file(codec, path: Path, min_side: int, max_side: int, search_prior: 
                  search_lambda: float) -> np.ndarray:
     """One image → `[S, h, w]` int16 token grid: nearest codewords, or searched against
     `search_prior` with relative λ `search_lambda`."""
-    pixels = to_padded_tensor(token_image(path, min_side, max_side), codec.config.stride)
-    if search_prior is None:
-        return codec.encode_indices(pixels)[0].numpy().astype(np.int16)  # [S, h, w]
-    with torch.inference_mode():
-        latent = codec.encoder(pixels)[0]
-    codebooks = [stage.codebook for stage in codec.quantizer.stages]
-    return quantize_for_rate(latent, codebooks, search_prior, [search_lambda] * len(codebooks)).astype(np.int16)
+    stages = codec.config.stages
+    lambdas = None if search_prior is None else [search_lambda] * stages
+    return coding.quantize(codec, token_image(path, min_side, max_side), stages, search_prior, lambdas).astype(np.int16)
 
 
 def read_token_cache(path: Path) -> tuple[dict[str, str], list[np.ndarray]]:

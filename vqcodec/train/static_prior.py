@@ -8,7 +8,8 @@ import click
 import torch
 from tqdm import tqdm
 
-from vqcodec.imaging import prepare_image, to_padded_tensor
+from vqcodec import coding
+from vqcodec.imaging import prepare_image
 from vqcodec.model import VQCodec
 from vqcodec.zoo import load_codec_file
 
@@ -22,9 +23,9 @@ def count_indices(codec: VQCodec, files: list[Path]) -> torch.Tensor:
     config = codec.config
     counts = torch.zeros(config.stages, config.codebook_size, dtype=torch.int64)
     for path in tqdm(files, desc="counting indices", unit="image", dynamic_ncols=True):
-        indices = codec.encode_indices(to_padded_tensor(prepare_image(path).rgb, config.stride))
+        indices = torch.from_numpy(coding.quantize(codec, prepare_image(path).rgb, config.stages))  # [S, h, w]
         for stage in range(config.stages):
-            counts[stage] += torch.bincount(indices[0, stage].flatten(), minlength=config.codebook_size)
+            counts[stage] += torch.bincount(indices[stage].flatten(), minlength=config.codebook_size)
     return counts
 
 

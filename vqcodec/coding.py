@@ -1,0 +1,104 @@
+"""The one quantize-and-code pipeline, from pixels to stage payloads and back:
+
+    pixels ─► encoder (in tiles on large images) ─► nearest codewords or the rate–distortion
+           search against the coding prior ─► no free tail a decoder refuses ─► stage payloads
+    payloads ─► indices ─► codebook lookup + decoder (in tiles) ─► pixels
+
+Everything that writes or reads indices the way `vqcodec encode` does (the API, inpainting,
+prior training's token cache, the export, the benchmarks) goes through these functions, so
+they all see the same indices and bytes. The container and names of models are the API's
+(`vqcodec.api`); the device every step runs on is an explicit argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from vqcodec.devices import exact_matmul, on_device
+from vqcodec.entropy.free_tail import limit_free_tails
+from vqcodec.entropy.rdo import quantize_for_rate
+from vqcodec.entropy.stream import Prior, decode_grid, encode_grid
+from vqcodec.model import VQCodec
+from vqcodec.tiling import decode_pixels, encode_latent
+
+CPU = torch.device("cpu")
+
+
+def codebooks(codec: VQCodec, stages: int | None = None) -> list[torch.Tensor]:
+    """The `[K, D]` codebooks of the first `stages` stages (default all), in stage order."""
+    return [stage.codebook for stage in codec.quantizer.stages[:stages]]
+
+
+@torch.no_grad()
+def latent_of(codec: VQCodec, rgb: np.ndarray, device: torch.device = CPU) -> torch.Tensor:
+    """The encoder's latent `[D, h, w]` (on the CPU) of a uint8 image `[H, W, 3]`, h = ceil(H/f)."""
+    return encode_latent(on_device(codec, device).encoder, rgb, codec.config.stride, device)[0]
+
+
+@torch.no_grad()
+def quantize(
+    codec: VQCodec,
+    rgb: np.ndarray,
+    stages: int,
+    prior: Prior | None = None,
+    lambdas: Sequence[float] | None = None,
+    device: torch.device = CPU,
+) -> np.ndarray:
+    """Indices `[stages, h, w]` int64 of a uint8 image `[H, W, 3]`.
+
+    Args:
+        stages: residual stages to quantize (1..S).
+        prior: the prior that will code the indices. The search runs against it, and the
+            indices keep to what its decoder accepts (no over-long free tail). None: indices
+            that are never coded (training caches), nearest codewords only.
+        lambdas: relative λ per stage for the rate–distortion search (`quantize_for_rate`);
+            None: the nearest codeword at every stage, searched on `device`.
+    """
+    if lambdas is not None and prior is None:
+        raise ValueError("the rate-distortion search needs the prior that will code the indices")
+    latent = latent_of(codec, rgb, device)  # [D, h, w]
+    books = codebooks(codec, stages)
+    if lambdas is None:
+        indices = on_device(codec, device).quantizer.encode(latent[None].to(device), stages)[0].cpu().numpy()
+    else:
+        indices = quantize_for_rate(latent, books, prior, lambdas)
+    return indices if prior is None else limit_free_tails(indices, latent, books, prior)
+
+
+def encode_stages(prior: Prior, indices: np.ndarray, device: torch.device = CPU) -> list[bytes]:
+    """Indices `[S, h, w]` → one entropy-coded payload per stage."""
+    with exact_matmul():
+        return encode_grid(on_device(prior, device), indices)
+
+
+def decode_stages(
+    prior: Prior, payloads: list[bytes], h: int, w: int, codebook_size: int, device: torch.device = CPU
+) -> np.ndarray:
+    """The first len(payloads) stages' payloads → indices `[n, h, w]` int64.
+
+    Raises:
+        ValueError: a payload that is corrupt, runs dry or holds data past its grid.
+    """
+    with exact_matmul():
+        return decode_grid(on_device(prior, device), payloads, h, w, codebook_size)
+
+
+@torch.no_grad()
+def reconstruct(
+    codec: VQCodec,
+    indices: np.ndarray | torch.Tensor,
+    height: int,
+    width: int,
+    decoder: str = "fidelity",
+    device: torch.device = CPU,
+) -> np.ndarray:
+    """Indices `[s, h, w]` → the decoded image, uint8 `[height, width, 3]` (≤ h·f × w·f: the
+    stride padding is cropped away)."""
+    model = on_device(codec, device)
+    grid = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor) else indices)
+    return decode_pixels(
+        lambda window: model.decode_indices(window, decoder), grid[None].to(device), height, width, codec.config.stride
+    )
