@@ -9,11 +9,11 @@
     python .ci/budgets.py                      # both checks; exit 1 with the numbers if broken
     python .ci/budgets.py --listing FILE.json  # check a listing [[path, bytes], ...] instead of git's
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,14 +31,18 @@ def tracked_problems(listing: list[tuple[str, int]]) -> list[str]:
     resume_states = [(path, size) for path, size in listing if path.endswith(".pt")]
     problems = []
     if len(resume_states) > 1:
-        problems.append(f"{len(resume_states)} training states are tracked ({', '.join(p for p, _ in resume_states)}); "
-                        "at most one resume state may be, while its run is under way")
+        problems.append(
+            f"{len(resume_states)} training states are tracked ({', '.join(p for p, _ in resume_states)}); "
+            "at most one resume state may be, while its run is under way"
+        )
     counted = sum(size for path, size in listing if not path.endswith(".pt"))
     if counted > TRACKED_LIMIT:
         largest = sorted(listing, key=lambda item: -item[1])[:5]
-        problems.append(f"tracked files take {counted / MIB:.1f} MiB (resume state aside), over the "
-                        f"{TRACKED_LIMIT / MIB:.0f} MiB budget; largest: "
-                        + ", ".join(f"{path} {size / MIB:.1f} MiB" for path, size in largest))
+        problems.append(
+            f"tracked files take {counted / MIB:.1f} MiB (resume state aside), over the "
+            f"{TRACKED_LIMIT / MIB:.0f} MiB budget; largest: "
+            + ", ".join(f"{path} {size / MIB:.1f} MiB" for path, size in largest)
+        )
     return problems
 
 
@@ -51,8 +55,10 @@ def wheel_problems(wheel_bytes: int, members: list[str]) -> list[str]:
     priors = [name for name in weights if "-prior" in Path(name).name]
     codecs = [name for name in weights if name not in priors]
     if (len(codecs), len(priors)) != (1, 1):
-        problems.append(f"the wheel holds {len(codecs)} codec and {len(priors)} prior files ({', '.join(weights) or 'none'}); "
-                        "it must hold exactly one of each")
+        problems.append(
+            f"the wheel holds {len(codecs)} codec and {len(priors)} prior files ({', '.join(weights) or 'none'}); "
+            "it must hold exactly one of each"
+        )
     return problems
 
 
@@ -71,8 +77,9 @@ def built_wheel(root: Path) -> tuple[int, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--listing", type=Path, help="JSON [[path, bytes], ...] to check instead of the git listing; "
-                        "the wheel is then not built")
+    parser.add_argument(
+        "--listing", type=Path, help="JSON [[path, bytes], ...] to check instead of the git listing; the wheel is then not built"
+    )
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parent.parent
     if args.listing:
@@ -82,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         wheel_bytes, members = built_wheel(root)
         problems = tracked_problems(listing) + wheel_problems(wheel_bytes, members)
         counted = sum(size for path, size in listing if not path.endswith(".pt"))
-        print(f"budgets: tracked {counted / MIB:.1f} MiB of {TRACKED_LIMIT / MIB:.0f}, "
-              f"wheel {wheel_bytes / 1e6:.1f} MB of {WHEEL_LIMIT / 1e6:.0f}")
+        print(
+            f"budgets: tracked {counted / MIB:.1f} MiB of {TRACKED_LIMIT / MIB:.0f}, "
+            f"wheel {wheel_bytes / 1e6:.1f} MB of {WHEEL_LIMIT / 1e6:.0f}"
+        )
     for problem in problems:
         print(f"budget broken: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -3,6 +3,7 @@ entropy of each stage's indices (bits per index, against log2 K).
 
     python benchmarks/codebook_usage.py ../shared/data/kodak --out benchmarks/results/codebook_usage.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,13 @@ def main() -> None:
         entropy = float(-(p[p > 0] * p[p > 0].log2()).sum())
         stages.append({"stage": stage + 1, "used_share": float((counts[stage] > 0).double().mean()), "order0_bits": entropy})
         print(f"stage {stage + 1}: {stages[-1]['used_share']:.1%} of codewords used, order-0 entropy {entropy:.3f} bits")
-    report = {"dataset": args.dataset.name, "images": len(files), "model": loaded.name,
-              "log2_K": math.log2(config.codebook_size), "stages": stages}
+    report = {
+        "dataset": args.dataset.name,
+        "images": len(files),
+        "model": loaded.name,
+        "log2_K": math.log2(config.codebook_size),
+        "stages": stages,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
 

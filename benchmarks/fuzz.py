@@ -9,37 +9,51 @@ derived from the claimed image size (tracemalloc peak and growth of the peak RSS
 
     python benchmarks/fuzz.py --seconds 600 --out benchmarks/results/fuzz/
 """
+
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported: others share the machine
 
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import tracemalloc  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import collections
+import json
+import platform
+import random
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from importlib.metadata import version  # noqa: E402
+from importlib.metadata import version
 
-import torch  # noqa: E402
+import torch
 
-from tests.stream_fuzzer import (  # noqa: E402
-    FUZZ_MAX_PIXELS, Hang, Parts, Unexpected, allocation_bound, check, mutate, seed_streams, warm_up,
+from tests.stream_fuzzer import (
+    FUZZ_MAX_PIXELS,
+    Hang,
+    Parts,
+    Unexpected,
+    allocation_bound,
+    check,
+    mutate,
+    seed_streams,
+    warm_up,
 )
 
 # The code an input can reach: the container, the API's decode path, the entropy decoder, alpha.
-COVERED_FILES = ["vqcodec/bitstream.py", "vqcodec/api.py", "vqcodec/entropy/stream.py",
-                 "vqcodec/entropy/coder.py", "vqcodec/imaging.py"]
+COVERED_FILES = [
+    "vqcodec/bitstream.py",
+    "vqcodec/api.py",
+    "vqcodec/entropy/stream.py",
+    "vqcodec/entropy/coder.py",
+    "vqcodec/imaging.py",
+]
 
 
 def start_coverage():
@@ -122,8 +136,11 @@ def run(seconds: float, seed: int, time_limit: float, out: Path) -> dict:
         "hangs": sum(f["kind"] == "hang" for f in failures),
         "allocations_above_bound": sum(f["kind"] == "allocation" for f in failures),
         "failures": failures,
-        "limits": {"seconds_per_input": time_limit, "max_pixels": FUZZ_MAX_PIXELS,
-                   "allocation_bound": "64 MiB + 1 KiB per claimed pixel (claims above max_pixels count as max_pixels)"},
+        "limits": {
+            "seconds_per_input": time_limit,
+            "max_pixels": FUZZ_MAX_PIXELS,
+            "allocation_bound": "64 MiB + 1 KiB per claimed pixel (claims above max_pixels count as max_pixels)",
+        },
         "slowest_input_seconds": round(slowest, 3),
         "largest_traced_peak_bytes": traced_peak,
         "largest_rss_peak_growth_bytes": rss_growth,
@@ -143,14 +160,30 @@ def main() -> None:
     report = run(args.seconds, args.seed, args.time_limit, args.out)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     report["environment"] = {
-        "command": " ".join(["python", "benchmarks/fuzz.py", *sys.argv[1:]]), "commit": commit,
-        "python": platform.python_version(), "torch": torch.__version__, "constriction": version("constriction"),
-        "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "command": " ".join(["python", "benchmarks/fuzz.py", *sys.argv[1:]]),
+        "commit": commit,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "constriction": version("constriction"),
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
     }
     (args.out / "long_run.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({key: report[key] for key in (
-        "inputs", "distinct_bitstream_errors", "exceptions_other_than_bitstream_error", "hangs",
-        "allocations_above_bound", "slowest_input_seconds")}))
+    print(
+        json.dumps(
+            {
+                key: report[key]
+                for key in (
+                    "inputs",
+                    "distinct_bitstream_errors",
+                    "exceptions_other_than_bitstream_error",
+                    "hangs",
+                    "allocations_above_bound",
+                    "slowest_input_seconds",
+                )
+            }
+        )
+    )
     sys.exit(1 if report["failures"] else 0)
 
 

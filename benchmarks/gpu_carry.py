@@ -5,6 +5,7 @@ named path is missing.
 
     python benchmarks/gpu_carry.py data/train wheels --limit-mib 64      # make gpu-carry-check
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,11 +39,16 @@ def main() -> int:
     named = [(root / path).resolve() for path in args.paths]
     missing = [str(path) for path, full in zip(args.paths, named) if not full.exists()]
     # An untracked file under a named path is counted once, with that path.
-    untracked = [p for p in git_files(root, "--others", "--exclude-standard")
-                 if not any(p.resolve().is_relative_to(full) for full in named)]
+    untracked = [
+        p
+        for p in git_files(root, "--others", "--exclude-standard")
+        if not any(p.resolve().is_relative_to(full) for full in named)
+    ]
     tracked = git_files(root, "--cached")
-    rows = [(f"tracked ({len(tracked)} files)", sum(size(p) for p in tracked)),
-            (f"untracked, not ignored ({len(untracked)} files)", sum(size(p) for p in untracked))]
+    rows = [
+        (f"tracked ({len(tracked)} files)", sum(size(p) for p in tracked)),
+        (f"untracked, not ignored ({len(untracked)} files)", sum(size(p) for p in untracked)),
+    ]
     rows += [(str(path), size(full)) for path, full in zip(args.paths, named)]
     total = sum(bytes_ for _, bytes_ in rows)
     for label, bytes_ in rows + [("total", total)]:

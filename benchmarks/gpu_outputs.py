@@ -10,6 +10,7 @@ cast: it must run when the project's own install failed.
 
     python benchmarks/gpu_outputs.py --runs RUNS --out OUT
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ def archive_logs(runs: Path, target: Path) -> list[str]:
 
 def pick_weights(runs: Path) -> Path | None:
     """The most complete weights file a job wrote: both decoders if the realism phase ran."""
-    return next((p for p in (runs / "vqgan" / "weights.safetensors", runs / "vqvae" / "weights.safetensors")
-                 if p.is_file()), None)
+    return next(
+        (p for p in (runs / "vqgan" / "weights.safetensors", runs / "vqvae" / "weights.safetensors") if p.is_file()), None
+    )
 
 
 def cast_to_bf16(source: Path, target: Path) -> None:
@@ -58,8 +60,7 @@ def place(source: Path, out: Path, name: str, slots: int, max_bytes: int) -> lis
     size = source.stat().st_size
     parts = max(1, math.ceil(size / max_bytes))
     if parts > slots:
-        raise ValueError(f"{source} ({size / MiB:.1f} MiB) needs {parts} files of {max_bytes / MiB:g} MiB, "
-                         f"{slots} are left")
+        raise ValueError(f"{source} ({size / MiB:.1f} MiB) needs {parts} files of {max_bytes / MiB:g} MiB, {slots} are left")
     if parts == 1:
         shutil.copyfile(source, out / name)
         return [out / name]

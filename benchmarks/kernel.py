@@ -18,6 +18,7 @@ the two references (`speedup_vs_fastest`) next to the extra memory of each metho
     python benchmarks/kernel.py --device cuda --out benchmarks/results/kernel
     python benchmarks/kernel.py --device cuda --case 1048576,16384,32 --case 1048576,1024,32   # goal and codec
 """
+
 from __future__ import annotations
 
 import argparse
@@ -119,12 +120,16 @@ def interleaved(methods: dict[str, Search], x: torch.Tensor, codebook: torch.Ten
     others = [name for name in methods if name != ours]
     ratios = {name: statistics.median(t / o for t, o in zip(times[name], times[ours])) for name in others}
     fastest = statistics.median(min(times[name][r] for name in others) / times[ours][r] for r in range(rounds))
-    return {"median_ms": {name: statistics.median(t) for name, t in times.items()}, "speedup_vs": ratios,
-            "speedup_vs_fastest": fastest}
+    return {
+        "median_ms": {name: statistics.median(t) for name, t in times.items()},
+        "speedup_vs": ratios,
+        "speedup_vs_fastest": fastest,
+    }
 
 
-def cases(grid: str, centre: tuple[int, int, int], sweep: dict[str, list[int]],
-          named: list[tuple[int, int, int]] | None = None) -> list[tuple[int, int, int]]:
+def cases(
+    grid: str, centre: tuple[int, int, int], sweep: dict[str, list[int]], named: list[tuple[int, int, int]] | None = None
+) -> list[tuple[int, int, int]]:
     """The `named` cases when given, else the full grid or one-axis sweeps through `centre`
     (each case once, in order)."""
     if named:
@@ -211,7 +216,7 @@ def _plot_chunks(ax, sweeps: list[dict]) -> None:
 
 
 def parse_case(text: str) -> tuple[int, int, int]:
-    """"N,K,D" → (N, K, D), each a positive integer."""
+    """ "N,K,D" → (N, K, D), each a positive integer."""
     try:
         n, k, d = (int(part) for part in text.split(","))
     except ValueError:
@@ -226,12 +231,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/kernel"))
     parser.add_argument("--grid", choices=["sweep", "full"], default="sweep")
-    parser.add_argument("--case", type=parse_case, action="append", metavar="N,K,D",
-                        help="time only this case (repeatable); replaces the grid and the CPU chunk sweep")
+    parser.add_argument(
+        "--case",
+        type=parse_case,
+        action="append",
+        metavar="N,K,D",
+        help="time only this case (repeatable); replaces the grid and the CPU chunk sweep",
+    )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     parser.add_argument("--rounds", type=int, default=None, help="timing rounds (default: 7 CPU, 3 CUDA)")
-    parser.add_argument("--max-matrix-gb", type=float, default=None,
-                        help="skip cases whose N×K float32 matrix is larger (default: 2 on CPU, 80%% of GPU memory)")
+    parser.add_argument(
+        "--max-matrix-gb",
+        type=float,
+        default=None,
+        help="skip cases whose N×K float32 matrix is larger (default: 2 on CPU, 80%% of GPU memory)",
+    )
     return parser.parse_args()
 
 
@@ -245,17 +259,25 @@ def main() -> None:
     centre, sweep = ((GOAL["N"], GOAL["K"], GOAL["D"]), {"N": FULL_N, "K": FULL_K, "D": FULL_D}) if cuda else CPU_SWEEP
     report = {
         "device": torch.cuda.get_device_name(0) if cuda else f"cpu ({platform.processor() or platform.machine()})",
-        "torch": torch.__version__, "threads": args.threads, "rounds": rounds,
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "rounds": rounds,
         "grid": "named cases" if args.case else args.grid,
-        "centre": list(centre), "dtype": "float32", "max_matrix_gb": limit_gb,
+        "centre": list(centre),
+        "dtype": "float32",
+        "max_matrix_gb": limit_gb,
         "timing": "do_bench median (ms)" if cuda else "median of interleaved single calls (ms)",
         "speedup_vs": "median over rounds of (reference time / our time) within a round",
         "speedup_vs_fastest": "median over rounds of (faster reference's time / our time) within a round",
-        "memory": ("extra_bytes_measured: peak CUDA allocation above the inputs, outputs included" if cuda else
-                   "extra_bytes_estimated: float32 temporaries beyond inputs and outputs, from the algorithm; "
-                   "extra_bytes_rss_growth: measured peak RSS growth during one call, outputs included"),
+        "memory": (
+            "extra_bytes_measured: peak CUDA allocation above the inputs, outputs included"
+            if cuda
+            else "extra_bytes_estimated: float32 temporaries beyond inputs and outputs, from the algorithm; "
+            "extra_bytes_rss_growth: measured peak RSS growth during one call, outputs included"
+        ),
         "cuda_tf32_matmul": torch.backends.cuda.matmul.allow_tf32 if cuda else None,
-        "cases": [], "skipped": [],
+        "cases": [],
+        "skipped": [],
     }
     for n, k, d in cases(args.grid, centre, sweep, args.case):
         if 4 * n * k / 2**30 > limit_gb:

@@ -6,6 +6,7 @@ sweeps as wide as 0.05–3 bpp. Only the range where both curves have data is in
 only when it covers at least half of the test curve's range: a delta over a thin slice
 describes one end of a curve, not the comparison.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,8 +45,9 @@ def _monotone_curve(rate: list[float], quality: list[float]) -> tuple[np.ndarray
     return log_rate, q
 
 
-def bd_rate(anchor_rate: list[float], anchor_quality: list[float],
-            test_rate: list[float], test_quality: list[float]) -> float | None:
+def bd_rate(
+    anchor_rate: list[float], anchor_quality: list[float], test_rate: list[float], test_quality: list[float]
+) -> float | None:
     """Average rate difference of the test curve against the anchor at equal quality, in percent.
 
     Negative means the test codec needs fewer bits. Rates in bpp (> 0), quality in any
@@ -60,8 +62,9 @@ def bd_rate(anchor_rate: list[float], anchor_quality: list[float],
     return None if mean_log_ratio is None else (float(np.exp(mean_log_ratio)) - 1.0) * 100.0
 
 
-def bd_quality(anchor_rate: list[float], anchor_quality: list[float],
-               test_rate: list[float], test_quality: list[float]) -> float | None:
+def bd_quality(
+    anchor_rate: list[float], anchor_quality: list[float], test_rate: list[float], test_quality: list[float]
+) -> float | None:
     """Average quality difference (test − anchor) at equal rate, e.g. BD-PSNR in dB; `None` as for
     `bd_rate`, the half-range rule here applying to the test curve's log-rate range."""
     anchor, test = _monotone_curve(anchor_rate, anchor_quality), _monotone_curve(test_rate, test_quality)

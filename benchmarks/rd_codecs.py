@@ -3,11 +3,12 @@
 Every adapter encodes `[H,W,3]` uint8 RGB to the codec's complete file (header included) and
 decodes it back to `[H,W,3]` uint8, single-threaded so that timings compare like for like.
 """
+
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image, features
@@ -21,8 +22,7 @@ JPEG2000_TARGET_BPP = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0)
 JPEGXL_DISTANCES = (25.0, 15.0, 10.0, 6.0, 4.0, 2.5, 1.5, 0.8, 0.4)
 JPEGXL_EFFORT = 7  # libjxl's default effort.
 # Pillow feature id -> the library it stands for, for the recorded descriptions.
-_LIBRARIES = {"jpg": "libjpeg", "libjpeg_turbo": "libjpeg-turbo", "webp": "libwebp", "avif": "libavif",
-              "jpg_2000": "OpenJPEG"}
+_LIBRARIES = {"jpg": "libjpeg", "libjpeg_turbo": "libjpeg-turbo", "webp": "libwebp", "avif": "libavif", "jpg_2000": "OpenJPEG"}
 CODEC_NAMES = ("vqcodec", "jpeg", "webp", "avif", "jpeg2000", "jpegxl")
 
 Encoder = Callable[[np.ndarray, float], bytes]
@@ -74,8 +74,16 @@ def _pillow_decode(data: bytes, decoder: str | None = None) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-def _pillow_codec(name: str, label: str, fmt: str, feature: str, setting_name: str,
-                  settings: tuple[float, ...], options: Callable[[float], dict], detail: str) -> Codec:
+def _pillow_codec(
+    name: str,
+    label: str,
+    fmt: str,
+    feature: str,
+    setting_name: str,
+    settings: tuple[float, ...],
+    options: Callable[[float], dict],
+    detail: str,
+) -> Codec:
     if not features.check(feature):
         raise CodecUnavailable(f"Pillow was built without {feature}")
     library = "libjpeg_turbo" if feature == "jpg" and features.check("libjpeg_turbo") else feature
@@ -90,20 +98,35 @@ def _pillow_codec(name: str, label: str, fmt: str, feature: str, setting_name: s
 
 
 def _jpeg() -> Codec:
-    return _pillow_codec("jpeg", "JPEG", "JPEG", "jpg", "quality", JPEG_QUALITIES,
-                         lambda q: {"quality": int(q), "optimize": True},
-                         "optimize=True, 4:2:0 chroma (Pillow default)")
+    return _pillow_codec(
+        "jpeg",
+        "JPEG",
+        "JPEG",
+        "jpg",
+        "quality",
+        JPEG_QUALITIES,
+        lambda q: {"quality": int(q), "optimize": True},
+        "optimize=True, 4:2:0 chroma (Pillow default)",
+    )
 
 
 def _webp() -> Codec:
-    return _pillow_codec("webp", "WebP", "WEBP", "webp", "quality", WEBP_QUALITIES,
-                         lambda q: {"quality": int(q), "method": 6}, "lossy, method=6")
+    return _pillow_codec(
+        "webp", "WebP", "WEBP", "webp", "quality", WEBP_QUALITIES, lambda q: {"quality": int(q), "method": 6}, "lossy, method=6"
+    )
 
 
 def _avif() -> Codec:
-    return _pillow_codec("avif", "AVIF", "AVIF", "avif", "quality", AVIF_QUALITIES,
-                         lambda q: {"quality": int(q), "speed": AVIF_SPEED, "max_threads": 1},
-                         f"speed={AVIF_SPEED}, 4:2:0, max_threads=1")
+    return _pillow_codec(
+        "avif",
+        "AVIF",
+        "AVIF",
+        "avif",
+        "quality",
+        AVIF_QUALITIES,
+        lambda q: {"quality": int(q), "speed": AVIF_SPEED, "max_threads": 1},
+        f"speed={AVIF_SPEED}, 4:2:0, max_threads=1",
+    )
 
 
 def _jpeg2000() -> Codec:
@@ -112,8 +135,16 @@ def _jpeg2000() -> Codec:
     def options(bpp: float) -> dict:
         return {"quality_mode": "rates", "quality_layers": [24.0 / bpp], "irreversible": True, "mct": 1}
 
-    return _pillow_codec("jpeg2000", "JPEG 2000", "JPEG2000", "jpg_2000", "target bpp", JPEG2000_TARGET_BPP,
-                         options, "JP2 container, 9/7 irreversible wavelet, mct=1, rate set by compression ratio")
+    return _pillow_codec(
+        "jpeg2000",
+        "JPEG 2000",
+        "JPEG2000",
+        "jpg_2000",
+        "target bpp",
+        JPEG2000_TARGET_BPP,
+        options,
+        "JP2 container, 9/7 irreversible wavelet, mct=1, rate set by compression ratio",
+    )
 
 
 def _jpegxl() -> Codec:
@@ -156,10 +187,21 @@ def _vqcodec(model: str | None) -> Codec:
         rows = measure_image(rgb, stages=[int(stages)], decoders=info["decoders"], model=model)
         return [{key: value for key, value in row.items() if key != "stages"} for row in rows]
 
-    description = (f"vqcodec model {info['name']}: {info['stages']} residual stages, "
-                   f"codebook {info['codebook_size']}, stride {info['stride']}, decoders {', '.join(info['decoders'])}")
-    return Codec("vqcodec", "vqcodec", "stages", tuple(range(1, int(info["stages"]) + 1)), description,
-                 encode, decode, tuple(info["decoders"]), measure)
+    description = (
+        f"vqcodec model {info['name']}: {info['stages']} residual stages, "
+        f"codebook {info['codebook_size']}, stride {info['stride']}, decoders {', '.join(info['decoders'])}"
+    )
+    return Codec(
+        "vqcodec",
+        "vqcodec",
+        "stages",
+        tuple(range(1, int(info["stages"]) + 1)),
+        description,
+        encode,
+        decode,
+        tuple(info["decoders"]),
+        measure,
+    )
 
 
 def build_codecs(names: list[str], model: str | None = None) -> tuple[list[Codec], dict[str, str]]:
@@ -173,8 +215,12 @@ def build_codecs(names: list[str], model: str | None = None) -> tuple[list[Codec
         The codecs that can run, and `{name: reason}` for those that cannot.
     """
     factories: dict[str, Callable[[], Codec]] = {
-        "vqcodec": lambda: _vqcodec(model), "jpeg": _jpeg, "webp": _webp, "avif": _avif,
-        "jpeg2000": _jpeg2000, "jpegxl": _jpegxl,
+        "vqcodec": lambda: _vqcodec(model),
+        "jpeg": _jpeg,
+        "webp": _webp,
+        "avif": _avif,
+        "jpeg2000": _jpeg2000,
+        "jpegxl": _jpegxl,
     }
     codecs, skipped = [], {}
     for name in names:

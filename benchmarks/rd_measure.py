@@ -1,4 +1,5 @@
 """Load a dataset and measure one rate point: encode to real bytes, decode, score."""
+
 from __future__ import annotations
 
 import warnings
@@ -45,8 +46,10 @@ def measure(codec: Codec, image_name: str, rgb: np.ndarray, setting: float) -> l
         process CPU).
     """
     points = codec.measure(rgb, setting) if codec.measure is not None else _measure_points(codec, rgb, setting)
-    return [{"image": image_name, "codec": codec.name, "curve": codec.curve(point.pop("decoder")), "setting": setting,
-             **point} for point in points]
+    return [
+        {"image": image_name, "codec": codec.name, "curve": codec.curve(point.pop("decoder")), "setting": setting, **point}
+        for point in points
+    ]
 
 
 def _measure_points(codec: Codec, rgb: np.ndarray, setting: float) -> list[dict]:
@@ -57,9 +60,16 @@ def _measure_points(codec: Codec, rgb: np.ndarray, setting: float) -> list[dict]
     for decoder in codec.decoders:
         with Timer() as decode_time:
             decoded = codec.decode(data, decoder)
-        rows.append({
-            "decoder": decoder, "bytes": len(data), "bpp": 8.0 * len(data) / (height * width), **score(rgb, decoded),
-            "encode_s": encode_time.wall, "decode_s": decode_time.wall,
-            "encode_cpu_s": encode_time.cpu, "decode_cpu_s": decode_time.cpu,
-        })
+        rows.append(
+            {
+                "decoder": decoder,
+                "bytes": len(data),
+                "bpp": 8.0 * len(data) / (height * width),
+                **score(rgb, decoded),
+                "encode_s": encode_time.wall,
+                "decode_s": decode_time.wall,
+                "encode_cpu_s": encode_time.cpu,
+                "decode_cpu_s": decode_time.cpu,
+            }
+        )
     return rows

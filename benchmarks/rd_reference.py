@@ -1,4 +1,5 @@
 """Published Kodak rate–distortion curves (CompressAI), drawn as reference lines and BD anchors."""
+
 from __future__ import annotations
 
 import csv

@@ -3,9 +3,11 @@ count, next to Pillow's JPEG in the same run (a reference for how loaded the mac
 
     python benchmarks/speed.py [IMAGE] [--repeats 5] [--out benchmarks/results/speed]
 """
+
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -17,11 +19,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from PIL import Image
 
-import vqcodec  # noqa: E402
+import vqcodec
 
 DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / "tests" / "data" / "kodim23.png"
 
@@ -52,15 +54,22 @@ def measure(image: Image.Image, threads: int, repeats: int) -> list[dict]:
     rows = []
     for stages in range(1, vqcodec.model_info()["stages"] + 1):
         data = vqcodec.compress(image, stages=stages)
-        encode = median_seconds(lambda: vqcodec.compress(image, stages=stages), repeats)
-        decode = median_seconds(lambda: vqcodec.decompress(data), repeats)
-        rows.append({
-            "threads": threads, "stages": stages, "prior": vqcodec.read_header(data).prior,
-            "bpp": len(data) * 8 / (image.width * image.height),
-            "encode_s": encode, "decode_s": decode,
-            "encode_vs_jpeg": encode / jpeg_encode, "decode_vs_jpeg": decode / jpeg_decode,
-            "jpeg_encode_s": jpeg_encode, "jpeg_decode_s": jpeg_decode,
-        })
+        encode = median_seconds(functools.partial(vqcodec.compress, image, stages=stages), repeats)
+        decode = median_seconds(functools.partial(vqcodec.decompress, data), repeats)
+        rows.append(
+            {
+                "threads": threads,
+                "stages": stages,
+                "prior": vqcodec.read_header(data).prior,
+                "bpp": len(data) * 8 / (image.width * image.height),
+                "encode_s": encode,
+                "decode_s": decode,
+                "encode_vs_jpeg": encode / jpeg_encode,
+                "decode_vs_jpeg": decode / jpeg_decode,
+                "jpeg_encode_s": jpeg_encode,
+                "jpeg_decode_s": jpeg_decode,
+            }
+        )
         print(f"threads={threads} stages={stages}: encode {encode:.3f}s decode {decode:.3f}s")
     return rows
 
@@ -91,9 +100,12 @@ def main() -> None:
     rows = [row for threads in args.threads for row in measure(image, threads, args.repeats)]
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
-        "image": args.image.name, "size": list(image.size), "model": vqcodec.model_info()["name"],
+        "image": args.image.name,
+        "size": list(image.size),
+        "model": vqcodec.model_info()["name"],
         "machine": {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
-        "repeats": args.repeats, "rows": rows,
+        "repeats": args.repeats,
+        "rows": rows,
     }
     (args.out / "speed.json").write_text(json.dumps(report, indent=2))
     plot(rows, args.out / "speed.png")

@@ -9,6 +9,7 @@ The whole-image path is the same command with tiles larger than the image.
     python benchmarks/tiles.py ../shared/data/train --sizes 1,12,24,50,100 --whole-up-to 24 \\
         --out benchmarks/results/tiles
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,9 @@ def mosaic(files: list[Path], megapixels: float, seed: int) -> np.ndarray:
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR (dB) of two uint8 images, in row blocks (the images are up to 100 MP)."""
-    squared = sum(float(np.square(a[top : top + 1024].astype(np.float64) - b[top : top + 1024]).sum())
-                  for top in range(0, a.shape[0], 1024))
+    squared = sum(
+        float(np.square(a[top : top + 1024].astype(np.float64) - b[top : top + 1024]).sum()) for top in range(0, a.shape[0], 1024)
+    )
     return 10 * np.log10(255.0**2 / (squared / a.size))
 
 
@@ -71,8 +73,14 @@ def measure(photo: np.ndarray, folder: Path, name: str, setup: str) -> dict:
     decode = run(["decode", str(stream), str(decoded), "--force"], setup)
     with Image.open(decoded) as image:
         result = np.asarray(image)
-    return {"encode": encode, "decode": decode, "bytes": stream.stat().st_size,
-            "bpp": 8 * stream.stat().st_size / photo[..., 0].size, "psnr": psnr(photo, result), "decoded": result}
+    return {
+        "encode": encode,
+        "decode": decode,
+        "bytes": stream.stat().st_size,
+        "bpp": 8 * stream.stat().st_size / photo[..., 0].size,
+        "psnr": psnr(photo, result),
+        "decoded": result,
+    }
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -86,10 +94,20 @@ def plot(rows: list[dict], path: Path) -> None:
         points = [row for row in rows if path_name in row]
         mp = [row["megapixels"] for row in points]
         for step, colour in (("encode", "tab:blue"), ("decode", "tab:orange")):
-            memory.plot(mp, [row[path_name][step]["peak_rss_mb"] / 1024 for row in points], style, color=colour,
-                        label=f"{step}, {path_name}")
-            speed.plot(mp, [row[path_name][step]["seconds"] / row["megapixels"] for row in points], style, color=colour,
-                       label=f"{step}, {path_name}")
+            memory.plot(
+                mp,
+                [row[path_name][step]["peak_rss_mb"] / 1024 for row in points],
+                style,
+                color=colour,
+                label=f"{step}, {path_name}",
+            )
+            speed.plot(
+                mp,
+                [row[path_name][step]["seconds"] / row["megapixels"] for row in points],
+                style,
+                color=colour,
+                label=f"{step}, {path_name}",
+            )
     memory.axhline(1.5, color="gray", linestyle=":", label="1.5 GB")
     memory.set_ylabel("peak RSS (GB)")
     speed.set_ylabel("seconds per megapixel")
@@ -125,8 +143,9 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "tiles.json").write_text(json.dumps({"threads": os.environ.get("OMP_NUM_THREADS", "default"),
-                                                     "rows": rows}, indent=1))
+    (args.out / "tiles.json").write_text(
+        json.dumps({"threads": os.environ.get("OMP_NUM_THREADS", "default"), "rows": rows}, indent=1)
+    )
     plot(rows, args.out / "tiles.png")
 
 

@@ -7,6 +7,7 @@ reported. Batches are synthetic (seeded uniform noise): this measures the model 
 
     python benchmarks/train_speed.py --out benchmarks/results/train_speed
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,9 +48,14 @@ def vqgan_variant(config: TrainConfig, batch: torch.Tensor) -> Step:
         model.train()(batch)  # initialise the codebooks as stage 1 would
     freeze_all_but_realism(model)
     disc = PatchDiscriminator(config.disc_width, config.disc_layers).to(memory_format=torch.channels_last)
-    parts = GanParts(model, model.decoders["realism"], disc, disc,
-                     torch.optim.AdamW(model.decoders["realism"].parameters(), lr=1e-4),
-                     torch.optim.AdamW(disc.parameters(), lr=1e-4))
+    parts = GanParts(
+        model,
+        model.decoders["realism"],
+        disc,
+        disc,
+        torch.optim.AdamW(model.decoders["realism"].parameters(), lr=1e-4),
+        torch.optim.AdamW(disc.parameters(), lr=1e-4),
+    )
     keep = torch.full((batch.shape[0],), config.model.stages)
     batch = batch.contiguous(memory_format=torch.channels_last)
     return lambda: gan_step(parts, batch, keep, config, adversarial=True)
@@ -138,22 +144,34 @@ def main() -> None:
     warmup, rates = measure(build_variants(args, batch), args.rounds, args.steps, args.batch)
     result = {
         "what": "training throughput, images/s, synthetic batches (model step only, no data loading)",
-        "method": (f"{args.rounds} interleaved rounds of {args.steps} timed steps per variant after one warm-up "
-                   "step each; ratios are taken within a round against the first variant and the median is "
-                   "reported, because other processes share the CPU"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": torch.get_num_threads(),
-                    "torch": torch.__version__, "device": "cpu"},
+        "method": (
+            f"{args.rounds} interleaved rounds of {args.steps} timed steps per variant after one warm-up "
+            "step each; ratios are taken within a round against the first variant and the median is "
+            "reported, because other processes share the CPU"
+        ),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "device": "cpu",
+        },
         "settings": {**vars(args), "out": str(args.out), "model": dataclasses.asdict(CodecConfig())},
         "variants": summarise(rates, warmup),
         "total_seconds": time.perf_counter() - started,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "train_speed.json").write_text(json.dumps(result, indent=1))
-    plot(result["variants"], args.out / "train_speed.png",
-         f"vqcodec training speed, {args.threads} thread(s), batch {args.batch}, CPU shared with other jobs")
+    plot(
+        result["variants"],
+        args.out / "train_speed.png",
+        f"vqcodec training speed, {args.threads} thread(s), batch {args.batch}, CPU shared with other jobs",
+    )
     for name, entry in result["variants"].items():
-        print(f"{name:42s} {entry['images_per_s_median']:7.2f} img/s  ×{entry['ratio_to_baseline_median']:.2f}"
-              f"  first step {entry['first_step_seconds']:.1f}s")
+        print(
+            f"{name:42s} {entry['images_per_s_median']:7.2f} img/s  ×{entry['ratio_to_baseline_median']:.2f}"
+            f"  first step {entry['first_step_seconds']:.1f}s"
+        )
 
 
 if __name__ == "__main__":

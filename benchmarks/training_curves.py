@@ -3,6 +3,7 @@ codebook perplexity over steps.
 
     python benchmarks/training_curves.py RUN_DIR/metrics.jsonl --out benchmarks/results/training/NAME.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:

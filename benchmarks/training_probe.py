@@ -27,6 +27,7 @@ model or the batch.
 Wall-clock time per step comes from the run's own logged images/s (the mean since the run
 started), so runs are comparable only when they ran on the same machine under the same load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,11 +37,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from vqcodec.model import VQCodec  # noqa: E402
-from vqcodec.train.config import TrainConfig  # noqa: E402
-
+from vqcodec.model import VQCodec
+from vqcodec.train.config import TrainConfig
 
 TRAIN_WINDOW = 5000
 
@@ -63,8 +63,11 @@ def summarize(run_dir: Path, until_step: int | None = None, from_step: int = 0) 
     speeds = [row["train/images_per_s"] for row in rows if "train/images_per_s" in row]
     model = VQCodec(config.model)
     stages = range(1, config.model.stages + 1)
-    validations = [row for row in rows if "val/psnr_stages1" in row and row["step"] >= from_step
-                   and (until_step is None or row["step"] <= until_step)]
+    validations = [
+        row
+        for row in rows
+        if "val/psnr_stages1" in row and row["step"] >= from_step and (until_step is None or row["step"] <= until_step)
+    ]
     if not validations:
         raise SystemExit(f"{run_dir} has no validation between steps {from_step} and {until_step or 'its end'}")
     images_per_s = speeds[-1]
@@ -79,12 +82,17 @@ def summarize(run_dir: Path, until_step: int | None = None, from_step: int = 0) 
         "leg": {"lr": config.lr, "commit_weight": config.commit_weight, "ms_ssim_weight": config.ms_ssim_weight},
         "crop": config.crop,
         "images_per_s": images_per_s,
-        "train_window": {"steps": [window[0]["step"], last_step],
-                         **{key: sum(row[f"train/{key}"] for row in window) / len(window) for key in ("mse", "commit")}},
+        "train_window": {
+            "steps": [window[0]["step"], last_step],
+            **{key: sum(row[f"train/{key}"] for row in window) / len(window) for key in ("mse", "commit")},
+        },
         "validation": [
-            {"step": row["step"], "hours": row["step"] * config.batch_size / images_per_s / 3600,
-             "psnr": [row[f"val/psnr_stages{s}"] for s in stages],
-             "usage": [row[f"val/usage_stage{s - 1}"] for s in stages]}
+            {
+                "step": row["step"],
+                "hours": row["step"] * config.batch_size / images_per_s / 3600,
+                "psnr": [row[f"val/psnr_stages{s}"] for s in stages],
+                "usage": [row[f"val/usage_stage{s - 1}"] for s in stages],
+            }
             for row in validations
         ],
     }
@@ -98,7 +106,7 @@ def plot(runs: dict[str, dict], out: Path) -> None:
             hours = [point["hours"] for point in run["validation"]]
             psnr = [point["psnr"][stage] for point in run["validation"]]
             label = f"{name}, {stage + 1} stage{'s' if stage else ''}"
-            line, = by_step.plot(steps, psnr, style, label=label)
+            (line,) = by_step.plot(steps, psnr, style, label=label)
             by_time.plot(hours, psnr, style, color=line.get_color(), label=label)
         usage.plot(steps, [point["usage"][0] for point in run["validation"]], "o-", color=line.get_color(), label=name)
     by_step.set(title="validation PSNR per step", xlabel="step", ylabel="dB")
@@ -114,24 +122,37 @@ def plot(runs: dict[str, dict], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR",
-                        help="a label and a training run's folder (the label ends at the last '=')")
+    parser.add_argument(
+        "runs", nargs="+", metavar="NAME=RUN_DIR", help="a label and a training run's folder (the label ends at the last '=')"
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for probe.json and probe.png")
-    parser.add_argument("--until-step", type=int, help="compare validations up to this step only (a longer run against a shorter one)")
-    parser.add_argument("--from-step", type=int, default=0,
-                        help="compare validations from this step on (legs that branch from one training state)")
+    parser.add_argument(
+        "--until-step", type=int, help="compare validations up to this step only (a longer run against a shorter one)"
+    )
+    parser.add_argument(
+        "--from-step",
+        type=int,
+        default=0,
+        help="compare validations from this step on (legs that branch from one training state)",
+    )
     args = parser.parse_args()
     if any("=" not in item for item in args.runs):
         parser.error("each run is NAME=RUN_DIR")
-    runs = {name: summarize(Path(folder), args.until_step, args.from_step) for name, folder in (item.rsplit("=", 1) for item in args.runs)}
+    runs = {
+        name: summarize(Path(folder), args.until_step, args.from_step)
+        for name, folder in (item.rsplit("=", 1) for item in args.runs)
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "probe.json").write_text(json.dumps(runs, indent=1))
     plot(runs, args.out / "probe.png")
     for name, run in runs.items():
         last = run["validation"][-1]
-        print(f"{name}: {run['encoder_parameters'] / 1e6:.2f} M + {run['decoder_parameters'] / 1e6:.2f} M parameters, "
-              f"{run['images_per_s']:.1f} images/s; step {last['step']} ({last['hours']:.2f} h): "
-              + " / ".join(f"{value:.2f}" for value in last["psnr"]) + " dB")
+        print(
+            f"{name}: {run['encoder_parameters'] / 1e6:.2f} M + {run['decoder_parameters'] / 1e6:.2f} M parameters, "
+            f"{run['images_per_s']:.1f} images/s; step {last['step']} ({last['hours']:.2f} h): "
+            + " / ".join(f"{value:.2f}" for value in last["psnr"])
+            + " dB"
+        )
     print(f"wrote {args.out}")
 
 

@@ -2,6 +2,7 @@
 
 `nearest_codeword` is the one entry point the quantizer calls.
 """
+
 from .dispatch import nearest_codeword
 
 __all__ = ["nearest_codeword"]

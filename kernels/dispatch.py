@@ -1,4 +1,5 @@
 """Validates arguments and picks a backend for the nearest-codeword search."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -18,9 +19,7 @@ def _validate(x: torch.Tensor, codebook: torch.Tensor, backend: str) -> None:
     if not isinstance(x, torch.Tensor) or not isinstance(codebook, torch.Tensor):
         raise TypeError(f"x and codebook must be torch tensors, got {type(x).__name__}, {type(codebook).__name__}")
     if x.dim() != 2 or codebook.dim() != 2:
-        raise ValueError(
-            f"x must be [N, D] and codebook [K, D], got {tuple(x.shape)} and {tuple(codebook.shape)}"
-        )
+        raise ValueError(f"x must be [N, D] and codebook [K, D], got {tuple(x.shape)} and {tuple(codebook.shape)}")
     if x.shape[1] != codebook.shape[1]:
         raise ValueError(f"dimension mismatch: x has D={x.shape[1]}, codebook D={codebook.shape[1]}")
     if x.shape[1] == 0:
@@ -66,9 +65,7 @@ def _resolve(backend: str, device: torch.device) -> str:
 
 
 @torch.no_grad()
-def nearest_codeword(
-    x: torch.Tensor, codebook: torch.Tensor, *, backend: str = "auto"
-) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_codeword(x: torch.Tensor, codebook: torch.Tensor, *, backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Index of the nearest codeword (squared Euclidean distance) for each row of x.
 
     Args:

@@ -2,6 +2,7 @@
 
 It serves CPU tensors (and CUDA tensors when triton is not installed).
 """
+
 from __future__ import annotations
 
 import torch

@@ -7,6 +7,7 @@ and argmin per row. Only `[N]` indices and `[N]` distances ever reach global mem
 This module imports triton at load time; `dispatch.py` imports it only when the Triton
 backend is requested, so the package works without triton installed.
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,13 +35,25 @@ def padded_dim(d: int) -> int:
 @triton.jit
 def _nearest_kernel(
     # Pointers: x [N, D], codebook [K, D], codeword norms [K] fp32; outputs [N] int64 / fp32.
-    x_ptr, codebook_ptr, norms_ptr, index_ptr, distance_ptr,
+    x_ptr,
+    codebook_ptr,
+    norms_ptr,
+    index_ptr,
+    distance_ptr,
     # Sizes; N_BUCKET (N rounded up to a power of two) is only the autotuner's key.
-    N, K, D, N_BUCKET,
+    N,
+    K,
+    D,
+    N_BUCKET,
     # Strides, in elements.
-    stride_xn, stride_xd, stride_ck, stride_cd,
+    stride_xn,
+    stride_xd,
+    stride_ck,
+    stride_cd,
     # Tile sizes (compile-time).
-    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    BLOCK_D: tl.constexpr,
     DOT_FP32: tl.constexpr,
 ):
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -147,9 +160,19 @@ def nearest_codeword_triton(
     codebook32 = codebook.float()
     norms = (codebook32 * codebook32).sum(dim=1).contiguous()  # [K]
     args = (
-        x, codebook, norms, indices, distances,
-        n, k, d, triton.next_power_of_2(n),
-        x.stride(0), x.stride(1), codebook.stride(0), codebook.stride(1),
+        x,
+        codebook,
+        norms,
+        indices,
+        distances,
+        n,
+        k,
+        d,
+        triton.next_power_of_2(n),
+        x.stride(0),
+        x.stride(1),
+        codebook.stride(0),
+        codebook.stride(1),
     )
     # The interpreter's dot multiplies the raw uint16 storage of bf16, so there bf16 tiles
     # are widened to fp32 first (exact); on a GPU they go to the tensor cores as they are.

@@ -1,4 +1,5 @@
 """Shared fixtures: small generated images and the sample photo shipped with the tests."""
+
 from __future__ import annotations
 
 from pathlib import Path

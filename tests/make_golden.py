@@ -9,6 +9,7 @@ indices for `GOLDEN_INDICES_SHA256`. Existing goldens are never rewritten (they 
 proves that files written by that model keep decoding): a prior that replaces a retired one
 gets its golden once the retired prior's stream has moved to `tests/data/retired/`.
 """
+
 from __future__ import annotations
 
 import argparse

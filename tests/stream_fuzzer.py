@@ -10,6 +10,7 @@ The contract under test: `read_header`, `unpack` and `decompress` return or rais
 `BitstreamError`, never anything else; no input runs longer than a time limit; none
 allocates more than a bound linear in the image size its header claims.
 """
+
 from __future__ import annotations
 
 import random
@@ -64,10 +65,17 @@ class Parts:
     def parse(cls, stream: bytes) -> Parts:
         header, alpha, payloads = bitstream.unpack(stream)
         fields = dict(
-            magic=bitstream.MAGIC, version=bitstream.FORMAT_VERSION, prior=bitstream.PRIORS.index(header.prior),
-            mode=bitstream.MODES.index(header.mode), stride=header.stride, width=header.width,
-            height=header.height, codebook_size=header.codebook_size, stages=header.stages,
-            model_id=header.model_id.encode("ascii"), weights_hash=header.weights_hash,
+            magic=bitstream.MAGIC,
+            version=bitstream.FORMAT_VERSION,
+            prior=bitstream.PRIORS.index(header.prior),
+            mode=bitstream.MODES.index(header.mode),
+            stride=header.stride,
+            width=header.width,
+            height=header.height,
+            codebook_size=header.codebook_size,
+            stages=header.stages,
+            model_id=header.model_id.encode("ascii"),
+            weights_hash=header.weights_hash,
             prior_hash=header.prior_hash,
         )
         return cls(fields, [alpha, *payloads])
@@ -77,9 +85,20 @@ class Parts:
         stages = f["stages"] & 0xFF
         segments = (self.segments + [b""] * stages)[: 1 + stages]
         table = [self.table.get(i, (len(s), zlib.crc32(s))) for i, s in enumerate(segments)]
-        body = FIXED.pack(f["magic"], f["version"] & 0xFF, f["prior"] & 0xFF, f["mode"] & 0xFF, f["stride"] & 0xFF,
-                          f["width"] & 0xFFFF, f["height"] & 0xFFFF, f["codebook_size"] & 0xFFFFFFFF, stages,
-                          len(f["model_id"]) & 0xFF, f["weights_hash"], f["prior_hash"])
+        body = FIXED.pack(
+            f["magic"],
+            f["version"] & 0xFF,
+            f["prior"] & 0xFF,
+            f["mode"] & 0xFF,
+            f["stride"] & 0xFF,
+            f["width"] & 0xFFFF,
+            f["height"] & 0xFFFF,
+            f["codebook_size"] & 0xFFFFFFFF,
+            stages,
+            len(f["model_id"]) & 0xFF,
+            f["weights_hash"],
+            f["prior_hash"],
+        )
         body += f["model_id"] + b"".join(SEGMENT.pack(length & 0xFFFFFFFF, crc & 0xFFFFFFFF) for length, crc in table)
         crc = zlib.crc32(body) if self.header_crc is None else self.header_crc
         return body + struct.pack("<I", crc) + b"".join(segments)
@@ -92,8 +111,13 @@ def seed_streams() -> dict[str, bytes]:
     rng = np.random.default_rng(0)
     gradient = np.linspace(0, 255, 96 * 128 * 3).reshape(96, 128, 3)
     photo = np.clip(gradient + rng.normal(0, 20, gradient.shape), 0, 255).astype(np.uint8)
-    images = {"rgb": photo, "gray": photo[:40, :56, 0], "rgba": np.dstack([photo[:24, :32], photo[:24, :32, 0]]),
-              "la": np.dstack([photo[:16, :8, 1], photo[:16, :8, 2]]), "1x1": photo[:1, :1]}
+    images = {
+        "rgb": photo,
+        "gray": photo[:40, :56, 0],
+        "rgba": np.dstack([photo[:24, :32], photo[:24, :32, 0]]),
+        "la": np.dstack([photo[:16, :8, 1], photo[:16, :8, 2]]),
+        "1x1": photo[:1, :1],
+    }
     seeds = {}
     for prior in ("static", "context"):
         for name, image in images.items():
@@ -105,21 +129,37 @@ def seed_streams() -> dict[str, bytes]:
 
 
 INTERESTING = {
-    "version": [0, 1, 2, 255], "prior": [0, 1, 2, 255], "mode": [0, 1, 2, 3, 4, 255],
-    "stride": [0, 1, 4, 8, 16, 12, 255], "width": [0, 1, 2, 7, 8, 9, 255, 256, 1024, 8192, 65535],
+    "version": [0, 1, 2, 255],
+    "prior": [0, 1, 2, 255],
+    "mode": [0, 1, 2, 3, 4, 255],
+    "stride": [0, 1, 4, 8, 16, 12, 255],
+    "width": [0, 1, 2, 7, 8, 9, 255, 256, 1024, 8192, 65535],
     "height": [0, 1, 2, 7, 8, 9, 255, 256, 1024, 8192, 65535],
-    "codebook_size": [0, 1, 2, 1023, 1024, 1025, 65536, 65537, 2**32 - 1], "stages": [0, 1, 2, 3, 4, 5, 16, 17, 255],
+    "codebook_size": [0, 1, 2, 1023, 1024, 1025, 65536, 65537, 2**32 - 1],
+    "stages": [0, 1, 2, 3, 4, 5, 16, 17, 255],
 }
 
 
 def _mutate_field(rng: random.Random, parts: Parts, seeds: list[Parts]) -> None:
     name = rng.choice([*INTERESTING, "model_id", "weights_hash", "prior_hash"])
     if name == "model_id":
-        parts.fields[name] = rng.choice([b"", b"x", b"A", b"vqc-f8-s4-v3", b"vqc-f8-s4", b"vqc-f8-s4-v2", b"a" * 64,
-                                         b"a" * 65, bytes(rng.randrange(256) for _ in range(rng.randrange(1, 8)))])
+        parts.fields[name] = rng.choice(
+            [
+                b"",
+                b"x",
+                b"A",
+                b"vqc-f8-s4-v3",
+                b"vqc-f8-s4",
+                b"vqc-f8-s4-v2",
+                b"a" * 64,
+                b"a" * 65,
+                bytes(rng.randrange(256) for _ in range(rng.randrange(1, 8))),
+            ]
+        )
     elif name.endswith("hash"):
-        parts.fields[name] = rng.choice([bytes(8), b"\xff" * 8, rng.choice(seeds).fields[name],
-                                         bytes(rng.randrange(256) for _ in range(8))])
+        parts.fields[name] = rng.choice(
+            [bytes(8), b"\xff" * 8, rng.choice(seeds).fields[name], bytes(rng.randrange(256) for _ in range(8))]
+        )
     else:
         old = parts.fields[name]
         parts.fields[name] = rng.choice(INTERESTING[name] + [old + 1, max(old - 1, 0), rng.randrange(1 << 16)])
@@ -133,7 +173,7 @@ def _mutate_segment(rng: random.Random, parts: Parts, seeds: list[Parts]) -> Non
         position = rng.randrange(len(data) * 8)
         data[position // 8] ^= 1 << (position % 8)
     elif kind == 1:  # cut to a random length (whole words or not)
-        del data[rng.randrange(len(data) + 1):]
+        del data[rng.randrange(len(data) + 1) :]
     elif kind == 2:  # extend with random words
         data += bytes(rng.randrange(256) for _ in range(4 * rng.randrange(1, 5)))
     elif kind == 3:
@@ -143,7 +183,7 @@ def _mutate_segment(rng: random.Random, parts: Parts, seeds: list[Parts]) -> Non
         data = bytearray(other[min(index, len(other) - 1)])
     elif kind == 5 and data:  # a run of zero or 0xff words
         start = rng.randrange(len(data))
-        data[start: start + 8] = (b"\x00" if rng.random() < 0.5 else b"\xff") * len(data[start: start + 8])
+        data[start : start + 8] = (b"\x00" if rng.random() < 0.5 else b"\xff") * len(data[start : start + 8])
     elif kind == 6:  # swap two segments
         other = rng.randrange(len(parts.segments))
         parts.segments[index], parts.segments[other] = parts.segments[other], parts.segments[index]
@@ -178,7 +218,7 @@ def _raw_edit(rng: random.Random, data: bytes) -> bytes:
             position = rng.randrange(len(data) * 8)
             data[position // 8] ^= 1 << (position % 8)
     elif kind == 1:
-        del data[rng.randrange(len(data) + 1):]
+        del data[rng.randrange(len(data) + 1) :]
     elif kind == 2:
         data += bytes(rng.randrange(256) for _ in range(rng.randrange(1, 16)))
     else:

@@ -1,4 +1,5 @@
 """Round trips and error handling of vqcodec.compress / decompress."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +13,8 @@ import torch
 from PIL import Image
 
 import vqcodec
-from vqcodec import BitstreamError, zoo
 from tests.conftest import SAMPLE, smooth_image
+from vqcodec import BitstreamError, zoo
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -100,7 +101,7 @@ def test_gray_with_alpha_stays_gray_with_exact_alpha():
 
 
 def test_16bit_input_warns_and_converts():
-    deep = (smooth_image(16, 16)[:, :, 0].astype(np.uint16) * 257)
+    deep = smooth_image(16, 16)[:, :, 0].astype(np.uint16) * 257
     with pytest.warns(UserWarning, match="16-bit"):
         image = Image.fromarray(deep)
         assert image.mode.startswith("I;16")
@@ -131,7 +132,12 @@ def test_bpp_picks_largest_stage_count_that_fits(sample_crop):
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"stages": 0}, "stages"), ({"stages": 99}, "stages"), ({"stages": 1, "bpp": 1.0}, "not both"), ({"model": "nope"}, "unknown model")],
+    [
+        ({"stages": 0}, "stages"),
+        ({"stages": 99}, "stages"),
+        ({"stages": 1, "bpp": 1.0}, "not both"),
+        ({"model": "nope"}, "unknown model"),
+    ],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -196,9 +202,17 @@ def test_huge_declared_size_is_refused_before_decoding(sample_stream):
 
     header, alpha, payloads = bitstream.unpack(sample_stream)
     forged = bitstream.pack(
-        model_id=header.model_id, weights_hash=header.weights_hash, prior=header.prior, prior_hash=header.prior_hash,
-        width=65535, height=4096, mode="RGB", stride=header.stride, codebook_size=header.codebook_size,
-        alpha=alpha, stage_payloads=[b""] * header.stages,
+        model_id=header.model_id,
+        weights_hash=header.weights_hash,
+        prior=header.prior,
+        prior_hash=header.prior_hash,
+        width=65535,
+        height=4096,
+        mode="RGB",
+        stride=header.stride,
+        codebook_size=header.codebook_size,
+        alpha=alpha,
+        stage_payloads=[b""] * header.stages,
     )
     with pytest.raises(BitstreamError, match="pixels"):
         vqcodec.decompress(forged)
@@ -213,8 +227,10 @@ def test_context_prior_is_the_default_and_decodes_to_the_same_image_as_static(sa
     assert vqcodec.read_header(static).prior == "static" and len(context) < len(static)
     assert np.array_equal(np.asarray(vqcodec.decompress(context)), np.asarray(vqcodec.decompress(static)))
     prefix = context[: header.prefix_size(1)]
-    assert np.array_equal(np.asarray(vqcodec.decompress(prefix, stages=1)),
-                          np.asarray(vqcodec.decompress(vqcodec.compress(sample_crop, stages=1, rdo=0))))
+    assert np.array_equal(
+        np.asarray(vqcodec.decompress(prefix, stages=1)),
+        np.asarray(vqcodec.decompress(vqcodec.compress(sample_crop, stages=1, rdo=0))),
+    )
     with pytest.raises(ValueError, match="prior"):
         vqcodec.compress(sample_crop, prior="fancy")
 
@@ -269,8 +285,11 @@ def test_a_retired_model_decodes_from_the_weights_folder(tmp_path, monkeypatch, 
     shipped = zoo.MODELS[zoo.DEFAULT_MODEL]
     folder = tmp_path / "weights"
     folder.mkdir()
-    retired = replace(shipped, weights=replace(shipped.weights, name="old.safetensors", retired_after="0" * 40),
-                      priors=tuple(replace(p, name=f"old-{i}.prior", retired_after="0" * 40) for i, p in enumerate(shipped.priors[:1])))
+    retired = replace(
+        shipped,
+        weights=replace(shipped.weights, name="old.safetensors", retired_after="0" * 40),
+        priors=tuple(replace(p, name=f"old-{i}.prior", retired_after="0" * 40) for i, p in enumerate(shipped.priors[:1])),
+    )
     monkeypatch.setitem(zoo.MODELS, zoo.DEFAULT_MODEL, retired)
     zoo._load_model.cache_clear()
     monkeypatch.delenv(zoo.WEIGHTS_PATH_VARIABLE, raising=False)

@@ -1,4 +1,5 @@
 """The size budgets CI checks (`.ci/budgets.py`), on synthetic listings."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -32,8 +33,12 @@ def test_a_second_resume_state_breaks_the_budget():
 
 
 def test_the_wheel_must_hold_one_codec_and_one_prior_within_its_size():
-    one_model = ["vqcodec/__init__.py", "vqcodec/weights/__init__.py", "vqcodec/weights/m.safetensors",
-                 "vqcodec/weights/m-prior.safetensors.xz"]
+    one_model = [
+        "vqcodec/__init__.py",
+        "vqcodec/weights/__init__.py",
+        "vqcodec/weights/m.safetensors",
+        "vqcodec/weights/m-prior.safetensors.xz",
+    ]
     assert budgets.wheel_problems(30 * 10**6, one_model) == []
     two_codecs = one_model + ["vqcodec/weights/old.safetensors"]
     assert "2 codec and 1 prior" in budgets.wheel_problems(30 * 10**6, two_codecs)[0]

@@ -1,5 +1,6 @@
 """Context prior: coding order, the frequency contract, integer exactness (batch, threads,
 golden values), file round trip, and bits saved over a static prior after a short training."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,7 +27,7 @@ def formula_prior(config: PriorConfig = SMALL) -> ContextPrior:
     """Weights from a fixed formula (no RNG), so golden values do not depend on torch's generator."""
     prior = ContextPrior(config)
     with torch.no_grad():
-        for i, (name, param) in enumerate(sorted(prior.named_parameters())):
+        for i, (_name, param) in enumerate(sorted(prior.named_parameters())):
             wave = torch.sin(torch.arange(param.numel(), dtype=torch.float64) * 1.618 + i)
             param.copy_((0.6 * wave).view(param.shape))
         wave = torch.sin(torch.arange(prior.neighbour.numel(), dtype=torch.float64) * 0.618)
@@ -285,7 +286,9 @@ def test_token_cache_is_rebuilt_when_an_image_changes(tmp_path, capsys):
     from vqcodec.train.prior_loop import load_or_build_cache
 
     codec_path = tmp_path / "codec.safetensors"
-    export_weights(VQCodec(CodecConfig(width_fine=8, width_coarse=8, latent_dim=4, codebook_size=16, stages=2)), codec_path, "tiny")
+    export_weights(
+        VQCodec(CodecConfig(width_fine=8, width_coarse=8, latent_dim=4, codebook_size=16, stages=2)), codec_path, "tiny"
+    )
     rng = np.random.default_rng(0)
     files = []
     for i in range(2):
@@ -310,9 +313,13 @@ def test_train_prior_on_a_folder_without_images_is_a_clear_error(tmp_path):
     from vqcodec.train.prior_loop import train_prior_command
 
     codec_path = tmp_path / "codec.safetensors"
-    export_weights(VQCodec(CodecConfig(width_fine=8, width_coarse=8, latent_dim=4, codebook_size=16, stages=2)), codec_path, "tiny")
+    export_weights(
+        VQCodec(CodecConfig(width_fine=8, width_coarse=8, latent_dim=4, codebook_size=16, stages=2)), codec_path, "tiny"
+    )
     (tmp_path / "empty").mkdir()
-    result = CliRunner().invoke(train_prior_command, [str(tmp_path / "empty"), str(tmp_path / "p.safetensors"), "--codec", str(codec_path)])
+    result = CliRunner().invoke(
+        train_prior_command, [str(tmp_path / "empty"), str(tmp_path / "p.safetensors"), "--codec", str(codec_path)]
+    )
     assert result.exit_code == 1 and "no .jpg/.png/.webp images" in result.output
     assert not (tmp_path / "p.safetensors").exists()
 
@@ -358,8 +365,16 @@ def test_prior_checkpoints_from_before_a_new_config_field_still_resume(tmp_path)
     optimizer = torch.optim.AdamW(prior.parameters())
     older = json.loads(config.to_json())
     del older["search_lambda"]  # written before the field existed
-    save_checkpoint(tmp_path / "p.pt", {"model": prior.state_dict(), "optimizer": optimizer.state_dict(), "step": 7,
-                                        "train_config": json.dumps(older, sort_keys=True), "codec_sha256": "abc"})
+    save_checkpoint(
+        tmp_path / "p.pt",
+        {
+            "model": prior.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": 7,
+            "train_config": json.dumps(older, sort_keys=True),
+            "codec_sha256": "abc",
+        },
+    )
     assert _restore(prior, optimizer, tmp_path / "p.pt", config, "abc") == 7
     with pytest.raises(Exception, match="other settings"):
         _restore(prior, optimizer, tmp_path / "p.pt", PriorTrainConfig(prior=SMALL, search_lambda=0.08), "abc")

@@ -1,5 +1,6 @@
 """Training data: device-resident crops follow the semantics of the DataLoader crops (crop
 size, uniform image and position, flips, upscaling) from one uint8 copy of the images."""
+
 import itertools
 from pathlib import Path
 

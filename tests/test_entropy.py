@@ -1,4 +1,5 @@
 """Entropy coding: integer-derived probabilities, stage streams, static prior, golden bytes."""
+
 from __future__ import annotations
 
 import numpy as np

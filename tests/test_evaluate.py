@@ -1,4 +1,5 @@
 """`vqcodec evaluate` and the library behind it: every operating point, CompressAI's schema."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ def test_evaluate_a_folder_writes_compressai_json_for_every_operating_point(tmp_
     assert len(rows) == 8 and {row["image"] for row in rows} == {str(folder / "a.png"), str(folder / "b.png")}
     first = [row for row in rows if row["stages"] == 1]
     assert results["bpp"][0] == pytest.approx(np.mean([row["bpp"] for row in first]))
-    assert all(row["bpp"] == pytest.approx(8 * row["bytes"] / (32 * 24 if row["image"].endswith("a.png") else 24 * 16))
-               for row in rows)
+    assert all(
+        row["bpp"] == pytest.approx(8 * row["bytes"] / (32 * 24 if row["image"].endswith("a.png") else 24 * 16)) for row in rows
+    )
     again = CliRunner().invoke(main, ["evaluate", str(folder), "--json", str(tmp_path / "rd.json")])
     assert again.exit_code == 1 and "--force" in again.output
 

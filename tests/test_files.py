@@ -1,5 +1,6 @@
 """Atomic writes (vqcodec.files) through the file API: permissions kept, symlinks written
 through, errors that name the file asked for."""
+
 from __future__ import annotations
 
 import errno

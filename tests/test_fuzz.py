@@ -1,6 +1,7 @@
 """A short fuzzing run over read_header, unpack and decompress (both priors), seeded with
 real streams and CRC-consistent mutations (tests/stream_fuzzer.py); the long run is
 benchmarks/fuzz.py."""
+
 from __future__ import annotations
 
 import random
@@ -8,9 +9,9 @@ import random
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.stream_fuzzer import Parts, allocation_bound, check, mutate, seed_streams, warm_up  # noqa: E402
+from tests.stream_fuzzer import Parts, allocation_bound, check, mutate, seed_streams, warm_up
 
 TIME_LIMIT = 10.0  # seconds per input: a 256×256 decode takes well under one
 
@@ -35,8 +36,13 @@ def test_seeds_cover_both_priors_and_decode(seeds, corpus):
 
 
 # Derandomized, so CI sees the same inputs every run; benchmarks/fuzz.py explores further.
-@settings(max_examples=3000, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=3000,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(rng=st.randoms(use_true_random=False))
 def test_mutated_streams_raise_only_bitstream_errors_in_bounded_time_and_memory(corpus, rng: random.Random):
     data, _ = mutate(rng, corpus)

@@ -1,5 +1,6 @@
 """Generation and inpainting: determinism per seed, untouched tokens/pixels outside the mask,
 and clear errors for bad arguments. Tiny untrained models keep this fast."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,12 +9,13 @@ import torch
 from PIL import Image
 
 from vqcodec.entropy.context import ContextPrior, PriorConfig
-from vqcodec.sampling import generate_image, inpaint_image, inpaint_tokens, sample_tokens
 from vqcodec.model import CodecConfig, VQCodec
+from vqcodec.sampling import generate_image, inpaint_image, inpaint_tokens, sample_tokens
 
 PRIOR = PriorConfig(stages=2, codebook_size=32, width=16, blocks=1, schedule=("quad", "checkerboard"))
-CODEC = CodecConfig(width_fine=8, width_coarse=16, encoder_blocks=(1, 1), decoder_blocks=(1, 1),
-                    latent_dim=8, codebook_size=32, stages=2)
+CODEC = CodecConfig(
+    width_fine=8, width_coarse=16, encoder_blocks=(1, 1), decoder_blocks=(1, 1), latent_dim=8, codebook_size=32, stages=2
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +88,9 @@ def test_inpainted_image_equals_the_reconstruction_outside_the_mask_footprint(co
     mask = np.zeros((27, 35), dtype=np.uint8)
     mask[9:14, 17:20] = 255  # inside token cells rows 1, cols 2
     out = np.asarray(inpaint_image(codec, prior, picture, Image.fromarray(mask), seed=1, steps=2)).astype(int)
-    padded = torch.nn.functional.pad(torch.from_numpy(np.array(picture)).permute(2, 0, 1)[None].float() / 255, (0, 5, 0, 5), mode="replicate")
+    padded = torch.nn.functional.pad(
+        torch.from_numpy(np.array(picture)).permute(2, 0, 1)[None].float() / 255, (0, 5, 0, 5), mode="replicate"
+    )
     reconstruction = codec.decode_indices(codec.encode_indices(padded))[0, :, :27, :35]
     expected = (reconstruction * 255).round().permute(1, 2, 0).numpy().astype(int)
     footprint = np.zeros((27, 35), dtype=bool)

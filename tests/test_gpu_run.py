@@ -1,6 +1,7 @@
 """The GPU job (benchmarks/gpu_run.sh) end to end on the CPU: a tiny model, a few seconds per
 phase, a packed data set made here. Its outputs must fit what a job may bring back, and a
 failing phase must not stop the ones after it."""
+
 import json
 import os
 import shutil
@@ -19,11 +20,14 @@ from vqcodec.zoo import load_codec_file
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_FILES, MAX_BYTES = 8, 16 * 2**20
-pytestmark = pytest.mark.skipif(any(shutil.which(tool) is None for tool in ("bash", "timeout", "awk", "realpath")),
-                                reason="needs bash and coreutils")
-TINY = ("threads=1 model.width_fine=16 model.width_coarse=32 model.encoder_blocks=[1,1] model.decoder_blocks=[1,1] "
-        "model.latent_dim=8 model.codebook_size=16 crop=32 batch_size=4 warmup_steps=20 validation_images=2 "
-        "validation_crop=32 log_every=5 disc_start=5 disc_width=8 disc_layers=2 ms_ssim_scales=2")
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(tool) is None for tool in ("bash", "timeout", "awk", "realpath")), reason="needs bash and coreutils"
+)
+TINY = (
+    "threads=1 model.width_fine=16 model.width_coarse=32 model.encoder_blocks=[1,1] model.decoder_blocks=[1,1] "
+    "model.latent_dim=8 model.codebook_size=16 crop=32 batch_size=4 warmup_steps=20 validation_images=2 "
+    "validation_crop=32 log_every=5 disc_start=5 disc_width=8 disc_layers=2 ms_ssim_scales=2"
+)
 
 
 def packed_images(root: Path) -> Path:
@@ -52,13 +56,32 @@ def run_job(root: Path, **settings: str) -> tuple[subprocess.CompletedProcess, P
     (root / "wheels").mkdir()  # nothing to install: this environment has every package
     out = root / "out"
     unit = max(2.0, start_up_seconds())
-    seconds = {"JOB_SECONDS": 24 * unit + 20, "GAN_SECONDS": 4 * unit + 4, "TAIL_SECONDS": 3 * unit + 2,
-               "OUTPUT_SECONDS": 4 + unit}
-    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "GPU_DEVICE": "cpu",
-           "GPU_WHEELS": str(root / "wheels"), "GPU_STAGES": "3", "GPU_ARGS": TINY, "KERNEL_CASES": "2048,64,16",
-           "OMP_NUM_THREADS": "1", **{k: str(round(v)) for k, v in seconds.items()}, **settings}
-    job = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_run.sh")], env=env, capture_output=True,
-                         text=True, timeout=seconds["JOB_SECONDS"] + 60)
+    seconds = {
+        "JOB_SECONDS": 24 * unit + 20,
+        "GAN_SECONDS": 4 * unit + 4,
+        "TAIL_SECONDS": 3 * unit + 2,
+        "OUTPUT_SECONDS": 4 + unit,
+    }
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "PYTHON": sys.executable,
+        "GPU_DEVICE": "cpu",
+        "GPU_WHEELS": str(root / "wheels"),
+        "GPU_STAGES": "3",
+        "GPU_ARGS": TINY,
+        "KERNEL_CASES": "2048,64,16",
+        "OMP_NUM_THREADS": "1",
+        **{k: str(round(v)) for k, v in seconds.items()},
+        **settings,
+    }
+    job = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_run.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds["JOB_SECONDS"] + 60,
+    )
     return job, out, round(seconds["JOB_SECONDS"])
 
 
@@ -89,13 +112,12 @@ def test_dry_run_writes_every_output_within_the_limits_and_in_time(tmp_path):
     assert "val/psnr_stages3" in rows[-1] and 20 < rows[-1]["step"] <= config["steps"]
     codec = load_codec_file(out / "weights.safetensors")
     assert sorted(codec.decoders) == ["fidelity", "realism"]
-    summary = log[log.index("=== summary after"):]
+    summary = log[log.index("=== summary after") :]
     assert int(summary.split()[3].rstrip("s")) <= seconds
 
 
 def test_a_failing_phase_does_not_stop_the_later_ones(tmp_path):
-    job, out, _ = run_job(tmp_path, GPU_DATA=str(tmp_path / "missing"), KERNEL_CASES="not-a-case",
-                       KERNEL_TEST_SECONDS="0")
+    job, out, _ = run_job(tmp_path, GPU_DATA=str(tmp_path / "missing"), KERNEL_CASES="not-a-case", KERNEL_TEST_SECONDS="0")
     log = (out / "job.log").read_text()
     assert job.returncode == 1
     assert "kernel-tests: skipped, no time left" in log

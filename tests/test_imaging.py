@@ -1,4 +1,5 @@
 """Image normalisation, padding and the lossless alpha plane."""
+
 from __future__ import annotations
 
 import zlib
@@ -61,6 +62,7 @@ def test_colour_key_transparency_becomes_alpha(tmp_path, mode, key, expected):
 
 def _png_header(width: int, height: int) -> bytes:
     """A PNG that declares `width`×`height` but holds no pixel data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 

@@ -4,6 +4,7 @@ validation and backend selection.
 The Triton kernel runs in triton's CPU interpreter by default. With TRITON_INTERPRET=0 set
 (on a machine with CUDA) the same tests run the compiled kernel on the GPU instead:
 `TRITON_INTERPRET=0 python -m pytest tests/test_kernels.py`."""
+
 import os
 
 # triton reads this when a kernel is decorated, i.e. when kernels/triton_nearest.py is first
@@ -11,22 +12,23 @@ import os
 # early enough even when the whole suite runs in one process.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import importlib.util  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
+import importlib.util
+import subprocess
+import sys
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from vqcodec.kernels import nearest_codeword  # noqa: E402
-from vqcodec.kernels.dispatch import interpreter_requested  # noqa: E402
-from vqcodec.kernels.torch_nearest import nearest_codeword_torch  # noqa: E402
+from vqcodec.kernels import nearest_codeword
+from vqcodec.kernels.dispatch import interpreter_requested
+from vqcodec.kernels.torch_nearest import nearest_codeword_torch
 
 # Where the Triton backend's tests put their tensors: the interpreter runs on CPU tensors.
 TRITON_DEVICE = "cpu" if interpreter_requested() else "cuda"
 needs_triton = pytest.mark.skipif(
     importlib.util.find_spec("triton") is None or (TRITON_DEVICE == "cuda" and not torch.cuda.is_available()),
-    reason="triton not installed, or TRITON_INTERPRET=0 without a CUDA GPU")
+    reason="triton not installed, or TRITON_INTERPRET=0 without a CUDA GPU",
+)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 BACKENDS = [pytest.param("triton", marks=needs_triton), "torch"]
 
@@ -251,13 +253,15 @@ def test_compiled_kernel_on_a_gpu_matches_exact_search():
         "    x, codebook = t.tie_free(n, k, d, seed=n + k + d, dtype=dtype)\n"
         "    indices, distances = nearest_codeword(x.cuda(), codebook.cuda(), backend='triton')\n"
         "    expected, best, _ = t.exact_nearest(x, codebook)\n"
-        "    if not torch.equal(indices.cpu(), expected) or not torch.allclose(distances.cpu().double(), best, rtol=1e-3, atol=1e-3):\n"
+        "    close = torch.allclose(distances.cpu().double(), best, rtol=1e-3, atol=1e-3)\n"
+        "    if not torch.equal(indices.cpu(), expected) or not close:\n"
         "        bad.append((n, k, d, str(dtype)))\n"
         "print(bad)\n"
     )
     # Run from tests/, not the repository root: the root's vqcodec/ folder lacks kernels/, which
     # only an install (editable, or benchmarks/gpu_run.sh's layout) places inside the package.
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                            cwd=os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=os.path.dirname(os.path.abspath(__file__))
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

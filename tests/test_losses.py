@@ -1,4 +1,5 @@
 """Training losses on inputs whose values are known by hand."""
+
 import pytest
 import torch
 

@@ -1,5 +1,6 @@
 """LPIPS from a local weights file: loading, refusal of other files, and the distance's
 basic properties (random weights stand in for the pretrained ones, which are not shipped)."""
+
 import pytest
 import torch
 from safetensors.torch import save_file

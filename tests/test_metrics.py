@@ -1,4 +1,5 @@
 """Quality metrics against known values."""
+
 import math
 
 import pytest
@@ -9,8 +10,7 @@ from vqcodec.metrics import haarpsi, max_ms_ssim_scales, ms_ssim, psnr
 
 def _pattern(height: int = 40, width: int = 56) -> torch.Tensor:
     """A deterministic colour test image `[1,3,H,W]` in [0,1] with edges at several scales."""
-    yy, xx = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
-                            indexing="ij")
+    yy, xx = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij")
     channels = [0.5 + 0.4 * torch.sin(xx / 3.0), 0.5 + 0.4 * torch.cos(yy / 2.0), ((xx * yy) % 17) / 16.0]
     return torch.stack(channels)[None].float()
 

@@ -1,4 +1,5 @@
 """Model pieces: shapes, residual quantizer behaviour, EMA codebook updates, config round trip."""
+
 from __future__ import annotations
 
 import torch
@@ -6,7 +7,9 @@ import torch
 from vqcodec.model import CodecConfig, VQCodec
 from vqcodec.model.quantizer import ResidualQuantizer
 
-TINY = CodecConfig(width_fine=16, width_coarse=32, encoder_blocks=(1, 1), decoder_blocks=(1, 1), latent_dim=8, codebook_size=16, stages=3)
+TINY = CodecConfig(
+    width_fine=16, width_coarse=32, encoder_blocks=(1, 1), decoder_blocks=(1, 1), latent_dim=8, codebook_size=16, stages=3
+)
 
 
 def test_shapes_through_the_codec():

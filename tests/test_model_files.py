@@ -1,5 +1,6 @@
 """Weights outside the zoo: codec and context-prior files by path, through the API and the CLI,
 and `vqcodec models`."""
+
 from __future__ import annotations
 
 import copy
@@ -7,7 +8,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -36,8 +36,11 @@ def _export_variant(path: Path, nudge: float) -> Path:
 def files(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("weights")
     shutil.copy(SHIPPED / zoo.MODELS[zoo.DEFAULT_MODEL].priors[0].name, folder / "prior.safetensors.xz")
-    return {"codec": _export_variant(folder / "My Codec.safetensors", 1e-3),
-            "other": _export_variant(folder / "other.safetensors", 2e-3), "prior": folder / "prior.safetensors.xz"}
+    return {
+        "codec": _export_variant(folder / "My Codec.safetensors", 1e-3),
+        "other": _export_variant(folder / "other.safetensors", 2e-3),
+        "prior": folder / "prior.safetensors.xz",
+    }
 
 
 def test_a_weights_file_writes_its_name_and_hash_and_decodes_only_with_itself(files):
@@ -64,8 +67,9 @@ def test_a_prior_file_codes_with_the_context_prior_and_is_checked_on_decoding(fi
     with pytest.raises(BitstreamError, match="prior_file="):
         vqcodec.decompress(data, model=files["codec"])
     decoded = vqcodec.decompress(data, model=files["codec"], prior_file=files["prior"], output="numpy")
-    static = vqcodec.decompress(vqcodec.compress(image, model=files["codec"], prior="static", stages=1, rdo=0),
-                                model=files["codec"], output="numpy")
+    static = vqcodec.decompress(
+        vqcodec.compress(image, model=files["codec"], prior="static", stages=1, rdo=0), model=files["codec"], output="numpy"
+    )
     assert decoded.shape == static.shape == (24, 32, 3)
 
 

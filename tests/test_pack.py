@@ -1,4 +1,5 @@
 """pack-data: a compact copy of a training set, all or nothing, never overwriting unasked."""
+
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,15 @@ def test_pack_scales_the_short_side_down_converts_and_keeps_the_tree(tmp_path):
     assert list(packed) == list_images(source)
     written = list(packed.values())
     assert [path.relative_to(tmp_path / "out") for path in written] == [
-        Path("large.jpg.webp"), Path("small.webp"), Path("sub/alpha.png.webp"), Path("sub/gray.png.webp")]
+        Path("large.jpg.webp"),
+        Path("small.webp"),
+        Path("sub/alpha.png.webp"),
+        Path("sub/gray.png.webp"),
+    ]
     assert list_images(tmp_path / "out") == written
     sizes = {path.name: Image.open(path).size for path in written}
     # Shorter sides above 45 come down to 45 (aspect kept); smaller images are not upscaled.
-    assert sizes == {"large.jpg.webp": (75, 45), "small.webp": (20, 20), "alpha.png.webp": (60, 40),
-                     "gray.png.webp": (30, 50)}
+    assert sizes == {"large.jpg.webp": (75, 45), "small.webp": (20, 20), "alpha.png.webp": (60, 40), "gray.png.webp": (30, 50)}
     assert all(Image.open(path).format == "WEBP" and Image.open(path).mode == "RGB" for path in written)
 
 

@@ -1,10 +1,12 @@
 """What the package ships besides code: version, licence, type marker, changelog, model card."""
+
 from __future__ import annotations
 
 import importlib.metadata
-import tomllib
 from importlib import resources
 from pathlib import Path
+
+import tomllib
 
 import vqcodec
 from vqcodec import zoo

@@ -1,4 +1,5 @@
 """The `.vqc` Pillow plugin, used through Pillow only: open, lazy load, save options, errors."""
+
 from __future__ import annotations
 
 import subprocess
@@ -53,8 +54,13 @@ def test_open_and_save_are_found_by_magic_and_suffix(tmp_path):
 def test_save_options_pick_the_operating_point(tmp_path):
     image = Image.fromarray(smooth_image(64, 48))
     sizes = {}
-    for name, options in {"q10": {"quality": 10}, "q90": {"quality": 90}, "s1": {"stages": 1},
-                          "s4": {"stages": 4}, "bpp": {"bpp": 0.5}}.items():
+    for name, options in {
+        "q10": {"quality": 10},
+        "q90": {"quality": 90},
+        "s1": {"stages": 1},
+        "s4": {"stages": 4},
+        "bpp": {"bpp": 0.5},
+    }.items():
         image.save(tmp_path / f"{name}.vqc", **options)
         sizes[name] = (tmp_path / f"{name}.vqc").stat().st_size
         with Image.open(tmp_path / f"{name}.vqc") as opened:
@@ -101,10 +107,12 @@ def test_other_files_are_left_to_other_plugins(tmp_path):
 
 def test_import_and_open_do_not_load_torch(tmp_path):
     Image.fromarray(smooth_image(16, 8)).save(tmp_path / "x.vqc")
-    script = ("import sys, vqcodec; from PIL import Image; "
-              f"image = Image.open({str(tmp_path / 'x.vqc')!r}); assert image.size == (16, 8); "
-              "assert 'torch' not in sys.modules, 'torch imported early'; image.load(); "
-              "assert 'torch' in sys.modules; print(vqcodec.__version__)")
+    script = (
+        "import sys, vqcodec; from PIL import Image; "
+        f"image = Image.open({str(tmp_path / 'x.vqc')!r}); assert image.size == (16, 8); "
+        "assert 'torch' not in sys.modules, 'torch imported early'; image.load(); "
+        "assert 'torch' in sys.modules; print(vqcodec.__version__)"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 

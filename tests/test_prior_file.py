@@ -1,5 +1,6 @@
 """Context-prior files (`vqcodec.entropy.prior_file`): integer tables, xz compression, the
 version-2 files of retired priors, damaged files, and the lossy table compaction."""
+
 from __future__ import annotations
 
 import lzma

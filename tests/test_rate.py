@@ -1,20 +1,19 @@
 """Rate-aware training: the rate term prices indices as the frozen context prior codes them,
 its gradient reaches the encoder's latent (and only it), and a run with it trains and
 resumes like any other."""
+
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
+from test_train import TINY, tiny_config, train_rows, write_images
 from vqcodec.entropy.context import ContextPrior, PriorConfig
 from vqcodec.entropy.prior_file import save_prior_file
 from vqcodec.model import VQCodec
 from vqcodec.train.checkpoint import LATEST, load_checkpoint
 from vqcodec.train.loop import train_vqvae
 from vqcodec.train.rate import RateTerm, coding_group_masks, soft_assignment, stage_residuals
-
-from test_train import TINY, tiny_config, train_rows, write_images
 
 PRIOR = PriorConfig(stages=TINY.stages, codebook_size=TINY.codebook_size, width=8, blocks=1, schedule=("pyramid", "all"))
 
@@ -104,8 +103,9 @@ def test_rate_gradient_reaches_the_latent_and_lowers_the_rate_but_leaves_the_pri
 def test_stages_a_sample_does_not_code_cost_nothing():
     codec, latent, indices = encoded()
     rate = RateTerm(tiny_prior(), TINY)
-    price = {n: rate(latent, indices, codec.quantizer, torch.full((4,), n), torch.Generator().manual_seed(5)).item()
-             for n in (1, 2)}
+    price = {
+        n: rate(latent, indices, codec.quantizer, torch.full((4,), n), torch.Generator().manual_seed(5)).item() for n in (1, 2)
+    }
     assert 0 < price[1] < price[2]
 
 
@@ -115,11 +115,14 @@ def test_a_prior_for_another_codebook_is_refused():
         RateTerm(other, TINY)
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"rate_weight": 0.01}, "needs phase=vqvae and rate_prior"),
-    ({"rate_weight": 0.01, "rate_prior": "p.safetensors", "phase": "vqgan"}, "needs phase=vqvae"),
-    ({"rate_weight": -1.0, "rate_prior": "p.safetensors"}, "must be ≥ 0"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"rate_weight": 0.01}, "needs phase=vqvae and rate_prior"),
+        ({"rate_weight": 0.01, "rate_prior": "p.safetensors", "phase": "vqgan"}, "needs phase=vqvae"),
+        ({"rate_weight": -1.0, "rate_prior": "p.safetensors"}, "must be ≥ 0"),
+    ],
+)
 def test_rate_options_a_run_cannot_use_are_refused(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(tmp_path, "run", **override)

@@ -1,4 +1,5 @@
 """Rate–distortion benchmark: BD maths, and end-to-end runs on tiny generated images."""
+
 import io
 import json
 import math
@@ -13,10 +14,10 @@ import vqcodec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-import rd  # noqa: E402
-from rd_bd import bd_quality, bd_rate, quality_at_rates  # noqa: E402
-from rd_reference import load_reference  # noqa: E402
-from rd_report import bd_table, same_rate_rows  # noqa: E402
+import rd
+from rd_bd import bd_quality, bd_rate, quality_at_rates
+from rd_reference import load_reference
+from rd_report import bd_table, same_rate_rows
 
 RATES = [0.1, 0.2, 0.4, 0.8, 1.6]
 
@@ -54,8 +55,7 @@ def test_bd_is_undefined_when_the_curves_share_only_a_thin_slice():
 
 def test_same_rate_rows_without_ms_ssim_leave_the_verdict_open():
     anchor = {"codec": "jpeg", "label": "JPEG", "results": {"bpp": [0.2, 0.5], "psnr": [25.0, 28.0], "ms-ssim": [None, None]}}
-    test = {"codec": "vqcodec", "label": "vqcodec", "settings": [1],
-            "results": {"bpp": [0.3], "psnr": [27.0], "ms-ssim": [None]}}
+    test = {"codec": "vqcodec", "label": "vqcodec", "settings": [1], "results": {"bpp": [0.3], "psnr": [27.0], "ms-ssim": [None]}}
     (row,) = same_rate_rows({"jpeg": anchor, "vqcodec": test})
     assert row["psnr_ahead"] is True and row["anchor_ms-ssim"] is None and row["ms-ssim_ahead"] is None
 
@@ -143,7 +143,9 @@ def test_benchmark_covers_every_vqcodec_stage_and_decoder(tmp_path, monkeypatch)
     assert sorted(index["curves"]) == ["vqcodec-fidelity", "vqcodec-realism", "webp"]
     assert _load(out / "vqcodec-realism.json")["settings"] == [1, 2, 3]
     assert {(row["test"], row["anchor"]) for row in index["bd"]} == {
-        ("vqcodec (fidelity)", "WebP"), ("vqcodec (realism)", "WebP")}
+        ("vqcodec (fidelity)", "WebP"),
+        ("vqcodec (realism)", "WebP"),
+    }
     assert all(row["bd_psnr_db"] is not None for row in index["bd"])
     assert (out / "side_by_side.png").stat().st_size > 0
 
@@ -184,10 +186,18 @@ def test_same_rate_anchor_follows_its_concave_curve_not_straight_lines():
     jpeg_bpp = [0.2, 0.4, 0.8, 1.6]
     jpeg_psnr = [24.0 + 3.0 * math.log2(b / 0.2) for b in jpeg_bpp]  # straight in log-rate, concave in bpp
     curves = {
-        "jpeg": {"codec": "jpeg", "label": "JPEG", "settings": [10, 30, 60, 90],
-                 "results": {"bpp": jpeg_bpp, "psnr": jpeg_psnr, "ms-ssim": [0.8, 0.85, 0.9, 0.95]}},
-        "vq": {"codec": "vqcodec", "label": "vqcodec", "settings": [1, 2],
-               "results": {"bpp": [0.3, 2.0], "psnr": [25.5, 40.0], "ms-ssim": [0.84, 0.99]}},
+        "jpeg": {
+            "codec": "jpeg",
+            "label": "JPEG",
+            "settings": [10, 30, 60, 90],
+            "results": {"bpp": jpeg_bpp, "psnr": jpeg_psnr, "ms-ssim": [0.8, 0.85, 0.9, 0.95]},
+        },
+        "vq": {
+            "codec": "vqcodec",
+            "label": "vqcodec",
+            "settings": [1, 2],
+            "results": {"bpp": [0.3, 2.0], "psnr": [25.5, 40.0], "ms-ssim": [0.84, 0.99]},
+        },
     }
     rows = same_rate_rows(curves)
     expected = 24.0 + 3.0 * math.log2(0.3 / 0.2)  # 25.75; a straight line in bpp would read 25.5
@@ -200,7 +210,7 @@ def test_sixteen_bit_sources_are_noted_in_the_results(tmp_path):
     from rd_measure import load_images
 
     tmp_path.joinpath("set").mkdir()
-    Image.fromarray((np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 80)).save(tmp_path / "set" / "deep.png")
+    Image.fromarray(np.arange(24 * 32, dtype=np.uint16).reshape(24, 32) * 80).save(tmp_path / "set" / "deep.png")
     images, notes = load_images(tmp_path / "set")
     assert images["deep.png"].dtype == np.uint8
     assert any("deep.png" in note and "16-bit" in note for note in notes)

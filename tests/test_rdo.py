@@ -1,6 +1,7 @@
 """Rate–distortion-optimised quantization: λ = 0 is the plain encoder, the rate term trades
 latent error for code length as promised, the result does not depend on chunking, and the
 API's `rdo` option keeps streams decodable, prefix-consistent and smaller."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -10,9 +11,9 @@ import pytest
 import torch
 
 import vqcodec
+from test_context_prior import SMALL, formula_prior
 from vqcodec import zoo
 from vqcodec.bitstream import unpack
-from test_context_prior import SMALL, formula_prior
 from vqcodec.entropy.prior import StaticPrior
 from vqcodec.entropy.rdo import code_lengths, quantize_for_rate
 from vqcodec.entropy.stream import decode_grid, encode_grid
@@ -139,8 +140,10 @@ def test_api_rdo_gives_smaller_decodable_prefix_consistent_files(sample_crop):
     stronger = vqcodec.compress(sample_crop, rdo=4)
     assert len(stronger) < len(default) < len(plain)
     original = np.asarray(sample_crop, dtype=np.float64)
-    psnr = {name: 10 * np.log10(255**2 / np.mean((np.asarray(vqcodec.decompress(data), dtype=np.float64) - original) ** 2))
-            for name, data in (("plain", plain), ("default", default))}
+    psnr = {
+        name: 10 * np.log10(255**2 / np.mean((np.asarray(vqcodec.decompress(data), dtype=np.float64) - original) ** 2))
+        for name, data in (("plain", plain), ("default", default))
+    }
     assert psnr["plain"] - 0.5 < psnr["default"] < psnr["plain"]
     two = vqcodec.compress(sample_crop, stages=2)  # stage s is chosen from stages < s only
     assert unpack(two)[2] == unpack(default)[2][:2]
@@ -148,8 +151,14 @@ def test_api_rdo_gives_smaller_decodable_prefix_consistent_files(sample_crop):
 
 @pytest.mark.parametrize(
     "kwargs,message",
-    [({"rdo": -1}, "rdo"), ({"rdo": float("nan")}, "rdo"), ({"rdo": 17}, "rdo"), ({"rdo": True}, "rdo"),
-     ({"rdo": 1, "prior": "static"}, "context prior"), ({"rdo": 1, "untuned": True}, "no tuned rdo")],
+    [
+        ({"rdo": -1}, "rdo"),
+        ({"rdo": float("nan")}, "rdo"),
+        ({"rdo": 17}, "rdo"),
+        ({"rdo": True}, "rdo"),
+        ({"rdo": 1, "prior": "static"}, "context prior"),
+        ({"rdo": 1, "untuned": True}, "no tuned rdo"),
+    ],
 )
 def test_api_refuses_bad_rdo(kwargs, message, sample_crop, monkeypatch):
     if kwargs.pop("untuned", False):  # a model without tuned λ
@@ -174,7 +183,8 @@ def test_shipped_encoder_gets_a_fifth_off_the_static_prior_at_every_stage_count(
     savings = {}
     for name, lambdas in (("nearest", [0.0] * len(codebooks)), ("shipped", loaded.rdo_lambdas)):
         indices = quantize_for_rate(latent, codebooks, loaded.context_prior, lambdas)
-        context, static = (np.cumsum([len(p) for p in encode_grid(prior, indices)])
-                           for prior in (loaded.context_prior, loaded.codec.prior))
+        context, static = (
+            np.cumsum([len(p) for p in encode_grid(prior, indices)]) for prior in (loaded.context_prior, loaded.codec.prior)
+        )
         savings[name] = 1 - context / static
     assert (savings["shipped"] >= 0.2).all() and (savings["shipped"] > savings["nearest"]).all()

@@ -1,4 +1,5 @@
 """numpy and torch in and out: decompress(output=...), read-only arrays, the batched Codec, devices."""
+
 from __future__ import annotations
 
 import warnings
@@ -74,13 +75,18 @@ def test_devices_cpu_and_auto_write_the_same_streams_here(rgb_stream):
     if torch.cuda.is_available():
         pytest.skip("auto picks CUDA on this machine (covered by the CUDA test)")
     assert vqcodec.compress(image, stages=1, device="auto") == rgb_stream
-    assert np.array_equal(vqcodec.decompress(rgb_stream, device="auto", output="numpy"),
-                          vqcodec.decompress(rgb_stream, device="cpu", output="numpy"))
+    assert np.array_equal(
+        vqcodec.decompress(rgb_stream, device="auto", output="numpy"),
+        vqcodec.decompress(rgb_stream, device="cpu", output="numpy"),
+    )
     assert vqcodec.Codec(device="auto").device == torch.device("cpu")
 
 
-@pytest.mark.parametrize("device,message", [("meta", "not supported"), ("banana", "unknown device")]
-                         + ([] if torch.cuda.is_available() else [("cuda", "CUDA is not available")]))
+@pytest.mark.parametrize(
+    "device,message",
+    [("meta", "not supported"), ("banana", "unknown device")]
+    + ([] if torch.cuda.is_available() else [("cuda", "CUDA is not available")]),
+)
 def test_unavailable_devices_are_clear_errors(rgb_stream, device, message):
     with pytest.raises(ValueError, match=message):
         vqcodec.decompress(rgb_stream, device=device)

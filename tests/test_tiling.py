@@ -1,5 +1,6 @@
 """Tiled encoding and decoding (`vqcodec.tiling`): the same tokens and pixels as the
 whole-image pass, no seam along tile borders, and the API's use of it on large images."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,9 @@ def whole_and_tiled_latents(codec, photo, margin):
 
 def decoded(codec, indices, photo, tile, margin):
     with torch.inference_mode():
-        return tiling.decode_pixels(lambda window: codec.decode_indices(window), indices, photo.shape[0], photo.shape[1], 8,
-                                    tile=tile, margin=margin)
+        return tiling.decode_pixels(
+            lambda window: codec.decode_indices(window), indices, photo.shape[0], photo.shape[1], 8, tile=tile, margin=margin
+        )
 
 
 def test_tiles_cover_the_grid_once():

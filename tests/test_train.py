@@ -1,5 +1,6 @@
 """Training: one step learns, resume replays exactly, DDP keeps ranks identical, the GAN phase
 trains only the realism decoder, configs survive checkpoints, the CLI dispatches on phase."""
+
 import dataclasses
 import json
 import os
@@ -16,20 +17,21 @@ from PIL import Image
 
 from vqcodec.model import CodecConfig, VQCodec
 from vqcodec.model.discriminator import PatchDiscriminator
+from vqcodec.train import loop
 from vqcodec.train.checkpoint import LATEST, WEIGHTS, config_from_checkpoint, load_checkpoint, restore_run, save_run
 from vqcodec.train.cli import train_command
 from vqcodec.train.config import TrainConfig, load_config
+from vqcodec.train.data import split_files
 from vqcodec.train.gan import GanParts, add_realism_decoder, freeze_all_but_realism, gan_step, train_vqgan
 from vqcodec.train.logger import RunLogger
-from vqcodec.train.data import split_files
-from vqcodec.train import loop
 from vqcodec.train.loop import budget_steps, evaluating, learning_rate, pick_device, train_vqvae, validate, vqvae_step
 from vqcodec.zoo import load_codec_file
 
 torch.set_num_threads(1)
 
-TINY = CodecConfig(width_fine=16, width_coarse=32, encoder_blocks=(1, 1), decoder_blocks=(1, 1),
-                   latent_dim=8, codebook_size=16, stages=2)
+TINY = CodecConfig(
+    width_fine=16, width_coarse=32, encoder_blocks=(1, 1), decoder_blocks=(1, 1), latent_dim=8, codebook_size=16, stages=2
+)
 
 
 def write_images(folder: Path, count: int = 8) -> Path:
@@ -46,10 +48,25 @@ def write_images(folder: Path, count: int = 8) -> Path:
 
 def tiny_config(root: Path, out: str, **overrides) -> TrainConfig:
     fields = dict(
-        data_dir=str(root / "images"), out_dir=str(root / out), model=TINY, crop=32, batch_size=4,
-        steps=4, lr=2e-3, warmup_steps=0, min_lr_ratio=1.0, ms_ssim_scales=2, validation_images=2,
-        validation_crop=32, validate_every=1000, checkpoint_every=2, log_every=1, threads=1,
-        disc_start=1, disc_width=8, disc_layers=2,
+        data_dir=str(root / "images"),
+        out_dir=str(root / out),
+        model=TINY,
+        crop=32,
+        batch_size=4,
+        steps=4,
+        lr=2e-3,
+        warmup_steps=0,
+        min_lr_ratio=1.0,
+        ms_ssim_scales=2,
+        validation_images=2,
+        validation_crop=32,
+        validate_every=1000,
+        checkpoint_every=2,
+        log_every=1,
+        threads=1,
+        disc_start=1,
+        disc_width=8,
+        disc_layers=2,
     )
     return TrainConfig(**{**fields, **overrides})
 
@@ -64,14 +81,18 @@ def vqvae_run(tmp_path_factory) -> Path:
 
 
 def gan_config(root: Path, vqvae_root: Path, out: str, **overrides) -> TrainConfig:
-    return tiny_config(root, out, phase="vqgan", init_from=str(vqvae_root / "run" / LATEST),
-                       data_dir=str(vqvae_root / "images"), **overrides)
+    return tiny_config(
+        root, out, phase="vqgan", init_from=str(vqvae_root / "run" / LATEST), data_dir=str(vqvae_root / "images"), **overrides
+    )
 
 
 def train_rows(out_dir: Path) -> dict[int, dict]:
     rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
-    return {row["step"]: {k: v for k, v in row.items() if k.startswith("train/") and k != "train/images_per_s"}
-            for row in rows if "train/loss" in row}
+    return {
+        row["step"]: {k: v for k, v in row.items() if k.startswith("train/") and k != "train/images_per_s"}
+        for row in rows
+        if "train/loss" in row
+    }
 
 
 def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
@@ -129,9 +150,14 @@ def test_gan_step_trains_only_realism_decoder_and_discriminator():
         model(fixed_batch())
     freeze_all_but_realism(model)
     disc = PatchDiscriminator(width=8, layers=2)
-    parts = GanParts(model, model.decoders["realism"], disc, disc,
-                     torch.optim.Adam(model.decoders["realism"].parameters(), lr=1e-3),
-                     torch.optim.Adam(disc.parameters(), lr=1e-3))
+    parts = GanParts(
+        model,
+        model.decoders["realism"],
+        disc,
+        disc,
+        torch.optim.Adam(model.decoders["realism"].parameters(), lr=1e-3),
+        torch.optim.Adam(disc.parameters(), lr=1e-3),
+    )
     before = {k: v.clone() for k, v in model.state_dict().items()}
     disc_before = {k: v.clone() for k, v in disc.state_dict().items()}
     terms = gan_step(parts, fixed_batch(), torch.full((4,), 2), TrainConfig(model=TINY, ms_ssim_scales=2), True)
@@ -157,9 +183,15 @@ def test_gan_step_adds_lpips_to_the_decoder_loss_when_given(tmp_path):
         model(fixed_batch())
     freeze_all_but_realism(model)
     disc = PatchDiscriminator(width=8, layers=2)
-    parts = GanParts(model, model.decoders["realism"], disc, disc,
-                     torch.optim.Adam(model.decoders["realism"].parameters(), lr=1e-3),
-                     torch.optim.Adam(disc.parameters(), lr=1e-3), lpips)
+    parts = GanParts(
+        model,
+        model.decoders["realism"],
+        disc,
+        disc,
+        torch.optim.Adam(model.decoders["realism"].parameters(), lr=1e-3),
+        torch.optim.Adam(disc.parameters(), lr=1e-3),
+        lpips,
+    )
     config = TrainConfig(model=TINY, ms_ssim_scales=2, phase="vqgan", lpips_weights="x", lpips_weight=2.0)
     terms = gan_step(parts, fixed_batch(), torch.full((4,), 2), config, False)
     assert terms["lpips"] > 0
@@ -220,17 +252,28 @@ def test_stage_dropout_draws_stage_counts_by_their_weights(tmp_path):
     assert load_config(None, ["stage_weights=[1,1,2,4]"]).stage_weights == [1, 1, 2, 4]
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"log_every": 0}, "log_every"), ({"steps": 0}, "steps"), ({"crop": 30}, "crop"), ({"lr": 0.0}, "lr"),
-    ({"min_lr_ratio": 2.0}, "min_lr_ratio"), ({"time_budget": -1.0}, "time_budget"),
-    ({"time_budget": float("inf")}, "finite"), ({"time_budget": True}, "finite"),
-    ({"fit_steps_to_budget": True, "time_budget": 5.0, "warmup_steps": 10, "steps": 100}, "warmup_steps ≥ 20"),
-    ({"fit_steps_to_budget": True, "time_budget": 5.0, "warmup_steps": 20, "steps": 10}, "provisional steps"),
-    ({"fit_steps_to_budget": True, "warmup_steps": 100, "steps": 1000}, "set time_budget too"),
-    ({"stage_weights": [1.0]}, "2 finite weights"), ({"stage_weights": [1.0, -1.0]}, "2 finite weights"),
-    ({"stage_weights": [0, 0]}, "not all be 0"), ({"stage_weights": [1.0, float("nan")]}, "2 finite weights"),
-    ({"stage_weights": 4}, "must be a list"), ({"resident_data": "yes"}, "resident_data must be true or false"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"log_every": 0}, "log_every"),
+        ({"steps": 0}, "steps"),
+        ({"crop": 30}, "crop"),
+        ({"lr": 0.0}, "lr"),
+        ({"min_lr_ratio": 2.0}, "min_lr_ratio"),
+        ({"time_budget": -1.0}, "time_budget"),
+        ({"time_budget": float("inf")}, "finite"),
+        ({"time_budget": True}, "finite"),
+        ({"fit_steps_to_budget": True, "time_budget": 5.0, "warmup_steps": 10, "steps": 100}, "warmup_steps ≥ 20"),
+        ({"fit_steps_to_budget": True, "time_budget": 5.0, "warmup_steps": 20, "steps": 10}, "provisional steps"),
+        ({"fit_steps_to_budget": True, "warmup_steps": 100, "steps": 1000}, "set time_budget too"),
+        ({"stage_weights": [1.0]}, "2 finite weights"),
+        ({"stage_weights": [1.0, -1.0]}, "2 finite weights"),
+        ({"stage_weights": [0, 0]}, "not all be 0"),
+        ({"stage_weights": [1.0, float("nan")]}, "2 finite weights"),
+        ({"stage_weights": 4}, "must be a list"),
+        ({"resident_data": "yes"}, "resident_data must be true or false"),
+    ],
+)
 def test_config_rejects_values_a_run_cannot_use(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(tmp_path, "run", **override)
@@ -256,8 +299,10 @@ def test_files_that_are_not_checkpoints_or_weights_are_refused_clearly(tmp_path,
     for path in (tmp_path / "other.safetensors", tmp_path / "junk.safetensors"):
         with pytest.raises(ValueError, match="not vqcodec codec weights"):
             load_codec_file(path)
-    result = CliRunner().invoke(train_command, ["phase=vqgan", f"init_from={tmp_path / 'image.pt'}",
-                                                f"data_dir={vqvae_run / 'images'}", f"out_dir={tmp_path / 'gan'}"])
+    result = CliRunner().invoke(
+        train_command,
+        ["phase=vqgan", f"init_from={tmp_path / 'image.pt'}", f"data_dir={vqvae_run / 'images'}", f"out_dir={tmp_path / 'gan'}"],
+    )
     assert result.exit_code == 1 and "not a vqcodec training checkpoint" in result.output
 
 
@@ -319,8 +364,18 @@ def test_budget_steps_fill_a_share_of_the_time_left():
 def test_time_budget_sizes_the_schedule_during_the_warm_up(tmp_path, vqvae_run, monkeypatch):
     images = str(vqvae_run / "images")
     monkeypatch.setattr(loop, "clock", TickingClock())
-    train_vqvae(tiny_config(tmp_path, "budget", data_dir=images, steps=1000, warmup_steps=20, time_budget=1.0,
-                            fit_steps_to_budget=True, checkpoint_every=1000))
+    train_vqvae(
+        tiny_config(
+            tmp_path,
+            "budget",
+            data_dir=images,
+            steps=1000,
+            warmup_steps=20,
+            time_budget=1.0,
+            fit_steps_to_budget=True,
+            checkpoint_every=1000,
+        )
+    )
     # Timed over steps 5..10: 5 steps in 6 readings; at step 10, 11 of 60 s are spent, so
     # 10 + int(0.9 · 49 s · 5/6 steps/s) = 46 steps, which end before the budget does.
     state = load_checkpoint(tmp_path / "budget" / LATEST)
@@ -352,8 +407,9 @@ def test_time_budget_stops_with_a_checkpoint_that_resumes_identically(tmp_path, 
     monkeypatch.setattr(loop, "clock", TickingClock())
     train_vqvae(tiny_config(tmp_path, "split", data_dir=images, steps=6, warmup_steps=20, time_budget=3.5 / 60))
     assert load_checkpoint(tmp_path / "split" / LATEST)["step"] == 4  # 4 s spent after step 4
-    resumed = train_vqvae(tiny_config(tmp_path, "split", data_dir=images, steps=6, warmup_steps=20),
-                          load_checkpoint(tmp_path / "split" / LATEST))
+    resumed = train_vqvae(
+        tiny_config(tmp_path, "split", data_dir=images, steps=6, warmup_steps=20), load_checkpoint(tmp_path / "split" / LATEST)
+    )
     assert train_rows(tmp_path / "straight") == train_rows(tmp_path / "split")
     assert_same_state(final.state_dict(), resumed.state_dict())
 
@@ -392,10 +448,24 @@ def test_cli_dispatches_on_phase_and_reports_bad_setups(tmp_path, vqvae_run):
     assert missing_init.exit_code == 1 and "init_from" in missing_init.output
     wrong_phase = runner.invoke(train_command, ["--resume", "phase=vqgan", f"out_dir={vqvae_run / 'run'}", "init_from=x"])
     assert wrong_phase.exit_code == 1 and "vqvae" in wrong_phase.output
-    args = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in {
-        "phase": "vqgan", "init_from": str(vqvae_run / "run" / WEIGHTS), "data_dir": str(vqvae_run / "images"),
-        "out_dir": str(tmp_path / "cli"), "steps": 2, "crop": 32, "batch_size": 2, "validation_images": 2,
-        "validation_crop": 32, "ms_ssim_scales": 2, "disc_width": 8, "disc_layers": 2, "threads": 1}.items()]
+    args = [
+        f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+        for k, v in {
+            "phase": "vqgan",
+            "init_from": str(vqvae_run / "run" / WEIGHTS),
+            "data_dir": str(vqvae_run / "images"),
+            "out_dir": str(tmp_path / "cli"),
+            "steps": 2,
+            "crop": 32,
+            "batch_size": 2,
+            "validation_images": 2,
+            "validation_crop": 32,
+            "ms_ssim_scales": 2,
+            "disc_width": 8,
+            "disc_layers": 2,
+            "threads": 1,
+        }.items()
+    ]
     result = runner.invoke(train_command, args)
     assert result.exit_code == 0, result.output
     assert sorted(load_codec_file(tmp_path / "cli" / WEIGHTS).decoders) == ["fidelity", "realism"]
@@ -445,16 +515,36 @@ def _ddp_worker(rank: int, root: Path, port: int) -> None:
     # Rank 1's clock runs twice as fast, so alone it would size its schedule to 24 steps and
     # rank 0 to 46: the ranks must agree (on 24) or DDP would hang.
     loop.clock = TickingClock(tick=1.0 + rank)
-    vqvae = train_vqvae(tiny_config(root, "vqvae", steps=1000, batch_size=2, warmup_steps=20, time_budget=1.0,
-                                    fit_steps_to_budget=True, checkpoint_every=1000))
+    vqvae = train_vqvae(
+        tiny_config(
+            root,
+            "vqvae",
+            steps=1000,
+            batch_size=2,
+            warmup_steps=20,
+            time_budget=1.0,
+            fit_steps_to_budget=True,
+            checkpoint_every=1000,
+        )
+    )
     dist.barrier()  # rank 0 has written the checkpoint the GAN phase starts from
     # Under DDP the budget is checked (and the clock read) only every log_every=3 steps. Rank
     # 1's clock spends the 10 s budget at its fourth check (12 s, step 12); rank 0's would not
     # within the 30 steps (4 s then). Both must stop after step 12, or rank 0 would wait for
     # rank 1 forever.
     loop.clock = TickingClock(tick=1.0 + 2 * rank)
-    gan = train_vqgan(tiny_config(root, "gan", steps=30, batch_size=2, phase="vqgan", time_budget=10 / 60,
-                                  log_every=3, init_from=str(root / "vqvae" / LATEST)))
+    gan = train_vqgan(
+        tiny_config(
+            root,
+            "gan",
+            steps=30,
+            batch_size=2,
+            phase="vqgan",
+            time_budget=10 / 60,
+            log_every=3,
+            init_from=str(root / "vqvae" / LATEST),
+        )
+    )
     torch.save({"vqvae": vqvae.state_dict(), "gan": gan.state_dict()}, root / f"rank{rank}.pt")
     dist.destroy_process_group()
 
@@ -466,8 +556,9 @@ def test_ddp_two_gloo_processes_end_identical(tmp_path):
     for phase in ("vqvae", "gan"):
         assert_same_state(rank0[phase], rank1[phase])
     assert bool(rank0["vqvae"]["quantizer.stages.0.initialized"])
-    assert not torch.equal(rank0["gan"]["decoders.realism.to_pixels.1.weight"],
-                           rank0["gan"]["decoders.fidelity.to_pixels.1.weight"])
+    assert not torch.equal(
+        rank0["gan"]["decoders.realism.to_pixels.1.weight"], rank0["gan"]["decoders.fidelity.to_pixels.1.weight"]
+    )
     # Each rank saw different crops, so identical weights mean gradients and codebooks were synchronised.
     assert sorted(train_rows(tmp_path / "gan")) == [3, 6, 9, 12]
     assert max(train_rows(tmp_path / "vqvae")) == 24

@@ -1,5 +1,6 @@
 """Streams from untrusted sources: headers that claim more than their payloads hold, and the
 claim bound (`max_pixels`), through the public API."""
+
 from __future__ import annotations
 
 import tracemalloc
@@ -10,8 +11,8 @@ import pytest
 from PIL import Image
 
 import vqcodec
-from vqcodec import BitstreamError, bitstream
 from tests.conftest import SAMPLE
+from vqcodec import BitstreamError, bitstream
 
 # A flat colour whose single index at one stage is codeword 0 under the static prior and the
 # nearest codewords: coded from the coder's empty state, that index costs no bits at all.
@@ -22,9 +23,18 @@ def forge(stream: bytes, *, width: int, height: int, payloads: list[bytes] | Non
     """`stream` with another claimed size (and payloads), every length and CRC consistent."""
     header, alpha, real = bitstream.unpack(stream)
     return bitstream.pack(
-        model_id=header.model_id, weights_hash=header.weights_hash, prior=header.prior,
-        prior_hash=header.prior_hash, width=width, height=height, mode=header.mode, stride=header.stride,
-        codebook_size=header.codebook_size, alpha=alpha, stage_payloads=real if payloads is None else payloads)
+        model_id=header.model_id,
+        weights_hash=header.weights_hash,
+        prior=header.prior,
+        prior_hash=header.prior_hash,
+        width=width,
+        height=height,
+        mode=header.mode,
+        stride=header.stride,
+        codebook_size=header.codebook_size,
+        alpha=alpha,
+        stage_payloads=real if payloads is None else payloads,
+    )
 
 
 @pytest.mark.parametrize("prior", ["context", "static"])
@@ -51,7 +61,7 @@ def test_a_real_payload_under_a_larger_claim_is_refused():
 def test_a_zero_length_stage_of_a_non_empty_grid_is_refused(sample_stream):
     _, _, payloads = bitstream.unpack(sample_stream)
     for stage in range(len(payloads)):
-        emptied = payloads[:stage] + [b""] + payloads[stage + 1:]
+        emptied = payloads[:stage] + [b""] + payloads[stage + 1 :]
         with pytest.raises(BitstreamError, match=f"stage {stage + 1} payload runs out"):
             vqcodec.decompress(forge(sample_stream, width=128, height=96, payloads=emptied))
 

@@ -16,6 +16,7 @@ indices (the decoder stays as it is). This measures that trade on real images:
     python experiments/entropy-constrained/entropy_constrained.py ../shared/data/kodak --train ../shared/data/train \\
         --out experiments/entropy-constrained/results
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,10 +35,16 @@ from vqcodec.imaging import prepare_image, to_padded_tensor
 from vqcodec.train.data import list_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the RD helpers
-from rd_bd import bd_quality, bd_rate  # noqa: E402
+from rd_bd import bd_quality, bd_rate
 
-DEFAULT_PROFILES = ("0,0,0,0", "0,0.0003,0.0003,0.0003", "0,0.001,0.001,0.001", "0,0.0005,0.001,0.002",
-                    "0,0,0,0.002", "0,0,0,0.01")
+DEFAULT_PROFILES = (
+    "0,0,0,0",
+    "0,0.0003,0.0003,0.0003",
+    "0,0.001,0.001,0.001",
+    "0,0.0005,0.001,0.002",
+    "0,0,0,0.002",
+    "0,0,0,0.01",
+)
 SEARCH_ROWS = 8192  # positions per distance block: [rows, K] float32 stays small
 
 
@@ -52,8 +59,9 @@ def latents(codec, files: list[Path]) -> list[tuple[torch.Tensor, torch.Tensor]]
     return out
 
 
-def quantize(codebooks: list[torch.Tensor], vectors: torch.Tensor, code_bits: list[torch.Tensor],
-             weights: list[float]) -> torch.Tensor:
+def quantize(
+    codebooks: list[torch.Tensor], vectors: torch.Tensor, code_bits: list[torch.Tensor], weights: list[float]
+) -> torch.Tensor:
     """Residual quantization `[N, D]` → indices `[S, N]`, stage s minimising
     ‖r − c‖² + weights[s] · code_bits[s][c]."""
     residual, indices = vectors.clone(), []
@@ -148,12 +156,26 @@ def main() -> None:
     for row in results:
         row["bd_rate_vs_first"] = bd_rate(anchor["bpp"], anchor["psnr"], row["bpp"], row["psnr"])
         row["bd_psnr_vs_first"] = bd_quality(anchor["bpp"], anchor["psnr"], row["bpp"], row["psnr"])
-        print(" ".join(f"{w:g}" for w in row["weights"]), "bpp", [round(b, 4) for b in row["bpp"]],
-              "PSNR", [round(p, 3) for p in row["psnr"]], "BD-rate", row["bd_rate_vs_first"])
+        print(
+            " ".join(f"{w:g}" for w in row["weights"]),
+            "bpp",
+            [round(b, 4) for b in row["bpp"]],
+            "PSNR",
+            [round(p, 3) for p in row["psnr"]],
+            "BD-rate",
+            row["bd_rate_vs_first"],
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"model": loaded.name, "weights_sha256": loaded.weights_hash.hex(), "images": args.images.name,
-              "evaluation_images": len(test), "train_images": len(train), "rounds": args.rounds,
-              "seconds": round(time.time() - started, 1), "profiles": results}
+    report = {
+        "model": loaded.name,
+        "weights_sha256": loaded.weights_hash.hex(),
+        "images": args.images.name,
+        "evaluation_images": len(test),
+        "train_images": len(train),
+        "rounds": args.rounds,
+        "seconds": round(time.time() - started, 1),
+        "profiles": results,
+    }
     (args.out / "entropy_constrained.json").write_text(json.dumps(report, indent=1))
     plot(results, args.out / "entropy_constrained.png")
 

@@ -5,6 +5,7 @@ Kodak with the model's λ profile (the encoder searches against, and codes with,
     python benchmarks/rdo.py ../shared/data/kodak --profiles model --out experiments/lean-prior/kodak-lean
     python experiments/lean-prior/compare.py
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent.parent / "benchmarks"))
-from rd_bd import bd_rate  # noqa: E402
+from rd_bd import bd_rate
 
 
 def model_profile(folder: str) -> dict:
@@ -24,8 +25,10 @@ def model_profile(folder: str) -> dict:
 def main() -> None:
     full, lean = model_profile("kodak-full"), model_profile("kodak-lean")
     result = {
-        "bpp_full": full["context"], "bpp_lean": lean["context"],
-        "psnr_full": full["psnr"], "psnr_lean": lean["psnr"],
+        "bpp_full": full["context"],
+        "bpp_lean": lean["context"],
+        "psnr_full": full["psnr"],
+        "psnr_lean": lean["psnr"],
         "bits_growth_at_stages": [b / a - 1 for a, b in zip(full["context"], lean["context"])],
         "bd_rate_lean_vs_full_percent": bd_rate(full["context"], full["psnr"], lean["context"], lean["psnr"]),
     }

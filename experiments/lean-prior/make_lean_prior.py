@@ -4,6 +4,7 @@
     python experiments/lean-prior/make_lean_prior.py /tmp/v3-prior.safetensors \\
         vqcodec/weights/vqc-f8-s4-v3-lean-prior.safetensors.xz --step 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,12 @@ def main() -> None:
     args = parser.parse_args()
     prior = load_prior_file(args.source)
     compact_neighbour_tables(prior, args.step)
-    save_prior_file(prior, args.target, description=f"vqc-f8-s4-v3's context prior (sha256 {file_sha256(args.source)}), "
-                    f"diagonal neighbour tables shared, table entries at step {args.step}")
+    save_prior_file(
+        prior,
+        args.target,
+        description=f"vqc-f8-s4-v3's context prior (sha256 {file_sha256(args.source)}), "
+        f"diagonal neighbour tables shared, table entries at step {args.step}",
+    )
     print(f"{args.target}: {args.target.stat().st_size} bytes, sha256 {file_sha256(args.target)}")
 
 

@@ -10,6 +10,7 @@ prior's, at 1..S stages.
     python experiments/lean-prior/probe.py ../shared/data/kodak --prior OLD_PRIOR \\
         --steps 1,4,5,6 --out experiments/lean-prior/results.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,10 +87,15 @@ def main() -> None:
             bits = stage_bits(prior, grids)
             growth = np.cumsum(bits) / np.cumsum(base) - 1  # at 1..S stages
             results[f"step {step}"] = {"file_bytes": size, "bits_per_stage": bits.tolist(), "growth_at_stages": growth.tolist()}
-            print(f"step {step}: {size / 1e6:.2f} MB, bits at 1..{len(growth)} stages "
-                  + " ".join(f"{100 * g:+.3f}%" for g in growth), flush=True)
+            print(
+                f"step {step}: {size / 1e6:.2f} MB, bits at 1..{len(growth)} stages "
+                + " ".join(f"{100 * g:+.3f}%" for g in growth),
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"images": len(files), "rdo_lambdas": list(loaded.rdo_lambdas), "variants": results}, indent=1))
+    args.out.write_text(
+        json.dumps({"images": len(files), "rdo_lambdas": list(loaded.rdo_lambdas), "variants": results}, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Held-out grids are the last `--validation` grids of a `train-prior` token cache 
     python experiments/prior-schedule/prior_schedule.py RUN_DIR/tokens.safetensors \\
         --prior vqcodec/weights/vqc-f8-s4-v3-prior.safetensors --out experiments/prior-schedule/results/prior_schedule.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,9 @@ def main() -> None:
         prior.config = dataclasses.replace(prior.config, schedule=schedule)
         started = time.perf_counter()
         bits = coding_bits(prior, held_out)
-        rows.append({"schedule": name, "tiles": schedule, "bits_per_index_stage": bits.tolist(),
-                     "seconds": time.perf_counter() - started})
+        rows.append(
+            {"schedule": name, "tiles": schedule, "bits_per_index_stage": bits.tolist(), "seconds": time.perf_counter() - started}
+        )
         print(f"{name:28s} " + " ".join(f"{b:.3f}" for b in bits))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"prior": str(args.prior), "held_out_grids": len(held_out), "rows": rows}, indent=1))

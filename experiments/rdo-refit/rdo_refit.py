@@ -11,6 +11,7 @@ against the shipped prior with the nearest codewords.
     python experiments/rdo-refit/rdo_refit.py ../shared/data/train ../shared/data/kodak --every 2 \\
         --out experiments/rdo-refit/results
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,8 @@ from vqcodec.train.data import list_images
 from vqcodec.train.prior_loop import PriorTrainConfig, fit_neighbour_tables, token_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the RD helpers
-from rd_bd import bd_rate  # noqa: E402
-from rdo import latents, measure_image, summarize  # noqa: E402
+from rd_bd import bd_rate
+from rdo import latents, measure_image, summarize
 
 
 def training_grids(loaded: zoo.LoadedModel, files: list[Path], lambdas: list[float]) -> dict[str, list[np.ndarray]]:
@@ -57,8 +58,13 @@ def plot(results: list[dict], path: Path) -> None:
 
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for row in results:
-        axis.plot(row["context"], row["psnr"], marker="o", linestyle="-" if row["searched"] else ":",
-                  label=f"{row['prior']}, {'search' if row['searched'] else 'nearest'} ({row['bd_rate']:+.2f} %)")
+        axis.plot(
+            row["context"],
+            row["psnr"],
+            marker="o",
+            linestyle="-" if row["searched"] else ":",
+            label=f"{row['prior']}, {'search' if row['searched'] else 'nearest'} ({row['bd_rate']:+.2f} %)",
+        )
     axis.set_xlabel("bits per pixel (stage payloads, context prior)")
     axis.set_ylabel("PSNR (dB), fidelity decoder")
     axis.set_title("Kodak, 1–4 stages (BD-rate vs shipped, nearest)")
@@ -93,17 +99,28 @@ def main() -> None:
     results = []
     for name, prior in priors.items():
         for searched in (False, True):
-            rows = [measure_image(loaded.codec, prior.eval(), image, latent, lambdas if searched else [0.0] * len(lambdas))
-                    for image, latent in tqdm(images, desc=name, leave=False)]
+            rows = [
+                measure_image(loaded.codec, prior.eval(), image, latent, lambdas if searched else [0.0] * len(lambdas))
+                for image, latent in tqdm(images, desc=name, leave=False)
+            ]
             results.append({"prior": name, "searched": searched, **summarize(rows, pixels)})
     anchor = results[0]
     for row in results:
         row["bd_rate"] = bd_rate(anchor["context"], anchor["psnr"], row["context"], row["psnr"])
-        print(f"{row['prior']:>26} {'search ' if row['searched'] else 'nearest'}  saving % "
-              f"{[round(100 * s, 1) for s in row['saving_at_stages']]}  BD-rate {row['bd_rate']:+.2f} %")
+        print(
+            f"{row['prior']:>26} {'search ' if row['searched'] else 'nearest'}  saving % "
+            f"{[round(100 * s, 1) for s in row['saving_at_stages']]}  BD-rate {row['bd_rate']:+.2f} %"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"model": loaded.name, "lambdas": lambdas, "train_images": len(files), "images": args.images.name,
-              "image_count": len(images), "seconds": round(time.time() - started, 1), "results": results}
+    report = {
+        "model": loaded.name,
+        "lambdas": lambdas,
+        "train_images": len(files),
+        "images": args.images.name,
+        "image_count": len(images),
+        "seconds": round(time.time() - started, 1),
+        "results": results,
+    }
     (args.out / "refit.json").write_text(json.dumps(report, indent=1))
     plot(results, args.out / "refit.png")
 

@@ -17,8 +17,10 @@ a codeword is about the centroid of its cell, so the expected residual given it 
 Regressions, frequencies and β are fitted on training images and scored on other training
 images (never Kodak).
 
-    python experiments/residual-predictability/residual_predictability.py ../shared/data/train --codec vqcodec/weights/vqc-f8-s4-v3.safetensors
+    python experiments/residual-predictability/residual_predictability.py ../shared/data/train \\
+        --codec vqcodec/weights/vqc-f8-s4-v3.safetensors
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,13 +30,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-from vqcodec.imaging import prepare_image, to_padded_tensor  # noqa: E402
-from vqcodec.train.data import list_images  # noqa: E402
-from vqcodec.zoo import file_sha256, load_codec_file  # noqa: E402
+from vqcodec.imaging import prepare_image, to_padded_tensor
+from vqcodec.train.data import list_images
+from vqcodec.zoo import file_sha256, load_codec_file
 
 MAX_SIDE = 512  # crop larger images: the probe needs many positions, not whole photos
 RIDGE = 1e-3  # only keeps the normal equations well conditioned; ~1e5 rows outweigh it
@@ -57,7 +59,7 @@ def latents_and_indices(codec, paths: list[Path]) -> list[tuple[np.ndarray, np.n
 def _window(grid: np.ndarray) -> np.ndarray:
     """`[h, w, D]` → `[h-2, w-2, 9D]`: each inner position's 3×3 neighbourhood."""
     h, w, _ = grid.shape
-    return np.concatenate([grid[dy:h - 2 + dy, dx:w - 2 + dx] for dy in range(3) for dx in range(3)], axis=-1)
+    return np.concatenate([grid[dy : h - 2 + dy, dx : w - 2 + dx] for dy in range(3) for dx in range(3)], axis=-1)
 
 
 def design(images, books: list[np.ndarray], stage: int, neighbours: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,7 +71,7 @@ def design(images, books: list[np.ndarray], stage: int, neighbours: bool) -> tup
         if neighbours:
             same = _window(books[stage][indices[stage]])
             dim = latent.shape[-1]
-            same[..., 4 * dim:5 * dim] = 0.0  # the position's own codeword is what is predicted
+            same[..., 4 * dim : 5 * dim] = 0.0  # the position's own codeword is what is predicted
             parts.append(same)
         row = np.concatenate(parts, axis=-1)
         features.append(row.reshape(-1, row.shape[-1]))
@@ -112,23 +114,34 @@ def probe(fit, held_out, books: list[np.ndarray], stage: int, neighbours: bool) 
     predicted = x @ weights
     centre = y_fit.mean(0)
     scores = {}
-    for name, mean, mean_fit in (("constant", np.broadcast_to(centre, y.shape), np.broadcast_to(centre, y_fit.shape)),
-                                 ("context", predicted, x_fit @ weights)):
+    for name, mean, mean_fit in (
+        ("constant", np.broadcast_to(centre, y.shape), np.broadcast_to(centre, y_fit.shape)),
+        ("context", predicted, x_fit @ weights),
+    ):
         beta = _fitted_beta(mean_fit, book, log_prior, targets_fit)
         scores[name] = (_geometric_bits(mean, book, log_prior, targets, beta), beta)
     r2 = 1.0 - float(((y - predicted) ** 2).sum() / ((y - y.mean(0)) ** 2).sum())
     order0 = _bits(np.broadcast_to(log_prior, (len(targets), len(book))), targets)
-    return {"stage": stage + 1, "neighbours": neighbours, "order0_bits": order0,
-            "constant_mean_bits": scores["constant"][0], "context_mean_bits": scores["context"][0],
-            "saving_percent": 100.0 * (1.0 - scores["context"][0] / scores["constant"][0]),
-            "beta": scores["context"][1], "residual_r2": r2, "positions": int(len(targets))}
+    return {
+        "stage": stage + 1,
+        "neighbours": neighbours,
+        "order0_bits": order0,
+        "constant_mean_bits": scores["constant"][0],
+        "context_mean_bits": scores["context"][0],
+        "saving_percent": 100.0 * (1.0 - scores["context"][0] / scores["constant"][0]),
+        "beta": scores["context"][1],
+        "residual_r2": r2,
+        "positions": int(len(targets)),
+    }
 
 
 def plot(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     stages = sorted({r["stage"] for r in rows})
-    for offset, neighbours, label in ((-0.2, False, "partial reconstruction (3×3)"),
-                                      (0.2, True, "+ all 8 same-stage neighbours (bound)")):
+    for offset, neighbours, label in (
+        (-0.2, False, "partial reconstruction (3×3)"),
+        (0.2, True, "+ all 8 same-stage neighbours (bound)"),
+    ):
         values = [next(r["saving_percent"] for r in rows if r["stage"] == s and r["neighbours"] == neighbours) for s in stages]
         ax.bar(np.array(stages) + offset, values, width=0.4, label=label)
     ax.set_xticks(stages)
@@ -156,16 +169,22 @@ def main() -> None:
     np.random.default_rng(0).shuffle(files)
     if len(files) < args.fit + args.held_out:
         raise SystemExit(f"need {args.fit + args.held_out} images, found {len(files)}")
-    fit = latents_and_indices(codec, files[:args.fit])
-    held_out = latents_and_indices(codec, files[-args.held_out:])
+    fit = latents_and_indices(codec, files[: args.fit])
+    held_out = latents_and_indices(codec, files[-args.held_out :])
     rows = []
     for stage in range(codec.config.stages):
         for neighbours in (False, True):
             rows.append(probe(fit, held_out, books, stage, neighbours))
             print(json.dumps(rows[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    document = {"what": __doc__.split("\n\n")[0], "codec_sha256": file_sha256(args.codec),
-                "fit_images": args.fit, "held_out_images": args.held_out, "max_side": MAX_SIDE, "rows": rows}
+    document = {
+        "what": __doc__.split("\n\n")[0],
+        "codec_sha256": file_sha256(args.codec),
+        "fit_images": args.fit,
+        "held_out_images": args.held_out,
+        "max_side": MAX_SIDE,
+        "rows": rows,
+    }
     (args.out / "residual_predictability.json").write_text(json.dumps(document, indent=1) + "\n")
     plot(rows, args.out / "residual_predictability.png")
 

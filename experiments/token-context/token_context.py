@@ -9,6 +9,7 @@ slightly worse than the marginal.
 
     python experiments/token-context/token_context.py RUN_DIR/tokens.safetensors --out experiments/token-context/results
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,10 +19,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from vqcodec.train.prior_loop import offset_pairs, read_token_cache  # noqa: E402
+from vqcodec.train.prior_loop import offset_pairs, read_token_cache
 
 SMOOTHING = 4.0
 
@@ -64,13 +65,28 @@ def main() -> None:
     rows = []
     for stage in range(grids[0].shape[0]):
         for name, (context_stage, dy, dx) in contexts(stage).items():
-            conditional, order0 = entropies(pairs(train, context_stage, stage, dy, dx), pairs(test, context_stage, stage, dy, dx), args.codebook_size)
-            rows.append({"stage": stage + 1, "context": name, "conditional_bits": conditional, "order0_bits": order0,
-                         "saving": 1 - conditional / order0})
+            conditional, order0 = entropies(
+                pairs(train, context_stage, stage, dy, dx), pairs(test, context_stage, stage, dy, dx), args.codebook_size
+            )
+            rows.append(
+                {
+                    "stage": stage + 1,
+                    "context": name,
+                    "conditional_bits": conditional,
+                    "order0_bits": order0,
+                    "saving": 1 - conditional / order0,
+                }
+            )
             print(f"stage {stage + 1}, {name}: {conditional:.3f} vs {order0:.3f} bits ({100 * rows[-1]['saving']:+.1f} %)")
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"tokens": args.tokens.name, "codec_sha256": metadata.get("codec_sha256"), "train_grids": split,
-              "test_grids": len(test), "smoothing": SMOOTHING, "rows": rows}
+    report = {
+        "tokens": args.tokens.name,
+        "codec_sha256": metadata.get("codec_sha256"),
+        "train_grids": split,
+        "test_grids": len(test),
+        "smoothing": SMOOTHING,
+        "rows": rows,
+    }
     (args.out / "token_context.json").write_text(json.dumps(report, indent=1))
     plot(rows, args.out / "token_context.png")
     print(f"wrote {args.out / 'token_context.json'} and token_context.png")
