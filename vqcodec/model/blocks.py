@@ -3,6 +3,7 @@
 No normalisation layers: on a CPU budget they cost a large share of the step time and the
 pixel-unshuffle stem keeps activations well scaled without them.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,6 +20,7 @@ class ResidualBlock(nn.Module):
         self.act = nn.SiLU()
         # Start each block close to the identity so deep stacks train from step 0.
         nn.init.zeros_(self.conv2.weight)
+        assert self.conv2.bias is not None  # Conv2d has a bias unless told otherwise
         nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

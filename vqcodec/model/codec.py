@@ -3,6 +3,7 @@
 Training path (`forward`) and coding path (`encode_indices` / `decode_indices`) live on the
 same module, as in CompressAI; losses and the discriminator stay in `vqcodec.train`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,9 +33,7 @@ class VQCodec(nn.Module):
         self.decoders = nn.ModuleDict({name: Decoder(config) for name in decoders})
         self.prior = StaticPrior(config.stages, config.codebook_size)
 
-    def forward(
-        self, image: torch.Tensor, stages_per_sample: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, stages_per_sample: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Training pass through the fidelity decoder.
 
         Args:

@@ -3,6 +3,7 @@
 It is stored next to the weights (in the safetensors metadata and in training
 checkpoints), so a model is always rebuilt from its config, never guessed from tensor shapes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,7 +48,7 @@ class CodecConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "CodecConfig":
+    def from_json(cls, text: str) -> CodecConfig:
         fields = json.loads(text)
         for key in ("encoder_blocks", "decoder_blocks"):
             fields[key] = tuple(fields[key])

@@ -1,5 +1,6 @@
 """Quantized latent grid → image. The mirror of the encoder, a little deeper, since decoding
 quality is where the capacity pays off."""
+
 from __future__ import annotations
 
 import torch

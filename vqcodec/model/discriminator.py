@@ -1,4 +1,5 @@
 """PatchGAN discriminator for the VQ-GAN phase (training only; never part of an exported codec)."""
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,8 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, width: int = 32, layers: int = 3) -> None:
         """Args:
-            width: channels of the first conv; doubled per layer up to 8× width.
-            layers: stride-2 convs (each halves the resolution) before the stride-1 head.
+        width: channels of the first conv; doubled per layer up to 8× width.
+        layers: stride-2 convs (each halves the resolution) before the stride-1 head.
         """
         super().__init__()
         if width < 1 or layers < 1:

@@ -1,5 +1,6 @@
 """Image → latent grid. Drops to 1/4 resolution at once (pixel-unshuffle stem), which is what
 makes the model cheap enough to train and run on a CPU."""
+
 from __future__ import annotations
 
 import torch

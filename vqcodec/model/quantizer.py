@@ -3,6 +3,7 @@
 Stage s quantizes what stages < s left over, so decoding with the first s stages gives a
 coarser image from the same indices: the basis of variable rate and progressive decoding.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,6 +39,11 @@ def _kmeans(samples: torch.Tensor, k: int, generator: torch.Generator) -> torch.
 
 class QuantizerStage(nn.Module):
     """One codebook `[K, D]` kept as an exponential moving average of its assigned vectors."""
+
+    codebook: torch.Tensor  # [K, D]
+    ema_count: torch.Tensor  # [K] float, EMA of how many vectors each code was assigned
+    ema_sum: torch.Tensor  # [K, D], EMA of the sum of those vectors
+    initialized: torch.Tensor  # bool scalar: k-means has run
 
     def __init__(self, codebook_size: int, dim: int) -> None:
         super().__init__()
@@ -94,6 +100,16 @@ class ResidualQuantizer(nn.Module):
         # Codebook restarts draw from their own generator so a resumed run replays exactly.
         self.generator = torch.Generator().manual_seed(0)
 
+    def stage(self, s: int) -> QuantizerStage:
+        """Stage `s`, counted from 0 (typed: an nn.ModuleList hands out plain Modules)."""
+        stage = self.stages[s]
+        assert isinstance(stage, QuantizerStage)
+        return stage
+
+    def codebooks(self, stages: int | None = None) -> list[torch.Tensor]:
+        """The codebooks `[K, D]` of the first `stages` stages (None = all)."""
+        return [self.stage(s).codebook for s in range(len(self.stages))[:stages]]
+
     def forward(
         self, latent: torch.Tensor, stages_per_sample: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -113,7 +129,8 @@ class ResidualQuantizer(nn.Module):
         residual = flat
         quantized = torch.zeros_like(flat)
         all_indices, commit = [], latent.new_zeros(())
-        for s, stage in enumerate(self.stages):
+        for s in range(len(self.stages)):
+            stage = self.stage(s)
             if self.training and not bool(stage.initialized):
                 stage.initialize(residual.detach(), self.generator)
             indices = stage.nearest(residual.detach())
@@ -138,7 +155,8 @@ class ResidualQuantizer(nn.Module):
         b, d, h, w = latent.shape
         residual = latent.permute(0, 2, 3, 1).reshape(-1, d)
         all_indices = []
-        for stage in self.stages[:stages]:
+        for s in range(len(self.stages))[:stages]:
+            stage = self.stage(s)
             indices = stage.nearest(residual)
             residual = residual - F.embedding(indices, stage.codebook)
             all_indices.append(indices.view(b, h, w))
@@ -146,7 +164,7 @@ class ResidualQuantizer(nn.Module):
 
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
         """Indices `[B, s, h, w]` (s ≤ S) → quantized latent `[B, D, h, w]`."""
-        total = 0
-        for s in range(indices.shape[1]):
-            total = total + F.embedding(indices[:, s], self.stages[s].codebook)  # [B, h, w, D]
+        total = F.embedding(indices[:, 0], self.stage(0).codebook)  # [B, h, w, D]
+        for s in range(1, indices.shape[1]):
+            total = total + F.embedding(indices[:, s], self.stage(s).codebook)
         return total.permute(0, 3, 1, 2)
