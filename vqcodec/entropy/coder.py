@@ -4,6 +4,7 @@ A stage's stream holds its symbols in groups, each group with its own probabilit
 shared row (the static prior) or one row per symbol (the context prior). Probabilities must
 come from integer frequencies so that encoder and decoder see bit-identical values.
 """
+
 from __future__ import annotations
 
 import constriction

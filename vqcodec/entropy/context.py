@@ -10,6 +10,7 @@ masks, also drives generation and inpainting (`vqcodec.sampling`).
 Inference uses only integer-valued arithmetic (`fixedpoint`), so encoder and decoder derive
 identical integer frequencies anywhere.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -79,14 +80,16 @@ class PriorConfig:
         """Raise ValueError unless this prior codes `stages` stages of `codebook_size`
         codewords (a codec's); `name` says whose prior it is."""
         if self.codebook_size != codebook_size or self.stages < stages:
-            raise ValueError(f"{name} does not fit the codec: it codes {self.stages} stages of {self.codebook_size} "
-                             f"codewords, the codec has {stages} of {codebook_size}")
+            raise ValueError(
+                f"{name} does not fit the codec: it codes {self.stages} stages of {self.codebook_size} "
+                f"codewords, the codec has {stages} of {codebook_size}"
+            )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "PriorConfig":
+    def from_json(cls, text: str) -> PriorConfig:
         fields = json.loads(text)
         fields["schedule"] = tuple(fields["schedule"])
         return cls(**fields)
@@ -97,6 +100,12 @@ def group_map(tile: str, h: int, w: int) -> np.ndarray:
     pattern = TILES[tile]
     reps = (-(-h // pattern.shape[0]), -(-w // pattern.shape[1]))
     return np.tile(pattern, reps)[:h, :w]
+
+
+def nonzero_positions(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(sample, row, column) indices of the True entries of `mask` `[B, h, w]`, row-major."""
+    b, i, j = mask.nonzero(as_tuple=True)
+    return b, i, j
 
 
 class ResidualBlock(nn.Module):
@@ -119,6 +128,9 @@ class ResidualBlock(nn.Module):
 class ContextPrior(nn.Module):
     """Predicts the tokens of one stage at masked positions from every known token."""
 
+    neighbour: torch.Tensor  # [S, D, K, K] int8 pair tables
+    exp_table: torch.Tensor  # the fixed exp table the frequencies come from
+
     def __init__(self, config: PriorConfig) -> None:
         super().__init__()
         self.config = config
@@ -139,7 +151,7 @@ class ContextPrior(nn.Module):
         self.register_buffer("neighbour", torch.zeros(s, len(NEIGHBOUR_OFFSETS), k, k, dtype=torch.int8))
         self.neighbour_gain = nn.Parameter(torch.full((s, len(NEIGHBOUR_OFFSETS)), 0.5))
         self.register_buffer("exp_table", exp_table(config.logit_bits))
-        self._derived_cache: dict[str, tuple[tuple[int, int], torch.Tensor]] = {}
+        self._derived_cache: dict[str, tuple[tuple[int, int | None], torch.Tensor]] = {}
 
     def trunk(
         self, tokens: torch.Tensor, known: torch.Tensor, stage: torch.Tensor, positions: torch.Tensor | None = None
@@ -158,7 +170,7 @@ class ContextPrior(nn.Module):
         """
         x = self._grid_features(tokens, known, stage)
         if positions is not None:
-            return self._features_at(x, positions.nonzero(as_tuple=True))
+            return self._features_at(x, nonzero_positions(positions))
         return self.blocks[-1](x) if self.blocks else x
 
     def _grid_features(self, tokens: torch.Tensor, known: torch.Tensor, stage: torch.Tensor) -> torch.Tensor:
@@ -178,7 +190,11 @@ class ContextPrior(nn.Module):
     def _features_at(self, x: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """`[n, C]` trunk features at (sample, row, column) indices `where`: the last block
         runs only there."""
-        return self.blocks[-1].at_positions(x, where) if self.blocks else x[where]
+        if not self.blocks:
+            return x[where]
+        last = self.blocks[-1]
+        assert isinstance(last, ResidualBlock)
+        return last.at_positions(x, where)
 
     def logits(self, features: torch.Tensor, previous: torch.Tensor, neighbours: torch.Tensor, stage: int) -> torch.Tensor:
         """Integer logits `[n, K]` of positions to predict.
@@ -229,10 +245,11 @@ class ContextPrior(nn.Module):
         Exact: every product is an int8 entry times an integer gain, and the sum of 8 of
         them stays far below 2**24, in whatever order it is added.
         """
-        return self.neighbour_logits_at(tokens, known, stage, rows.nonzero(as_tuple=True))
+        return self.neighbour_logits_at(tokens, known, stage, nonzero_positions(rows))
 
-    def neighbour_logits_at(self, tokens: torch.Tensor, known: torch.Tensor, stage: int,
-                            where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def neighbour_logits_at(
+        self, tokens: torch.Tensor, known: torch.Tensor, stage: int, where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
         """`neighbour_logits` at (sample, row, column) indices `where`, in their order."""
         k = self.config.codebook_size
         b, i, j = where
@@ -261,8 +278,9 @@ class ContextPrior(nn.Module):
         both = torch.stack([tables, tables.transpose(1, 2)], dim=1)  # [D, 2, K, K]
         return F.pad(both, (0, 0, 0, 1)).reshape(-1, tables.shape[-1])
 
-    def _previous(self, tokens: torch.Tensor, known: torch.Tensor, stage: int,
-                  where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def _previous(
+        self, tokens: torch.Tensor, known: torch.Tensor, stage: int, where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
         """`[n]` tokens of stage-1 at (sample, row, column) indices `where`, K where unknown."""
         if stage == 0 or tokens.shape[1] < stage:
             return torch.full((where[0].numel(),), self.config.codebook_size, dtype=torch.int64, device=tokens.device)
@@ -278,8 +296,10 @@ class ContextPrior(nn.Module):
         Returns:
             `[n]` float, one NLL per True entry of `predict`, grouped by stage.
         """
-        losses = [F.cross_entropy(logits, tokens[:, s][rows], reduction="none")
-                  for s, rows, logits in self.scored_logits(tokens, known, stage, predict)]
+        losses = [
+            F.cross_entropy(logits, tokens[:, s][rows], reduction="none")
+            for s, rows, logits in self.scored_logits(tokens, known, stage, predict)
+        ]
         return torch.cat(losses)
 
     def scored_logits(
@@ -292,7 +312,7 @@ class ContextPrior(nn.Module):
         scored = []
         for s in torch.unique(stage).tolist():
             rows = predict & (stage == s).view(-1, 1, 1)
-            where = rows.nonzero(as_tuple=True)
+            where = nonzero_positions(rows)
             previous = self._previous(tokens, known, s, where)
             neighbours = self.neighbour_logits_at(tokens, known, s, where)
             scored.append((s, rows, self.logits(features[rows], previous, neighbours, s) * (2.0**-self.config.logit_bits)))
@@ -320,10 +340,16 @@ class ContextPrior(nn.Module):
         if self.training:
             raise RuntimeError("call .eval() before computing coding-path logits")
         stages = torch.full((tokens.shape[0],), stage, dtype=torch.int64, device=tokens.device)
-        return self._logits_at(tokens, known, stage, self._grid_features(tokens, known, stages), masks.nonzero(as_tuple=True))
+        return self._logits_at(tokens, known, stage, self._grid_features(tokens, known, stages), nonzero_positions(masks))
 
-    def _logits_at(self, tokens: torch.Tensor, known: torch.Tensor, stage: int, grid: torch.Tensor,
-                   where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def _logits_at(
+        self,
+        tokens: torch.Tensor,
+        known: torch.Tensor,
+        stage: int,
+        grid: torch.Tensor,
+        where: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
         """Integer logits `[n, K]` at indices `where`, given `_grid_features` of the same tokens."""
         features = self._features_at(grid, where)
         neighbours = self.neighbour_logits_at(tokens, known, stage, where)
@@ -369,18 +395,19 @@ class ContextPrior(nn.Module):
         """
         if self.training:
             raise RuntimeError("call .eval() before computing coding-path frequencies")
-        tokens, known = self._validated(tokens, known, stage)
+        valid_tokens, valid_known = self._validated(tokens, known, stage)
         device = self.exp_table.device
-        tokens, known = tokens[None].to(device), known[None].to(device)
+        batch_tokens, batch_known = valid_tokens[None].to(device), valid_known[None].to(device)  # [1, S, h, w]
         stages = torch.full((1,), stage, dtype=torch.int64, device=device)
-        grid = self._grid_features(tokens, known, stages)
-        width = tokens.shape[-1]
+        grid = self._grid_features(batch_tokens, batch_known, stages)
+        width = batch_tokens.shape[-1]
 
         @torch.no_grad()
         def frequencies_at(flat: np.ndarray) -> np.ndarray:
             positions = torch.from_numpy(np.asarray(flat, dtype=np.int64)).to(device)
             where = (torch.zeros_like(positions), positions // width, positions % width)
-            return self.frequencies_from_logits(self._logits_at(tokens, known, stage, grid, where)).cpu().numpy()
+            logits = self._logits_at(batch_tokens, batch_known, stage, grid, where)
+            return self.frequencies_from_logits(logits).cpu().numpy()
 
         return frequencies_at
 
@@ -389,7 +416,9 @@ class ContextPrior(nn.Module):
         if tokens.ndim != 3 or known.shape != tokens.shape:
             raise ValueError(f"need tokens/known [s,h,w], got {tokens.shape}, {known.shape}")
         if not 0 <= stage < tokens.shape[0] <= self.config.stages:
-            raise ValueError(f"need stage < given stages ({tokens.shape[0]}) ≤ the prior's {self.config.stages}, got stage {stage}")
+            raise ValueError(
+                f"need stage < given stages ({tokens.shape[0]}) ≤ the prior's {self.config.stages}, got stage {stage}"
+            )
         known = torch.from_numpy(known.astype(bool))
         tokens = torch.from_numpy(tokens.astype(np.int64))
         if known.any() and not 0 <= int(tokens[known].min()) <= int(tokens[known].max()) < self.config.codebook_size:
@@ -401,4 +430,3 @@ class ContextPrior(nn.Module):
         tokens = torch.cat([tokens, tokens.new_zeros((missing, *tokens.shape[1:]))])
         known = torch.cat([known, known.new_zeros((missing, *known.shape[1:]))])
         return tokens, known
-

@@ -10,6 +10,7 @@ rounded to TF32 or bf16 (reduced-precision settings), and accumulation stays in 
 In training mode the same arithmetic runs with
 straight-through gradients (quantization-aware training).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,7 @@ def exp_table(logit_bits: int) -> torch.Tensor:
     The table is computed once and stored with the prior's weights, so coding never
     depends on the local libm.
     """
-    values = []
+    values: list[int] = []
     while not values or values[-1] > 1:
         values.append(max(1, round((1 << EXP_ONE_BITS) * math.exp(-len(values) / (1 << logit_bits)))))
     return torch.tensor(values, dtype=torch.int64)
@@ -100,7 +101,9 @@ class QuantConv(nn.Module):
         super().__init__()
         if in_channels * kernel * kernel > max_fan_in():
             raise ValueError(f"fan-in {in_channels * kernel * kernel} exceeds {max_fan_in()}: float32 sums would round")
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel) / math.sqrt(in_channels * kernel * kernel))
+        self.weight = nn.Parameter(
+            torch.randn(out_channels, in_channels, kernel, kernel) / math.sqrt(in_channels * kernel * kernel)
+        )
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.act_bits, self.low = act_bits, low
 

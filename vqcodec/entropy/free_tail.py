@@ -8,6 +8,7 @@ codeword 0 can: then the last index of that stage in coding order takes its near
 codeword instead, and the later stages at that one position are re-picked from the new
 residual (a loss too small to see, in one f×f cell).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -19,8 +20,7 @@ from .stream import Prior, coding_order, free_tail_allowance, trailing_zeros
 
 
 @torch.no_grad()
-def limit_free_tails(indices: np.ndarray, latent: torch.Tensor, codebooks: Sequence[torch.Tensor],
-                     prior: Prior) -> np.ndarray:
+def limit_free_tails(indices: np.ndarray, latent: torch.Tensor, codebooks: Sequence[torch.Tensor], prior: Prior) -> np.ndarray:
     """indices `[S, h, w]` int of `latent` `[D, h, w]` (one `[K, D]` codebook per stage) →
     a copy in which no stage ends in more zeros than `free_tail_allowance(h * w)`."""
     stages, h, w = indices.shape

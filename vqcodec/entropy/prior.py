@@ -3,6 +3,7 @@
 Frequencies are integers, so the probabilities handed to the coder (freq / total, one exact
 IEEE division each) are bit-identical on every machine.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -17,6 +18,8 @@ FREQUENCY_TOTAL = 1 << 20
 
 class StaticPrior(nn.Module):
     """Holds `frequencies` `[S, K]` int64, one order-0 distribution per residual stage."""
+
+    frequencies: torch.Tensor  # [S, K] int64
 
     def __init__(self, stages: int, codebook_size: int) -> None:
         super().__init__()

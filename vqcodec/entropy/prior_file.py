@@ -8,6 +8,7 @@ tables (integer logits) are low-entropy, so a prior that took 30 MB as float32/i
 about a quarter of that. Version-2 files (plain safetensors, float32 transition) still load,
 so retired priors stay usable.
 """
+
 from __future__ import annotations
 
 import json

@@ -15,6 +15,7 @@ pointwise mutual information, which leaves a neighbour's normaliser about unchan
 change in its code length is the pair term alone; and the tables are symmetric, so the
 term is the prior's own `neighbour_logits` read from the other side.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,18 +26,25 @@ import torch
 
 from vqcodec.kernels import nearest_codeword
 
+from .context import ContextPrior
 from .stream import CHUNK_ROWS, Prior, position_blocks
 
 
 def code_lengths(frequencies: np.ndarray) -> torch.Tensor:
     """Integer frequencies `[n, K]` (or one shared row `[K]`) → bits per symbol, float32."""
-    frequencies = torch.from_numpy(np.atleast_2d(np.asarray(frequencies, dtype=np.float64)))
-    return (frequencies.sum(dim=1, keepdim=True).log2() - frequencies.log2()).float()
+    table = torch.from_numpy(np.atleast_2d(np.asarray(frequencies, dtype=np.float64)))
+    return (table.sum(dim=1, keepdim=True).log2() - table.log2()).float()
 
 
 @torch.no_grad()
-def quantize_for_rate(latent: torch.Tensor, codebooks: Sequence[torch.Tensor], prior: Prior,
-                      lambdas: Sequence[float], chunk_rows: int = CHUNK_ROWS, lookahead: bool = True) -> np.ndarray:
+def quantize_for_rate(
+    latent: torch.Tensor,
+    codebooks: Sequence[torch.Tensor],
+    prior: Prior,
+    lambdas: Sequence[float],
+    chunk_rows: int = CHUNK_ROWS,
+    lookahead: bool = True,
+) -> np.ndarray:
     """Residual quantization of one latent grid, each index weighed by its code length.
 
     Args:
@@ -71,16 +79,25 @@ def quantize_for_rate(latent: torch.Tensor, codebooks: Sequence[torch.Tensor], p
             tokens[stage] = nearest.view(h, w).numpy()
         else:
             groups = [mask for s, mask in order if s == stage]
-            _search_stage(prior, tokens, known, stage, groups, residual, codebook, nearest.numpy(), weight,
-                          chunk_rows, lookahead)
+            _search_stage(prior, tokens, known, stage, groups, residual, codebook, nearest.numpy(), weight, chunk_rows, lookahead)
         known[stage] = True
         residual -= codebook[torch.from_numpy(tokens[stage].reshape(-1))]
     return tokens
 
 
-def _search_stage(prior: Prior, tokens: np.ndarray, known: np.ndarray, stage: int, groups: list[np.ndarray],
-                  residual: torch.Tensor, codebook: torch.Tensor, nearest: np.ndarray, weight: float,
-                  chunk_rows: int, lookahead: bool) -> None:
+def _search_stage(
+    prior: Prior,
+    tokens: np.ndarray,
+    known: np.ndarray,
+    stage: int,
+    groups: list[np.ndarray],
+    residual: torch.Tensor,
+    codebook: torch.Tensor,
+    nearest: np.ndarray,
+    weight: float,
+    chunk_rows: int,
+    lookahead: bool,
+) -> None:
     """Choose stage `stage` of `tokens` group by group (earlier stages known), in place."""
     h, w = tokens.shape[1:]
     squared_norms = codebook.square().sum(dim=1)  # [K]; ‖r‖² is the same for every candidate, so left out
@@ -99,22 +116,22 @@ def _search_stage(prior: Prior, tokens: np.ndarray, known: np.ndarray, stage: in
         known[stage] |= mask
 
 
-def _later_neighbour_bits(prior: Prior, stage: int, guess: np.ndarray,
-                          pending: np.ndarray) -> Callable[[np.ndarray], torch.Tensor] | None:
+def _later_neighbour_bits(
+    prior: Prior, stage: int, guess: np.ndarray, pending: np.ndarray
+) -> Callable[[np.ndarray], torch.Tensor] | None:
     """Bits each candidate at a position saves its same-stage neighbours still `pending`
     (taken to hold `guess` `[h, w]`), as a function of flat positions → `[n, K]`; None for
     priors without neighbour pair tables."""
-    neighbour_logits_at = getattr(prior, "neighbour_logits_at", None)
-    if neighbour_logits_at is None or not pending.any():
+    if not isinstance(prior, ContextPrior) or not pending.any():
         return None
     h, w = guess.shape
     tokens = torch.zeros((1, stage + 1, h, w), dtype=torch.int64)
     known = torch.zeros(tokens.shape, dtype=torch.bool)
     tokens[0, stage], known[0, stage] = torch.from_numpy(guess), torch.from_numpy(pending)
-    bits_per_unit = 2.0 ** -prior.config.logit_bits / math.log(2)
+    bits_per_unit = 2.0**-prior.config.logit_bits / math.log(2)
 
     def saved(block: np.ndarray) -> torch.Tensor:
         flat = torch.from_numpy(block)
-        return neighbour_logits_at(tokens, known, stage, (torch.zeros_like(flat), flat // w, flat % w)) * bits_per_unit
+        return prior.neighbour_logits_at(tokens, known, stage, (torch.zeros_like(flat), flat // w, flat % w)) * bits_per_unit
 
     return saved

@@ -10,6 +10,7 @@ data that many indices before the end of the grid. A decoder cannot tell such a 
 from a header that claims a larger image than its payload holds, so it accepts a short one
 only: at most FREE_TAIL_LIMIT indices, and never a whole stage (an empty payload).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -52,7 +53,7 @@ def trailing_zeros(symbols: np.ndarray, run_before: int = 0) -> int:
 
 def coding_order(prior: Prior, stages: int, h: int, w: int) -> list[np.ndarray]:
     """Per stage, every flat (row-major) position of the `[h, w]` grid in coding order."""
-    order = [[] for _ in range(stages)]
+    order: list[list[np.ndarray]] = [[] for _ in range(stages)]
     for stage, mask in prior.groups(stages, h, w):
         order[stage].append(np.flatnonzero(mask))
     return [np.concatenate(positions) for positions in order]
@@ -83,8 +84,9 @@ def encode_grid(prior: Prior, indices: np.ndarray, chunk_rows: int = CHUNK_ROWS)
     return [encoder.finish() for encoder in encoders]
 
 
-def decode_grid(prior: Prior, payloads: list[bytes], h: int, w: int, codebook_size: int,
-                chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+def decode_grid(
+    prior: Prior, payloads: list[bytes], h: int, w: int, codebook_size: int, chunk_rows: int = CHUNK_ROWS
+) -> np.ndarray:
     """Payloads of the first n stages → indices `[n, h, w]` int64.
 
     Raises ValueError when a payload decodes to out-of-range symbols, leaves unread words, or
@@ -129,4 +131,5 @@ def _ran_dry(stage: int, uncoded: int, h: int, w: int, allowance: int) -> ValueE
     return ValueError(
         f"stage {stage + 1} payload runs out {uncoded} indices before the end of its {h}×{w} grid "
         f"(at most {allowance} may be left uncoded): the file is corrupt, or its header claims "
-        "a larger image than its data holds")
+        "a larger image than its data holds"
+    )
