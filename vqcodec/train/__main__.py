@@ -1,4 +1,5 @@
 """`python -m vqcodec.train [--config FILE] [--resume] key=value ...`"""
+
 import sys
 
 from .cli import train_command

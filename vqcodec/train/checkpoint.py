@@ -3,6 +3,7 @@
 Checkpoints are for resuming training only; what ships is `export_weights`'s safetensors
 file, which holds no discriminator or optimizer state.
 """
+
 from __future__ import annotations
 
 import io
@@ -71,14 +72,17 @@ def save_run(
 ) -> None:
     """Write `latest.pt` (everything a resume needs; `extra` holds phase-specific state such
     as the discriminator) and export the inference weights next to it."""
-    save_checkpoint(out_dir / LATEST, {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "quantizer_rng": model.quantizer.generator.get_state(),
-        "step": step,
-        "train_config": config.to_json(),
-        **(extra or {}),
-    })
+    save_checkpoint(
+        out_dir / LATEST,
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "quantizer_rng": model.quantizer.generator.get_state(),
+            "step": step,
+            "train_config": config.to_json(),
+            **(extra or {}),
+        },
+    )
     export_weights(model, out_dir / WEIGHTS, f"{config.phase} step {step}")
 
 
@@ -115,6 +119,7 @@ def resume_run(config: TrainConfig, path: str | None, overrides: list[str]) -> t
     if resumed.phase == "vqvae" and resumed.model != saved.model:
         raise ValueError(f"{latest} holds model {saved.model}; a resume cannot change model.* options")
     if state["step"] >= resumed.steps:
-        raise ValueError(f"{latest} is at step {state['step']}, not below steps={resumed.steps}: "
-                         "pass a larger steps= to continue")
+        raise ValueError(
+            f"{latest} is at step {state['step']}, not below steps={resumed.steps}: pass a larger steps= to continue"
+        )
     return resumed, state

@@ -1,4 +1,5 @@
 """Command line for training; `vqcodec train` mounts the same click command."""
+
 from __future__ import annotations
 
 import click
@@ -8,7 +9,11 @@ from .config import load_config
 
 @click.command("train", context_settings={"ignore_unknown_options": True})
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="JSON training config.")
-@click.option("--resume", is_flag=True, help="Continue from OUT_DIR/latest.pt if it exists, with its stored config (the config file and overrides apply on top).")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue from OUT_DIR/latest.pt if it exists, with its stored config (the config file and overrides apply on top).",
+)
 @click.argument("overrides", nargs=-1)
 def train_command(config_path: str | None, resume: bool, overrides: tuple[str, ...]) -> None:
     """Train a codec. OVERRIDES are key=value (e.g. steps=8000 model.stages=4 data_dir=...).

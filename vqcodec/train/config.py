@@ -1,4 +1,5 @@
 """Training configuration: a dataclass, loadable from a JSON file plus `key=value` overrides."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -78,10 +79,18 @@ class TrainConfig:
         if not self.lr > 0 or not self.disc_lr > 0:
             raise ValueError(f"lr and disc_lr must be positive, got {self.lr!r}, {self.disc_lr!r}")
         weights = self.stage_weights
-        if not isinstance(weights, (list, tuple)) or weights and (len(weights) != self.model.stages or not all(
-                isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < math.inf for w in weights)):
-            raise ValueError(f"stage_weights must be a list, empty or of {self.model.stages} finite weights ≥ 0 "
-                             f"(one per stage count), got {weights!r}")
+        if (
+            not isinstance(weights, (list, tuple))
+            or weights
+            and (
+                len(weights) != self.model.stages
+                or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < math.inf for w in weights)
+            )
+        ):
+            raise ValueError(
+                f"stage_weights must be a list, empty or of {self.model.stages} finite weights ≥ 0 "
+                f"(one per stage count), got {weights!r}"
+            )
         if weights and not sum(weights) > 0:
             raise ValueError(f"stage_weights must not all be 0, got {weights!r}")
         if self.lpips_weights and self.phase != "vqgan":
@@ -102,9 +111,11 @@ class TrainConfig:
             if not budget > 0:
                 raise ValueError("fit_steps_to_budget sizes the schedule to a time budget: set time_budget too")
             if self.warmup_steps < MIN_BUDGET_WARMUP or self.steps <= self.warmup_steps:
-                raise ValueError(f"fit_steps_to_budget needs warmup_steps ≥ {MIN_BUDGET_WARMUP} and a provisional "
-                                 "steps beyond them: the schedule is sized inside the warm-up, where the "
-                                 "learning rate does not depend on steps yet")
+                raise ValueError(
+                    f"fit_steps_to_budget needs warmup_steps ≥ {MIN_BUDGET_WARMUP} and a provisional "
+                    "steps beyond them: the schedule is sized inside the warm-up, where the "
+                    "learning rate does not depend on steps yet"
+                )
         if not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0 or self.validation_images < 0:
             raise ValueError("need 0 ≤ min_lr_ratio ≤ 1, warmup_steps ≥ 0 and validation_images ≥ 0")
 
@@ -113,7 +124,7 @@ class TrainConfig:
         return json.dumps(fields, sort_keys=True, indent=1)
 
     @classmethod
-    def from_dict(cls, fields: dict) -> "TrainConfig":
+    def from_dict(cls, fields: dict) -> TrainConfig:
         fields = dict(fields)
         model = fields.pop("model", {})
         unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
@@ -144,7 +155,7 @@ def load_config(path: str | None, overrides: list[str], base: TrainConfig | None
             raise ValueError(f"override must be key=value, got {item!r}")
         key, value = item.split("=", 1)
         if key.startswith("model."):
-            fields["model"][key[len("model."):]] = _parse_value(value)
+            fields["model"][key[len("model.") :]] = _parse_value(value)
         else:
             fields[key] = _parse_value(value)
     return TrainConfig.from_dict(fields)

@@ -4,6 +4,7 @@ random crops with flips. Decoding JPEGs every step would cost more CPU than the 
 Two ways to serve the crops: `RandomCrops`, a Dataset that DataLoader workers batch on the
 CPU, and `ResidentCrops`, which holds every image on the training device as one uint8 tensor
 and cuts whole batches there, so a GPU is never left waiting for the host."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,7 +36,9 @@ def load_rgb(path: Path, min_side: int) -> np.ndarray:
     image = Image.fromarray(prepare_image(path).rgb)
     if min(image.size) < min_side:
         scale = min_side / min(image.size)
-        image = image.resize((max(min_side, round(image.width * scale)), max(min_side, round(image.height * scale))), Image.BICUBIC)
+        image = image.resize(
+            (max(min_side, round(image.width * scale)), max(min_side, round(image.height * scale))), Image.Resampling.BICUBIC
+        )
     return np.asarray(image).copy()
 
 
@@ -80,10 +83,10 @@ class ResidentCrops:
         sizes = torch.tensor([image.shape[:2] for image in images], dtype=torch.int64)  # [I, 2] (H, W)
         starts = torch.cumsum(sizes.prod(dim=1), dim=0) - sizes.prod(dim=1)  # first pixel of each image
         self.pixels = torch.empty(int(sizes.prod(dim=1).sum()), 3, dtype=torch.uint8, device=device)  # [P, 3]
-        for index in range(len(images)):  # copied one by one, each host copy freed after its own
-            image = torch.from_numpy(images[index]).reshape(-1, 3)
-            images[index] = None
-            self.pixels[starts[index] : starts[index] + image.shape[0]] = image.to(device)
+        images.reverse()
+        for start in starts.tolist():  # copied one by one, each host copy freed after its own
+            image = torch.from_numpy(images.pop()).reshape(-1, 3)
+            self.pixels[start : start + image.shape[0]] = image.to(device)
         self.heights, self.widths = sizes[:, 0].to(device), sizes[:, 1].to(device)
         self.starts = starts.to(device)
         self.crop = crop
@@ -138,6 +141,8 @@ def split_files(files: list[Path], validation_count: int) -> tuple[list[Path], l
     held_out = set(validation)
     train = [f for f in files if f not in held_out]
     if not train:
-        raise ValueError(f"{len(files)} images leave none for training after {len(validation)} for validation: "
-                         "add images or lower the number of validation images")
+        raise ValueError(
+            f"{len(files)} images leave none for training after {len(validation)} for validation: "
+            "add images or lower the number of validation images"
+        )
     return train, validation

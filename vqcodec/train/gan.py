@@ -9,10 +9,12 @@ perceptual term by default: it needs no downloaded network. With `lpips_weights`
 file, `lpips.py`) an LPIPS term joins the reconstruction loss from step 0, as in taming's
 VQ-GAN, and so also enters the adaptive weight's gradient-norm ratio.
 """
+
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +29,7 @@ from vqcodec.zoo import load_codec_file
 
 from .checkpoint import config_from_checkpoint, load_checkpoint, restore_run, save_run
 from .config import TrainConfig
-from .loop import TrainingRun, autocast, learning_rate, set_learning_rate
-from .lpips import load_lpips
+from .loop import TrainingRun, autocast, channels_last_on, learning_rate, set_learning_rate
 from .losses import (
     adaptive_gan_weight,
     feature_matching_loss,
@@ -36,6 +37,7 @@ from .losses import (
     hinge_generator_loss,
     reconstruction_loss,
 )
+from .lpips import load_lpips
 
 GAN_BETAS = (0.5, 0.9)  # lower momentum than stage 1: the adversarial target moves every step
 
@@ -64,7 +66,7 @@ def add_realism_decoder(base: VQCodec) -> VQCodec:
     model = VQCodec(base.config, decoders=DECODER_NAMES)
     state = base.state_dict()
     prefix = "decoders.fidelity."
-    copies = {"decoders.realism." + k[len(prefix):]: v.clone() for k, v in state.items() if k.startswith(prefix)}
+    copies = {"decoders.realism." + k[len(prefix) :]: v.clone() for k, v in state.items() if k.startswith(prefix)}
     model.load_state_dict({**state, **copies}, strict=True)
     return model
 
@@ -102,8 +104,9 @@ class GanParts:
     lpips: nn.Module | None = None  # frozen LPIPS network when `lpips_weights` is set
 
 
-def _decoder_loss(parts: GanParts, batch: torch.Tensor, keep: torch.Tensor, config: TrainConfig,
-                  adversarial: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _decoder_loss(
+    parts: GanParts, batch: torch.Tensor, keep: torch.Tensor, config: TrainConfig, adversarial: bool
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Realism reconstruction `[B,3,H,W]` and its loss terms (`total` is what is minimised)."""
     model = parts.model
     with torch.no_grad():  # frozen and fp32, so the decoder trains on the codes inference produces
@@ -121,12 +124,10 @@ def _decoder_loss(parts: GanParts, batch: torch.Tensor, keep: torch.Tensor, conf
             logits_fake, features_fake = parts.disc(reconstruction)
             with torch.no_grad():
                 _, features_real = parts.disc(batch)
-        terms["feature_matching"] = feature_matching_loss(
-            [f.float() for f in features_real], [f.float() for f in features_fake])
+        terms["feature_matching"] = feature_matching_loss([f.float() for f in features_real], [f.float() for f in features_fake])
         terms["generator"] = hinge_generator_loss(logits_fake.float())
         perceptual = base + config.feature_matching_weight * terms["feature_matching"]
-        last_layer = model.decoders["realism"].to_pixels[1].weight
-        terms["adaptive_weight"] = adaptive_gan_weight(perceptual, terms["generator"], last_layer)
+        terms["adaptive_weight"] = adaptive_gan_weight(perceptual, terms["generator"], _last_layer(model))
         terms["total"] = perceptual + config.gan_weight * terms["adaptive_weight"] * terms["generator"]
     return reconstruction, terms
 
@@ -143,8 +144,17 @@ def _discriminator_update(parts: GanParts, batch: torch.Tensor, reconstruction: 
     return {"disc_loss": loss, "logits_real": real.mean(), "logits_fake": fake.mean()}
 
 
-def gan_step(parts: GanParts, batch: torch.Tensor, keep: torch.Tensor, config: TrainConfig,
-             adversarial: bool) -> dict[str, torch.Tensor]:
+def _last_layer(model: VQCodec) -> torch.Tensor:
+    """Weight of the realism decoder's last convolution, where the adaptive weight compares
+    the gradients of the two losses."""
+    conv = model.decoders["realism"].get_submodule("to_pixels.1")
+    assert isinstance(conv, nn.Conv2d)
+    return conv.weight
+
+
+def gan_step(
+    parts: GanParts, batch: torch.Tensor, keep: torch.Tensor, config: TrainConfig, adversarial: bool
+) -> dict[str, torch.Tensor]:
     """One decoder step then one discriminator step on `batch` `[B,3,H,W]` in [0,1].
 
     Args:
@@ -181,28 +191,47 @@ def train_vqgan(config: TrainConfig, state: dict | None = None) -> VQCodec:
     model = _initial_model(config, state)
     config = dataclasses.replace(config, model=model.config)  # the architecture is the init's
     run = TrainingRun(config)
-    model = model.to(run.device).to(memory_format=torch.channels_last)
+    model = channels_last_on(model, run.device)
     freeze_all_but_realism(model)
-    disc = PatchDiscriminator(config.disc_width, config.disc_layers).to(run.device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.decoders["realism"].parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay, betas=GAN_BETAS)
+    disc = channels_last_on(PatchDiscriminator(config.disc_width, config.disc_layers), run.device)
+    optimizer = torch.optim.AdamW(
+        model.decoders["realism"].parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=GAN_BETAS
+    )
     disc_optimizer = torch.optim.AdamW(disc.parameters(), lr=config.disc_lr, betas=GAN_BETAS)
     start = 0
     if state is not None:
         start = restore_run(state, model, optimizer, config.weight_decay)
         disc.load_state_dict(state["disc"], strict=True)
         disc_optimizer.load_state_dict(state["disc_optimizer"])
-    parts = GanParts(model, run.wrap(model.decoders["realism"]), disc, run.wrap(disc), optimizer, disc_optimizer,
-                     lpips.to(run.device) if lpips is not None else None)
+    parts = GanParts(
+        model,
+        run.wrap(model.decoders["realism"]),
+        disc,
+        run.wrap(disc),
+        optimizer,
+        disc_optimizer,
+        lpips.to(run.device) if lpips is not None else None,
+    )
     for step, batch in run.batches(start):
         set_learning_rate(optimizer, learning_rate(config, step))
         set_learning_rate(disc_optimizer, learning_rate(config, step, config.disc_lr))
         terms = gan_step(parts, batch, run.stage_dropout(step, batch.shape[0]), config, step >= config.disc_start)
         run.end_step(
             step + 1,
-            lambda: {**{f"train/{k}": v.item() for k, v in terms.items()}, "train/lr": learning_rate(config, step)},
-            model, "realism",
-            lambda: save_run(run.out_dir, config, step + 1, model, optimizer,
-                             {"disc": disc.state_dict(), "disc_optimizer": disc_optimizer.state_dict()}),
+            functools.partial(_gan_scalars, terms, config, step),
+            model,
+            "realism",
+            functools.partial(_save_gan_run, run.out_dir, config, step + 1, parts),
         )
     return model
+
+
+def _gan_scalars(terms: dict[str, torch.Tensor], config: TrainConfig, step: int) -> dict[str, float]:
+    """What stage 2 logs for `step`: the loss terms and the learning rate."""
+    return {**{f"train/{k}": v.item() for k, v in terms.items()}, "train/lr": learning_rate(config, step)}
+
+
+def _save_gan_run(out_dir: Path, config: TrainConfig, step: int, parts: GanParts) -> None:
+    """`save_run` plus the discriminator and its optimizer, which only training checkpoints hold."""
+    extra = {"disc": parts.disc.state_dict(), "disc_optimizer": parts.disc_optimizer.state_dict()}
+    save_run(out_dir, config, step, parts.model, parts.optimizer, extra)

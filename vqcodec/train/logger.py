@@ -1,4 +1,5 @@
 """Run logging: a JSON-lines file always, TensorBoard when it is installed."""
+
 from __future__ import annotations
 
 import json

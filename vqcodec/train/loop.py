@@ -1,6 +1,7 @@
 """The training machinery both phases share (processes, device, data, schedule, logging,
 validation, checkpoint cadence) and stage 1, the VQ-VAE loop. Resumable; single-process or
 DistributedDataParallel under torchrun."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,6 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -57,7 +59,16 @@ def budget_steps(step: int, steps_per_s: float, seconds_left: float) -> int:
     return step + max(1, int(BUDGET_SHARE * seconds_left * steps_per_s))
 
 
-def learning_rate(config: TrainConfig, step: int, peak: float | None = None) -> float:
+class Schedule(Protocol):
+    """What `learning_rate` reads of a config: a `TrainConfig` or a prior's `PriorTrainConfig`."""
+
+    lr: float
+    steps: int
+    warmup_steps: int
+    min_lr_ratio: float
+
+
+def learning_rate(config: Schedule, step: int, peak: float | None = None) -> float:
     """Linear warm-up, then cosine decay to `min_lr_ratio`·peak at `steps`; peak defaults to lr."""
     peak = config.lr if peak is None else peak
     if step < config.warmup_steps:
@@ -85,6 +96,15 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
+
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def channels_last_on(module: ModuleT, device: torch.device) -> ModuleT:
+    """`module` moved to `device`, its weights in channels_last layout, as the batches are."""
+    # Module.to takes memory_format (it is documented), but torch's overloads of it leave it out.
+    return module.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -120,7 +140,7 @@ def validate(model: VQCodec, images: torch.Tensor, batch_size: int, decoder: str
     plus codebook usage per stage."""
     stages = model.config.stages
     scales = max_ms_ssim_scales(*images.shape[-2:])
-    scores = {s: ([], []) for s in range(1, stages + 1)}
+    scores: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {s: ([], []) for s in range(1, stages + 1)}
     used = [torch.zeros(model.config.codebook_size, dtype=torch.bool) for _ in range(stages)]
     with evaluating(model):
         for batch in images.split(batch_size):
@@ -171,7 +191,7 @@ class TrainingRun:
         self._timing: tuple[int, float] | None = None  # (step, time) where speed timing began
         self.stopped = False  # the time budget ran out before config.steps
 
-    def _agreed(self, value: float, op: dist.ReduceOp) -> float:
+    def _agreed(self, value: float, op: dist.ReduceOp.RedOpType) -> float:
         """`value` reduced over ranks with `op`, so that every rank takes the same decision."""
         if self.world == 1:
             return value
@@ -210,14 +230,19 @@ class TrainingRun:
         config.steps = int(self._agreed(budget_steps(step, steps_per_s, self._seconds_left(now)), dist.ReduceOp.MIN))
         config.fit_steps_to_budget = False
         self._write_config()
+        assert self.progress is not None
         self.progress.total = config.steps
         self.progress.refresh()
         if self.is_main and step > config.warmup_steps:
-            self.progress.write(f"schedule sized at step {step}, after the warm-up: the steps before it "
-                                "followed the schedule of the provisional step count")
+            self.progress.write(
+                f"schedule sized at step {step}, after the warm-up: the steps before it "
+                "followed the schedule of the provisional step count"
+            )
         if self.is_main and config.steps < config.warmup_steps:
-            self.progress.write(f"the time budget leaves {config.steps} steps, fewer than the {config.warmup_steps} "
-                                "warm-up steps: the learning rate will not reach its peak or decay")
+            self.progress.write(
+                f"the time budget leaves {config.steps} steps, fewer than the {config.warmup_steps} "
+                "warm-up steps: the learning rate will not reach its peak or decay"
+            )
 
     def _out_of_time(self, step: int) -> bool:
         """Whether the budget is spent, agreed over ranks. Under DDP this is asked only every
@@ -239,12 +264,14 @@ class TrainingRun:
         config = self.config
         train_files, val_files = split_files(list_images(config.data_dir), config.validation_images)
         if val_files:
-            self.val_images = torch.stack(list(CenterCrops(val_files, config.validation_crop))).to(self.device)
+            val_crops = CenterCrops(val_files, config.validation_crop)
+            self.val_images = torch.stack([val_crops[i] for i in range(len(val_crops))]).to(self.device)
         crops = self._crops(train_files, step)
         self.logger = RunLogger(self.out_dir, enabled=self.is_main, start_step=step)
         self._write_config()
-        self.progress = tqdm(total=config.steps, initial=step, disable=not self.is_main,
-                             desc=config.phase, unit="step", dynamic_ncols=True)
+        self.progress = tqdm(
+            total=config.steps, initial=step, disable=not self.is_main, desc=config.phase, unit="step", dynamic_ncols=True
+        )
         self._started, self._images_seen = time.time(), 0
         try:
             for batch in crops:
@@ -264,12 +291,17 @@ class TrainingRun:
         config = self.config
         if config.resident_data:
             images = ResidentCrops(files, config.crop, self.device)
-            return (images.batch(config.batch_size, self.step_generator(s, stream=2, device=self.device))
-                    for s in itertools.count(step))
+            return (
+                images.batch(config.batch_size, self.step_generator(s, stream=2, device=self.device))
+                for s in itertools.count(step)
+            )
         sampler = StepSampler(step * config.batch_size * self.world, self.rank, self.world)
         loader = DataLoader(
-            RandomCrops(files, config.crop), batch_size=config.batch_size,
-            sampler=sampler, num_workers=config.workers, drop_last=True,
+            RandomCrops(files, config.crop),
+            batch_size=config.batch_size,
+            sampler=sampler,
+            num_workers=config.workers,
+            drop_last=True,
         )
         return (batch.to(self.device).contiguous(memory_format=torch.channels_last) for batch in loader)
 
@@ -290,12 +322,14 @@ class TrainingRun:
             keep = torch.randint(1, self.config.model.stages + 1, (batch_size,), generator=generator)
         return keep.to(self.device)
 
-    def end_step(self, step: int, scalars: Callable[[], dict[str, float]], model: VQCodec,
-                 decoder: str, save: Callable[[], None]) -> None:
+    def end_step(
+        self, step: int, scalars: Callable[[], dict[str, float]], model: VQCodec, decoder: str, save: Callable[[], None]
+    ) -> None:
         """After `step` optimizer steps: log `scalars()` every `log_every`, validate `decoder`
         and call `save` on their cadences and at the last step (rank 0 only). With a time
         budget: end the run when it is spent, and size the schedule first if asked to."""
         config = self.config
+        assert self.progress is not None, "end_step runs inside batches(), which sets up the progress bar"
         self._fit_schedule_to_budget(step)
         self.stopped = step < config.steps and self._out_of_time(step)
         last = step == config.steps or self.stopped
@@ -315,12 +349,18 @@ class TrainingRun:
         if step % config.checkpoint_every == 0 or last:
             save()
         if self.stopped:
-            self.progress.write(f"time budget of {config.time_budget:g} min spent at step {step} of "
-                                f"{config.steps}: checkpoint saved, --resume continues the run")
+            self.progress.write(
+                f"time budget of {config.time_budget:g} min spent at step {step} of "
+                f"{config.steps}: checkpoint saved, --resume continues the run"
+            )
 
 
 def vqvae_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, keep: torch.Tensor, config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    keep: torch.Tensor,
+    config: TrainConfig,
     rate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One optimizer step of stage 1 on `batch` `[B,3,H,W]` with per-sample stage counts `keep`.
@@ -350,7 +390,7 @@ def train_vqvae(config: TrainConfig, state: dict | None = None) -> VQCodec:
     checkpoint `state` (`checkpoint.resume_run`). Returns the trained model; rank 0 writes
     `latest.pt` and `weights.safetensors` in `config.out_dir`."""
     run = TrainingRun(config)
-    model = VQCodec(config.model).to(run.device).to(memory_format=torch.channels_last)
+    model = channels_last_on(VQCodec(config.model), run.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
     start = restore_run(state, model, optimizer, config.weight_decay) if state else 0
     rate_term = RateTerm(load_prior_file(config.rate_prior), config.model, run.device) if config.rate_weight > 0 else None
@@ -358,15 +398,25 @@ def train_vqvae(config: TrainConfig, state: dict | None = None) -> VQCodec:
     for step, batch in run.batches(start):
         set_learning_rate(optimizer, learning_rate(config, step))
         keep = run.stage_dropout(step, batch.shape[0])
-        rate = None if rate_term is None else functools.partial(
-            rate_term, quantizer=model.quantizer, keep=keep, generator=run.step_generator(step, stream=1))
+        rate = (
+            None
+            if rate_term is None
+            else functools.partial(rate_term, quantizer=model.quantizer, keep=keep, generator=run.step_generator(step, stream=1))
+        )
         terms, indices = vqvae_step(wrapped, optimizer, batch, keep, config, rate)
-
-        def scalars() -> dict[str, float]:
-            values = {f"train/{k}": v.item() for k, v in terms.items()}
-            values["train/lr"] = learning_rate(config, step)
-            return {**values, **codebook_metrics(indices, config.model.codebook_size)}
-
-        run.end_step(step + 1, scalars, model, "fidelity",
-                     lambda: save_run(run.out_dir, config, step + 1, model, optimizer))
+        run.end_step(
+            step + 1,
+            functools.partial(_vqvae_scalars, terms, indices, config, step),
+            model,
+            "fidelity",
+            functools.partial(save_run, run.out_dir, config, step + 1, model, optimizer),
+        )
     return model
+
+
+def _vqvae_scalars(terms: dict[str, torch.Tensor], indices: torch.Tensor, config: TrainConfig, step: int) -> dict[str, float]:
+    """What stage 1 logs for `step`: the loss terms, the learning rate (read when logged, after
+    the schedule may have been sized) and the batch's codebook use."""
+    values = {f"train/{k}": v.item() for k, v in terms.items()}
+    values["train/lr"] = learning_rate(config, step)
+    return {**values, **codebook_metrics(indices, config.model.codebook_size)}

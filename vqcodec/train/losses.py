@@ -1,4 +1,5 @@
 """Training losses as pure functions (taming-transformers' good recipes, kept out of the model)."""
+
 from __future__ import annotations
 
 import torch
@@ -32,7 +33,8 @@ def hinge_generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
 def feature_matching_loss(features_real: list[torch.Tensor], features_fake: list[torch.Tensor]) -> torch.Tensor:
     """L1 between discriminator features of real and generated images: a perceptual term
     that needs no downloaded network."""
-    return sum(F.l1_loss(fake, real.detach()) for real, fake in zip(features_real, features_fake)) / len(features_real)
+    distances = (F.l1_loss(fake, real.detach()) for real, fake in zip(features_real, features_fake))
+    return sum(distances, features_real[0].new_zeros(())) / len(features_real)
 
 
 def adaptive_gan_weight(

@@ -10,6 +10,7 @@ under `linL.model.1.weight` (L = 0..4), merged, for example:
     heads = torch.load("lpips/weights/v0.1/vgg.pth")   # from the lpips package
     torch.save({**{f"features.{k}": v for k, v in vgg.items()}, **heads}, "lpips_vgg.pt")
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,13 +40,16 @@ class _Head(nn.Module):
 class LPIPS(nn.Module):
     """`forward(a, b)`: the mean LPIPS distance of two `[B,3,H,W]` batches in [0, 1]."""
 
+    shift: torch.Tensor  # [1, 3, 1, 1], the input normalisation LPIPS was trained with
+    scale: torch.Tensor  # [1, 3, 1, 1]
+
     def __init__(self) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         channels = 3
         self.taps: list[int] = []
         for spec in VGG16_LAYERS:
-            if spec == "M":
+            if isinstance(spec, str):  # "M"
                 self.taps.append(len(layers) - 1)
                 layers.append(nn.MaxPool2d(2, 2))
             else:
@@ -89,8 +93,10 @@ def load_lpips(path: str | Path) -> LPIPS:
     expected = set(network.state_dict())
     if not isinstance(state, dict) or set(state) != expected:
         found = set(state) if isinstance(state, dict) else set()
-        raise ValueError(f"{path} is not an LPIPS-VGG weights file: missing {sorted(expected - found)[:3]}, "
-                         f"unexpected {sorted(found - expected)[:3]}")
+        raise ValueError(
+            f"{path} is not an LPIPS-VGG weights file: missing {sorted(expected - found)[:3]}, "
+            f"unexpected {sorted(found - expected)[:3]}"
+        )
     network.load_state_dict(state, strict=True)
     network.requires_grad_(False)
     return network.eval()

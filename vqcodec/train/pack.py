@@ -6,6 +6,7 @@ fraction of the original bytes.
 WebP rather than JPEG: at the same total size its copies are closer to the scaled originals
 (docs/gpu-run.md has the comparison), and that error is what a model trained on the copy
 learns to reproduce."""
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,6 @@ from tqdm import tqdm
 from vqcodec.imaging import prepare_image
 
 from .data import list_images
-
 
 # The defaults keep a 256×256 crop (the default validation crop) in every image and were
 # picked to fit the training photos into the data share of a GPU job (docs/gpu-run.md).
@@ -43,7 +43,7 @@ def pack_image(source: Path, target: Path, short_side: int, quality: int) -> Non
     image = Image.fromarray(prepare_image(source).rgb)
     scale = short_side / min(image.size)
     if scale < 1:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
     target.parent.mkdir(parents=True, exist_ok=True)
     image.save(target, "WEBP", quality=quality)
 
@@ -80,8 +80,9 @@ def _move_into_place(staging: Path, destination: Path) -> None:
         shutil.rmtree(aside)  # a symlink inside is unlinked, never followed
 
 
-def pack_training_set(source: Path, destination: Path, short_side: int = SHORT_SIDE, quality: int = QUALITY,
-                      force: bool = False) -> dict[Path, Path]:
+def pack_training_set(
+    source: Path, destination: Path, short_side: int = SHORT_SIDE, quality: int = QUALITY, force: bool = False
+) -> dict[Path, Path]:
     """Write the compact copy of `source`'s images to `destination`, all or nothing.
 
     The copy is built in a temporary folder beside `destination` and moved into place once
@@ -104,8 +105,9 @@ def pack_training_set(source: Path, destination: Path, short_side: int = SHORT_S
     source, destination = Path(os.path.abspath(source)), Path(os.path.abspath(destination))
     real_source, real_destination = source.resolve(), destination.resolve()
     if real_destination.is_relative_to(real_source) or real_source.is_relative_to(real_destination):
-        raise ValueError(f"{destination} and {source} overlap: replacing the copy would delete images, "
-                         "and a later pack would take the copy in")
+        raise ValueError(
+            f"{destination} and {source} overlap: replacing the copy would delete images, and a later pack would take the copy in"
+        )
     if (destination.is_symlink() or destination.exists()) and not force:
         raise FileExistsError(f"{destination} exists; pass --force to replace it")
     files = list_images(source)
@@ -127,9 +129,13 @@ def pack_training_set(source: Path, destination: Path, short_side: int = SHORT_S
 @click.command("pack-data")
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
 @click.argument("destination", type=click.Path())
-@click.option("--short-side", default=SHORT_SIDE, show_default=True,
-              help="Shorter side of the packed images, in pixels (smaller images are kept as they are); "
-                   "at least the largest crop or validation crop training will take.")
+@click.option(
+    "--short-side",
+    default=SHORT_SIDE,
+    show_default=True,
+    help="Shorter side of the packed images, in pixels (smaller images are kept as they are); "
+    "at least the largest crop or validation crop training will take.",
+)
 @click.option("--quality", default=QUALITY, show_default=True, help="WebP quality of the packed images (1-100).")
 @click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
 def pack_data_command(source: str, destination: str, short_side: int, quality: int, force: bool) -> None:

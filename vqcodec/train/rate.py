@@ -12,6 +12,7 @@ The codebooks are read after the forward pass's EMA update (decay 0.99, so they 
 little), and a codeword restarted in that update sits on one of the batch's residuals where
 the prior rarely expects it: the rate term then leans against that restart a little.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,9 +37,9 @@ def stage_residuals(latent: torch.Tensor, quantizer: ResidualQuantizer, indices:
     d = latent.shape[1]
     residual = latent.permute(0, 2, 3, 1).reshape(-1, d)
     residuals = []
-    for s, stage in enumerate(quantizer.stages):
+    for s, codebook in enumerate(quantizer.codebooks()):
         residuals.append(residual)
-        residual = residual - F.embedding(indices[:, s].reshape(-1), stage.codebook).detach()
+        residual = residual - F.embedding(indices[:, s].reshape(-1), codebook).detach()
     return residuals
 
 
@@ -50,7 +51,9 @@ def soft_assignment(residual: torch.Tensor, codebook: torch.Tensor, share: float
     return F.softmax(-distances / temperature, dim=1)
 
 
-def coding_group_masks(schedule: str, batch: int, h: int, w: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def coding_group_masks(
+    schedule: str, batch: int, h: int, w: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(known, predict) `[B, h, w]` bools: one coding group per sample, drawn with probability
     proportional to its size (so the sample's mean code length over it estimates the stage's),
     known = the groups coded before it."""
@@ -63,15 +66,26 @@ def coding_group_masks(schedule: str, batch: int, h: int, w: int, generator: tor
 class RateTerm:
     """Expected bits per pixel of a batch's indices under a frozen context prior."""
 
-    def __init__(self, prior: ContextPrior, config: CodecConfig, device: torch.device | str = "cpu",
-                 temperature_share: float = TEMPERATURE_SHARE) -> None:
+    def __init__(
+        self,
+        prior: ContextPrior,
+        config: CodecConfig,
+        device: torch.device | str = "cpu",
+        temperature_share: float = TEMPERATURE_SHARE,
+    ) -> None:
         prior.config.check_fits(config.stages, config.codebook_size, "the rate prior")
         self.prior = prior.to(device).eval().requires_grad_(False)
         self.pixels_per_index = config.stride**2
         self.temperature_share = temperature_share
 
-    def __call__(self, latent: torch.Tensor, indices: torch.Tensor, quantizer: ResidualQuantizer,
-                 keep: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(
+        self,
+        latent: torch.Tensor,
+        indices: torch.Tensor,
+        quantizer: ResidualQuantizer,
+        keep: torch.Tensor,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
         """Scalar bits per pixel, averaged over the batch.
 
         Args:
@@ -92,7 +106,7 @@ class RateTerm:
             with torch.no_grad():
                 [(_, rows, logits)] = self.prior.scored_logits(indices, known, torch.full((b,), s, device=device), predict)
             scored = residual.view(b, h, w, -1)[rows]  # row-major, as the prior's logits
-            assignment = soft_assignment(scored, quantizer.stages[s].codebook, self.temperature_share)
+            assignment = soft_assignment(scored, quantizer.stage(s).codebook, self.temperature_share)
             bits = -(assignment * F.log_softmax(logits, dim=1)).sum(1) / math.log(2)  # [n], one per scored position
             # Each sample's mean over its group estimates its stage's code length; pooling all
             # rows instead would weight groups by size², starving the context-free first groups.
