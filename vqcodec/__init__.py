@@ -6,6 +6,7 @@
 Importing the package is cheap: it registers the `.vqc` format with Pillow and loads torch
 and the API only when one of the names below is first used.
 """
+
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 

@@ -7,12 +7,14 @@ but never breaks a stream. The context prior must compute the very same frequenc
 everywhere; its sums are exact in float32 (`vqcodec.entropy.fixedpoint`), and TF32 is
 switched off around it all the same, so no reduced-precision matmul can ever touch it.
 """
+
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import TypeVar, cast
 
 import torch
 from torch import nn
@@ -43,10 +45,13 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return resolved
 
 
-def on_device(module: nn.Module, device: torch.device) -> nn.Module:
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def on_device(module: ModuleT, device: torch.device) -> ModuleT:
     """`module` itself on the CPU, else its copy on `device`, made once per process: the
     loaded models are shared, so they are copied rather than moved."""
-    return module if device.type == "cpu" else _copy_to(module, device)
+    return module if device.type == "cpu" else cast(ModuleT, _copy_to(module, device))  # a copy has the type of its original
 
 
 @lru_cache(maxsize=8)

@@ -1,4 +1,5 @@
 """Writing files so that a crash or a full disk never leaves a partial one behind."""
+
 from __future__ import annotations
 
 import contextlib

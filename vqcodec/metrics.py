@@ -1,4 +1,5 @@
 """Image quality metrics on torch tensors, shared by training, validation and benchmarks."""
+
 from __future__ import annotations
 
 import torch
@@ -101,7 +102,7 @@ def _filter_same(x: torch.Tensor, col: torch.Tensor, row: torch.Tensor) -> torch
 
 def _haar_responses(lum: torch.Tensor) -> torch.Tensor:
     """Haar wavelet magnitudes `[B,2,scales,H,W]` (horizontal, vertical edges) of luminance `[B,H,W]`."""
-    orientations = ([], [])
+    orientations: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
     for scale in range(1, HAARPSI_SCALES + 1):
         half = torch.full((2 ** (scale - 1),), 2.0**-scale, dtype=lum.dtype, device=lum.device)
         step, flat = torch.cat([-half, half]), torch.ones(2**scale, dtype=lum.dtype, device=lum.device)

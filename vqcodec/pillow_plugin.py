@@ -12,6 +12,7 @@ A stream that ends early fails to load with an OSError, as a truncated PNG does;
 `ImageFile.LOAD_TRUNCATED_IMAGES = True` it loads from the stages it holds in full (the
 format is progressive), as long as it holds one.
 """
+
 from __future__ import annotations
 
 from PIL import Image, ImageFile
@@ -36,6 +37,7 @@ class VqcImageFile(ImageFile.ImageFile):
     format_description = "vqcodec learned image codec"
 
     def _open(self) -> None:
+        assert self.fp is not None  # Pillow opens a file before asking a plugin to read it
         try:
             header = read_header(self.fp.read(MAX_HEADER_SIZE))
         except BitstreamError as error:  # the magic matched: say what is wrong, not "cannot identify"
@@ -51,9 +53,10 @@ class _VqcDecoder(ImageFile.PyDecoder):
 
     _pulls_fd = True
 
-    def decode(self, buffer: bytes) -> tuple[int, int]:
+    def decode(self, buffer: object) -> tuple[int, int]:  # `buffer` is unused: the decoder pulls the file itself
         from vqcodec.api import decompress
 
+        assert self.fd is not None  # set by Pillow for a decoder with _pulls_fd
         head = self.fd.read(MAX_HEADER_SIZE)
         header = read_header(head)
         data = head[: header.total_size] + self.fd.read(max(0, header.total_size - len(head)))

@@ -4,6 +4,7 @@ tensors, in the shape of CompressAI's `compress(x) -> strings` / `decompress(str
 Each image of a batch is its own complete `.vqc` stream (its own header, size and model hash),
 so the streams of a batch can be stored, sent and decoded apart.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -31,26 +32,48 @@ class Codec:
         device: where the networks run: "cpu" (default), "cuda", "cuda:N" or "auto".
     """
 
-    def __init__(self, model: str | Path | None = None, *, stages: int | None = None, prior: str | None = None,
-                 prior_file: str | Path | None = None, rdo: float | None = None, decoder: str = "fidelity",
-                 device: str | torch.device | None = "cpu") -> None:
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        stages: int | None = None,
+        prior: str | None = None,
+        prior_file: str | Path | None = None,
+        rdo: float | None = None,
+        decoder: str = "fidelity",
+        device: str | torch.device | None = "cpu",
+    ) -> None:
         self.device = resolve_device(device)
         self.info = model_info(model)  # fails here, not on the first batch, for a wrong model
         self._model, self._prior_file, self._decoder = model, prior_file, decoder
-        self._encode_options = dict(stages=stages, prior=prior, rdo=rdo)
+        self._stages, self._prior, self._rdo = stages, prior, rdo
 
     def compress(self, x: torch.Tensor) -> list[bytes]:
         """Images `[B,3,H,W]` float in [0,1] (any device) → B streams, in batch order."""
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a tensor [B,3,H,W] float in [0,1], got {getattr(x, 'shape', type(x).__name__)}")
-        return [compress(image, model=self._model, prior_file=self._prior_file, device=self.device,
-                         **self._encode_options) for image in x]
+        return [
+            compress(
+                image,
+                stages=self._stages,
+                prior=self._prior,
+                rdo=self._rdo,
+                model=self._model,
+                prior_file=self._prior_file,
+                device=self.device,
+            )
+            for image in x
+        ]
 
     def decompress(self, streams: Sequence[bytes]) -> torch.Tensor:
         """B streams of RGB images of one size → `[B,3,H,W]` float32 in [0,1] (the 8-bit values
         / 255) on `self.device`."""
-        images = [decompress(data, decoder=self._decoder, output="torch", model=self._model,
-                             prior_file=self._prior_file, device=self.device) for data in streams]
+        images = [
+            decompress(
+                data, decoder=self._decoder, output="torch", model=self._model, prior_file=self._prior_file, device=self.device
+            )
+            for data in streams
+        ]
         if not images:
             raise ValueError("no streams to decode")
         if any(image.shape != images[0].shape or image.shape[0] != 3 for image in images):

@@ -8,6 +8,7 @@ centre is kept: the result equals the whole-image pass up to float rounding, wit
 and the token grid, and so the file, is the one the whole-image encoder gives. An image of
 at most `TILE_TOKENS` tokens a side runs in one piece, exactly as before.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -38,8 +39,14 @@ def _centre(part: slice, window: slice) -> slice:
 
 
 @torch.no_grad()
-def encode_latent(encoder: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray, stride: int,
-                  device: torch.device, tile: int | None = None, margin: int = MARGIN_TOKENS) -> torch.Tensor:
+def encode_latent(
+    encoder: Callable[[torch.Tensor], torch.Tensor],
+    rgb: np.ndarray,
+    stride: int,
+    device: torch.device,
+    tile: int | None = None,
+    margin: int = MARGIN_TOKENS,
+) -> torch.Tensor:
     """The encoder's latent of an image, tile by tile where it is large.
 
     Args:
@@ -60,17 +67,27 @@ def encode_latent(encoder: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarr
         window_rows, window_cols = _window(rows, h, margin), _window(cols, w, margin)
         # A window at the bottom or right edge ends inside the image's stride padding, which
         # `to_padded_tensor` replicates from the edge exactly as for the whole image.
-        pixels = rgb[window_rows.start * stride : window_rows.stop * stride, window_cols.start * stride : window_cols.stop * stride]
+        pixels = rgb[
+            window_rows.start * stride : window_rows.stop * stride, window_cols.start * stride : window_cols.stop * stride
+        ]
         out = encoder(to_padded_tensor(np.ascontiguousarray(pixels), stride).to(device))  # [1, D, rows+margins, cols+margins]
         if latent is None:
             latent = torch.empty((1, out.shape[1], h, w), dtype=out.dtype)
         latent[:, :, rows, cols] = out[:, :, _centre(rows, window_rows), _centre(cols, window_cols)].cpu()
+    assert latent is not None  # the image is larger than one tile, so there were tiles
     return latent
 
 
 @torch.no_grad()
-def decode_pixels(decoder: Callable[[torch.Tensor], torch.Tensor], indices: torch.Tensor, height: int, width: int,
-                  stride: int, tile: int | None = None, margin: int = MARGIN_TOKENS) -> np.ndarray:
+def decode_pixels(
+    decoder: Callable[[torch.Tensor], torch.Tensor],
+    indices: torch.Tensor,
+    height: int,
+    width: int,
+    stride: int,
+    tile: int | None = None,
+    margin: int = MARGIN_TOKENS,
+) -> np.ndarray:
     """The decoded image, tile by tile where it is large.
 
     Args:

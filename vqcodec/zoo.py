@@ -6,6 +6,7 @@ never decoded with weights other than those that wrote it. Codec weights outside
 (a `.safetensors` file from `vqcodec export-model`) load by path: their name comes from the
 file name and their hash from the file itself.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -73,29 +74,46 @@ LAST_WITH_ALL_MODELS = "2ecda6ad45a2f2483d841872db7915940187c469"
 # a file of a retired model say exactly what it needs.
 MODELS: dict[str, ZooEntry] = {
     "vqc-f8-s4": ZooEntry(
-        weights=WeightsFile("vqc-f8-s4.safetensors",
-                            "da5abdf4e06b5904fdad9ae842112459b58876d52d27f9028d1452598640cf99", LAST_WITH_ALL_MODELS),
+        weights=WeightsFile(
+            "vqc-f8-s4.safetensors", "da5abdf4e06b5904fdad9ae842112459b58876d52d27f9028d1452598640cf99", LAST_WITH_ALL_MODELS
+        ),
         description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders, commitment 0.25 "
         "(superseded by vqc-f8-s4-v2, then vqc-f8-s4-v3); trained on BSDS500 + an ImageNet sample",
-        priors=(WeightsFile("vqc-f8-s4-prior.safetensors",
-                            "837aeb0532bd900a131b20c7069c5cf4226dfdbdee375c4d185701b0c7303254", LAST_WITH_ALL_MODELS),),
+        priors=(
+            WeightsFile(
+                "vqc-f8-s4-prior.safetensors",
+                "837aeb0532bd900a131b20c7069c5cf4226dfdbdee375c4d185701b0c7303254",
+                LAST_WITH_ALL_MODELS,
+            ),
+        ),
     ),
     "vqc-f8-s4-v2": ZooEntry(
-        weights=WeightsFile("vqc-f8-s4-v2.safetensors",
-                            "a60672d4daf57458e7655bc9cfdc5726908b2ceee1c27e350667cdf6aa06d88f", LAST_WITH_ALL_MODELS),
+        weights=WeightsFile(
+            "vqc-f8-s4-v2.safetensors", "a60672d4daf57458e7655bc9cfdc5726908b2ceee1c27e350667cdf6aa06d88f", LAST_WITH_ALL_MODELS
+        ),
         description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders, commitment 0.05 "
         "(superseded by vqc-f8-s4-v3); trained on BSDS500 + an ImageNet sample",
-        priors=(WeightsFile("vqc-f8-s4-v2-prior.safetensors",
-                            "578cc01e25aa36654da84e6efdb283d6b4863225d563859c60091aee1d7c575e", LAST_WITH_ALL_MODELS),),
+        priors=(
+            WeightsFile(
+                "vqc-f8-s4-v2-prior.safetensors",
+                "578cc01e25aa36654da84e6efdb283d6b4863225d563859c60091aee1d7c575e",
+                LAST_WITH_ALL_MODELS,
+            ),
+        ),
     ),
     "vqc-f8-s4-v3": ZooEntry(
         weights=WeightsFile("vqc-f8-s4-v3.safetensors", "374de670eec4fb0d11527bb8c89bc2f05ba0528ba4c204c532aa9786ad3d88dc"),
         description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders, commitment 0.05, "
         "a last leg weighted towards 3-4 stages; trained on BSDS500 + an ImageNet sample",
         priors=(
-            WeightsFile("vqc-f8-s4-v3-lean-prior.safetensors.xz", "80343b3176aad78ad87611fee1a6d4bdf7912ff200f0cc70d66b88970f951aff"),
-            WeightsFile("vqc-f8-s4-v3-prior.safetensors",
-                        "147f47a2f45fc3cd2b85e4a570db58cc4f84dffff745ac38717bbdd0e3007dae", LAST_WITH_ALL_MODELS),
+            WeightsFile(
+                "vqc-f8-s4-v3-lean-prior.safetensors.xz", "80343b3176aad78ad87611fee1a6d4bdf7912ff200f0cc70d66b88970f951aff"
+            ),
+            WeightsFile(
+                "vqc-f8-s4-v3-prior.safetensors",
+                "147f47a2f45fc3cd2b85e4a570db58cc4f84dffff745ac38717bbdd0e3007dae",
+                LAST_WITH_ALL_MODELS,
+            ),
         ),
         rdo_lambdas=(0.08, 0.08, 0.08, 0.08),
     ),
@@ -113,7 +131,7 @@ class LoadedModel:
     name: str
     codec: VQCodec
     weights_hash: bytes  # first HASH_SIZE bytes of the weights' sha256, as stored in streams
-    context_prior: "ContextPrior | None" = None
+    context_prior: ContextPrior | None = None
     prior_hash: bytes = bytes(HASH_SIZE)
     rdo_lambdas: tuple[float, ...] = ()
 
@@ -153,8 +171,10 @@ def load_codec_file(path: str | Path) -> VQCodec:
 def resolve_name(name: str | None) -> str:
     name = name or DEFAULT_MODEL
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; installed: {', '.join(installed_models())} "
-                         "(or give the path of a .safetensors codec weights file)")
+        raise ValueError(
+            f"unknown model {name!r}; installed: {', '.join(installed_models())} "
+            "(or give the path of a .safetensors codec weights file)"
+        )
     return name
 
 
@@ -168,7 +188,9 @@ def load(model: str | Path | None = None, prior_file: str | Path | None = None) 
     """A zoo model by name (default `DEFAULT_MODEL`) or a codec weights file by path, with the
     context prior of `prior_file` when given (else the zoo model's own; none for a file)."""
     if is_model_file(model):
+        assert model is not None
         return load_model_file(model, prior_file)
+    assert not isinstance(model, Path)  # every Path names a weights file
     loaded = load_model(model)
     return loaded if prior_file is None else _with_prior_file(loaded, Path(prior_file))
 
@@ -216,16 +238,21 @@ def _with_prior_file(loaded: LoadedModel, path: Path) -> LoadedModel:
 
 
 @lru_cache(maxsize=4)
-def _load_prior_file(path: str, sha256: str) -> "ContextPrior":
+def _load_prior_file(path: str, sha256: str) -> ContextPrior:
     from vqcodec.entropy.prior_file import load_prior_file
 
     return load_prior_file(path)
 
 
 def _install_hint(what: str, file: WeightsFile) -> str:
-    return (f"{what} is not installed: it last shipped in commit {file.retired_after[:12]} of vqcodec. To use it, "
-            f"run `git show {file.retired_after[:12]}:vqcodec/weights/{file.name} > DIR/{file.name}` in a clone of "
-            f"vqcodec and set {WEIGHTS_PATH_VARIABLE}=DIR (docs/models.md)")
+    """How to install a retired `file` from the history."""
+    assert file.retired_after is not None
+    commit = file.retired_after[:12]
+    return (
+        f"{what} is not installed: it last shipped in commit {commit} of vqcodec. To use it, "
+        f"run `git show {commit}:vqcodec/weights/{file.name} > DIR/{file.name}` in a clone of "
+        f"vqcodec and set {WEIGHTS_PATH_VARIABLE}=DIR (docs/models.md)"
+    )
 
 
 def _locate(file: WeightsFile) -> Path | None:
@@ -302,9 +329,16 @@ def describe_models() -> list[dict]:
         if path is not None:
             with safe_open(str(path), framework="pt") as handle:
                 stages = CodecConfig.from_json((handle.metadata() or {})["config"]).stages
-        row = {"name": name, "default": name == DEFAULT_MODEL, "retired": entry.weights.retired_after is not None,
-               "sha256": entry.weights.sha256, "path": None if path is None else str(path),
-               "bytes": None if path is None else path.stat().st_size, "stages": stages, "description": entry.description}
+        row = {
+            "name": name,
+            "default": name == DEFAULT_MODEL,
+            "retired": entry.weights.retired_after is not None,
+            "sha256": entry.weights.sha256,
+            "path": None if path is None else str(path),
+            "bytes": None if path is None else path.stat().st_size,
+            "stages": stages,
+            "description": entry.description,
+        }
         if path is None and entry.weights.retired_after is not None:
             row["install"] = _install_hint(f"model {name!r}", entry.weights)
         rows.append(row)
