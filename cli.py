@@ -5,21 +5,22 @@ Exit codes: 0 ok, 1 failed (one clear line on stderr, no traceback), 2 usage err
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import sys
 import warnings
+from importlib import import_module
 from pathlib import Path
 
 import click
 
-from vqcodec.api import DEFAULT_MAX_PIXELS, MAX_RDO
 from vqcodec.batch import STDIO, run_jobs
 from vqcodec.files import same_file
-from vqcodec.train.cli import train_command
-from vqcodec.train.pack import pack_data_command
-from vqcodec.train.prior_loop import train_prior_command
-from vqcodec.train.static_prior import export_model_command
+from vqcodec.limits import DEFAULT_MAX_PIXELS, MAX_RDO
+
+# Nothing above imports torch: `vqcodec --help` and `--version` answer at once, and each
+# command imports what it needs when it runs.
 
 
 def _fail(error: Exception) -> click.ClickException:
@@ -79,11 +80,17 @@ def _write_output(path: str, data: bytes) -> None:
         write_atomic(Path(path), data)
 
 
-def _plan(paths: tuple[str, ...], out_dir: str | None, suffix: str) -> list[tuple[str, str]]:
-    """(input, output) pairs from `IN OUT` or from `IN... --out-dir DIR`."""
+def _plan(paths: tuple[str, ...], output: str | None, out_dir: str | None, suffix: str) -> list[tuple[str, str]]:
+    """(input, output) pairs from `IN OUT`, `IN -o OUT` or `IN... --out-dir DIR`."""
+    if output is not None:
+        if out_dir is not None:
+            raise click.UsageError("give -o/--output or --out-dir, not both")
+        if len(paths) != 1:
+            raise click.UsageError("-o/--output names the output of one INPUT; for several inputs use --out-dir DIR")
+        paths = (*paths, output)
     if out_dir is None:
         if len(paths) != 2:
-            raise click.UsageError("give INPUT and OUTPUT, or several inputs with --out-dir DIR")
+            raise click.UsageError("give INPUT and OUTPUT (or INPUT -o OUTPUT), or several inputs with --out-dir DIR")
         return [(paths[0], paths[1])]
     if not paths or STDIO in paths:
         raise click.UsageError("--out-dir takes one or more input files (not '-')")
@@ -98,33 +105,49 @@ def _plan(paths: tuple[str, ...], out_dir: str | None, suffix: str) -> list[tupl
 
 
 def _run_all(jobs: list[tuple[str, str]], force: bool, label: str, work, shared_inputs: tuple[str, ...] = (),
-             processes: int = 1) -> None:
+             processes: int = 1, threads: int | None = None, quiet: bool = False) -> None:
     """Check every output first (so nothing is half done on a usage error), then run every
     job, past failures, with a progress bar when there is more than one. `shared_inputs` are
     read by every job (an inpainting mask) and are never overwritten either; a job's source
-    may be "" (none). A batch prints one line per failed input and a summary, and exits 1
-    if any failed."""
+    may be "" (none). The jobs' result lines go to stderr (stdout may carry an output). A
+    batch prints one line per failed input and a summary, and exits 1 if any failed;
+    `quiet` leaves only the failures."""
     for source, target in jobs:
         _check_output(target, force, [s for s in (source, *shared_inputs) if s])
-    failures = run_jobs(jobs, work, label, processes)
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")  # notices (16-bit input, extra frames) are not errors
+        results, failures = run_jobs(jobs, work, label, processes, threads, progress=not quiet)
+    for line in [] if quiet else results:
+        click.echo(line, err=True)
     if len(jobs) == 1:
         if failures:
             raise click.ClickException(failures[0])
         return
     for line in failures:
         click.echo(f"Error: {line}", err=True)
-    click.echo(f"{label}: {len(jobs) - len(failures)} of {len(jobs)} files done, {len(failures)} failed", err=True)
+    if failures or not quiet:
+        click.echo(f"{label}: {len(jobs) - len(failures)} of {len(jobs)} files done, {len(failures)} failed", err=True)
     if failures:
         click.get_current_context().exit(1)
 
 
-def _encode_file(source: str, target: str, options: dict) -> None:
-    import io
-
+def _encode_file(source: str, target: str, options: dict, stats: bool = False) -> str:
+    """Encode one image; its result line: output, bytes, bits per pixel and, with `stats`,
+    the PSNR of the stream decoded (which costs a decode)."""
     from vqcodec.api import compress
+    from vqcodec.bitstream import read_header
 
-    image = io.BytesIO(_read_input(source)) if source == STDIO else source
-    _write_output(target, compress(image, **options))
+    raw = _read_input(source) if source == STDIO else None  # stdin can be read only once
+    data = compress(source if raw is None else io.BytesIO(raw), **options)
+    _write_output(target, data)
+    line = f"{'stdout' if target == STDIO else target}: {len(data):,} bytes, {8 * len(data) / read_header(data).pixels:.4f} bpp"
+    if stats:
+        from vqcodec.evaluate import stream_psnr
+
+        decoding = {key: options[key] for key in ("model", "prior_file", "device")}
+        line += f", PSNR {stream_psnr(source if raw is None else io.BytesIO(raw), data, **decoding):.2f} dB"
+    return line
 
 
 def _decode_file(source: str, target: str, options: dict) -> None:
@@ -136,6 +159,10 @@ def _decode_file(source: str, target: str, options: dict) -> None:
 
 JOBS_OPTION = click.option("--jobs", "processes", type=click.IntRange(min=1), default=1, show_default=True,
                            help="Files to code at once, in worker processes.")
+THREADS_OPTION = click.option("--threads", type=click.IntRange(min=1),
+                              help="Torch threads per process (default: all cores, shared out among --jobs).")
+QUIET_OPTION = click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+OUTPUT_OPTION = click.option("-o", "--output", help="OUTPUT, given as an option: `INPUT -o OUTPUT`.")
 RDO_OPTION = click.option(
     "--rdo", type=click.FloatRange(0, MAX_RDO),
     help="Rate-distortion optimisation with the context prior: 0 = nearest codeword, 1 = the "
@@ -170,8 +197,44 @@ def _model(model: str | None, weights: Path | None) -> str | Path | None:
     return weights if weights is not None else model
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="vqcodec")
+# Training commands: their modules import torch at the top, so each is imported only when
+# it is run or asked for its help; the group's --help shows the first sentence given here
+# (a test checks it against the command's own).
+LAZY_COMMANDS = {
+    "train": ("vqcodec.train.cli", "train_command", "Train a codec."),
+    "export-model": ("vqcodec.train.static_prior", "export_model_command",
+                     "Fit the static prior of trained WEIGHTS on DATA_DIR and write shippable OUTPUT weights."),
+    "train-prior": ("vqcodec.train.prior_loop", "train_prior_command",
+                    "Train the context prior on DATA_DIR's images (tokens of the frozen --codec) and write it to OUT."),
+    "pack-data": ("vqcodec.train.pack", "pack_data_command",
+                  "Write a compact copy of the training images under SOURCE to DESTINATION (scaled down, WebP, "
+                  "same folder tree), e.g. to move a training set to a GPU machine."),
+}
+
+
+class _LazyGroup(click.Group):
+    """A group that imports the commands of LAZY_COMMANDS on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            module, attribute, _ = LAZY_COMMANDS[name]
+            return getattr(import_module(module), attribute)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(map(len, self.list_commands(ctx)))
+        # A stand-in command with the stored help shortens it exactly as click shortens the real one's.
+        rows = [(name, (click.Command(name, help=LAZY_COMMANDS[name][2]) if name in LAZY_COMMANDS else self.commands[name])
+                 .get_short_help_str(limit)) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(None, "-V", "--version", package_name="vqcodec", prog_name="vqcodec")
 def main() -> None:
     """vqcodec: a learned image codec (VQ-VAE + entropy coding + VQ-GAN decoder)."""
     warnings.showwarning = _show_warning
@@ -184,6 +247,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
+@OUTPUT_OPTION
+@click.option("-q", "--quality", type=click.IntRange(0, 100), help="0..100, mapped onto the stage counts (higher = larger file).")
 @click.option("--stages", type=click.IntRange(1, 16), help="Residual stages to code (fewer = smaller file).")
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="Largest stage count that fits this many bits per pixel.")
 @MODEL_OPTION
@@ -194,27 +259,36 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @DEVICE_OPTION
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Encode several inputs into this folder.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--strip", is_flag=True, help="Leave the ICC profile and EXIF out of the stream.")
+@click.option("--stats", is_flag=True, help="Add the PSNR of the decoded stream to the result line (costs a decode).")
+@QUIET_OPTION
 @JOBS_OPTION
-def encode(paths, stages, bpp, model, weights, prior, prior_file, rdo, device, out_dir, force, processes) -> None:
-    """Compress images: `encode INPUT OUTPUT` or `encode IN... --out-dir DIR` ('-' = stdin/stdout)."""
+@THREADS_OPTION
+def encode(paths, output, quality, stages, bpp, model, weights, prior, prior_file, rdo, device, out_dir, force, strip,
+           stats, quiet, processes, threads) -> None:
+    """Compress images: `encode INPUT OUTPUT` or `encode IN... --out-dir DIR` ('-' = stdin/stdout).
+    Prints one line per output on stderr: name, bytes, bits per pixel."""
     from PIL import Image
 
-    if stages is not None and bpp is not None:
-        raise click.UsageError("give --stages or --bpp, not both")
-    work = functools.partial(_encode_file, options=dict(stages=stages, bpp=bpp, model=_model(model, weights), prior=prior,
-                                                        prior_file=prior_file, rdo=rdo, device=device))
-    jobs = _plan(paths, out_dir, ".vqc")
+    given = [name for name, value in (("--quality", quality), ("--stages", stages), ("--bpp", bpp)) if value is not None]
+    if len(given) > 1:
+        raise click.UsageError(f"give one of --quality, --stages and --bpp, not both {given[0]} and {given[1]}")
+    options = dict(quality=quality, stages=stages, bpp=bpp, model=_model(model, weights), prior=prior,
+                   prior_file=prior_file, rdo=rdo, device=device, strip=strip)
+    work = functools.partial(_encode_file, options=options, stats=stats)
+    jobs = _plan(paths, output, out_dir, ".vqc")
     # `encode a.png b.png` is far likelier two inputs without --out-dir than a stream meant to
     # be named like a picture; even with --force, do not overwrite an image with a stream.
     for _, target in jobs:
         if Path(target).suffix.lower() in set(Image.registered_extensions()) - {".vqc"}:
             raise click.UsageError(f"OUTPUT {target} has an image suffix, but encode writes a .vqc stream "
                                    "(to encode several images, use --out-dir DIR)")
-    _run_all(jobs, force, "encoding", work, processes=processes)
+    _run_all(jobs, force, "encoding", work, processes=processes, threads=threads, quiet=quiet)
 
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
+@OUTPUT_OPTION
 @click.option("--stages", type=click.IntRange(1, 16), help="Decode only the first N stages (works on truncated files).")
 @click.option("--decoder", type=click.Choice(["fidelity", "realism"]), default="fidelity", show_default=True)
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
@@ -226,12 +300,16 @@ def encode(paths, stages, bpp, model, weights, prior, prior_file, rdo, device, o
 @DEVICE_OPTION
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Decode several inputs into this folder (as PNG).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@QUIET_OPTION
 @JOBS_OPTION
-def decode(paths, stages, decoder, max_pixels, weights, prior_file, device, out_dir, force, processes) -> None:
+@THREADS_OPTION
+def decode(paths, output, stages, decoder, max_pixels, weights, prior_file, device, out_dir, force, quiet, processes,
+           threads) -> None:
     """Decode .vqc files to images: `decode INPUT OUTPUT` (format from OUTPUT's suffix; '-' = PNG on stdout)."""
     work = functools.partial(_decode_file, options=dict(stages=stages, decoder=decoder, max_pixels=max_pixels,
                                                         model=weights, prior_file=prior_file, device=device))
-    _run_all(_plan(paths, out_dir, ".png"), force, "decoding", work, processes=processes)
+    _run_all(_plan(paths, output, out_dir, ".png"), force, "decoding", work, processes=processes, threads=threads,
+             quiet=quiet)
 
 
 @main.command()
@@ -359,11 +437,6 @@ def inpaint(image, mask, output, seed, steps, temperature, decoder, force) -> No
         target, encode_image(inpaint_image(source, mask, seed=seed, steps=steps, temperature=temperature, decoder=decoder),
                              "" if target == STDIO else Path(target).suffix)), shared_inputs=(mask,))
 
-
-main.add_command(train_command)
-main.add_command(export_model_command)
-main.add_command(train_prior_command)
-main.add_command(pack_data_command)
 
 if __name__ == "__main__":
     main()

@@ -26,13 +26,13 @@ def describe_failure(error: BaseException, source: str) -> str:
     return reason if source in ("", STDIO) or source in reason else f"{source}: {reason}"
 
 
-def _attempt(work: Callable[[str, str], None], source: str, target: str) -> str | None:
-    """Run one job; the failure line, or None when it succeeded."""
+def _attempt(work: Callable[[str, str], str | None], source: str, target: str) -> tuple[str | None, str | None]:
+    """Run one job: (its result line, if it gives one; None) when it succeeds, (None, the
+    failure line) when it fails."""
     try:
-        work(source, target)
+        return work(source, target), None
     except JOB_ERRORS as error:
-        return describe_failure(error, source)
-    return None
+        return None, describe_failure(error, source)
 
 
 def _limit_threads(threads: int) -> None:
@@ -41,32 +41,35 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_jobs(jobs: list[tuple[str, str]], work: Callable[[str, str], None], label: str,
-             processes: int = 1) -> list[str]:
-    """Run `work(source, target)` for every job; returns the failure lines in job order.
+def run_jobs(jobs: list[tuple[str, str]], work: Callable[[str, str], str | None], label: str,
+             processes: int = 1, threads: int | None = None, progress: bool = True) -> tuple[list[str], list[str]]:
+    """Run `work(source, target)` for every job; returns (result lines, failure lines), each
+    in job order. `work` may return a line that reports its result (or None).
 
     With `processes` > 1 the jobs run in that many spawned worker processes (so `work` must
-    be picklable: a module-level function or a partial of one), each with an equal share
-    of the CPU cores for torch.
+    be picklable: a module-level function or a partial of one), each with `threads` torch
+    threads, by default an equal share of the CPU cores; in this process `threads`, when
+    given, sets torch's thread count. `progress` shows a bar on stderr for more than one job.
     """
-    failures: dict[int, str] = {}
-    with click.progressbar(length=len(jobs), label=label, file=sys.stderr, hidden=len(jobs) == 1) as bar:
+    outcomes: dict[int, tuple[str | None, str | None]] = {}
+    with click.progressbar(length=len(jobs), label=label, file=sys.stderr, hidden=len(jobs) == 1 or not progress) as bar:
         if processes == 1 or len(jobs) == 1:
+            if threads is not None:
+                _limit_threads(threads)
             for number, (source, target) in enumerate(jobs):
-                if (line := _attempt(work, source, target)) is not None:
-                    failures[number] = line
+                outcomes[number] = _attempt(work, source, target)
                 bar.update(1)
-            return [failures[number] for number in sorted(failures)]
-        threads = max(1, (os.cpu_count() or 1) // processes)
-        with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_limit_threads, initargs=(threads,)) as pool:
-            pending = {pool.submit(_attempt, work, source, target): number for number, (source, target) in enumerate(jobs)}
-            try:
-                for future in as_completed(pending):
-                    if (line := future.result()) is not None:
-                        failures[pending[future]] = line
-                    bar.update(1)
-            except BaseException:  # Ctrl-C or a bug: start nothing new, let running jobs end
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-    return [failures[number] for number in sorted(failures)]
+        else:
+            threads = threads or max(1, (os.cpu_count() or 1) // processes)
+            with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_limit_threads, initargs=(threads,)) as pool:
+                pending = {pool.submit(_attempt, work, source, target): number for number, (source, target) in enumerate(jobs)}
+                try:
+                    for future in as_completed(pending):
+                        outcomes[pending[future]] = future.result()
+                        bar.update(1)
+                except BaseException:  # Ctrl-C or a bug: start nothing new, let running jobs end
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    ordered = [outcomes[number] for number in sorted(outcomes)]
+    return [line for line, _ in ordered if line is not None], [line for _, line in ordered if line is not None]
