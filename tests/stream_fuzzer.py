@@ -66,7 +66,7 @@ class Parts:
         header, alpha, payloads = bitstream.unpack(stream)
         fields = dict(
             magic=bitstream.MAGIC,
-            version=bitstream.FORMAT_VERSION,
+            version=header.version,  # the seeds hold no metadata: version 1, this layout
             prior=bitstream.PRIORS.index(header.prior),
             mode=bitstream.MODES.index(header.mode),
             stride=header.stride,

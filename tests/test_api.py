@@ -329,3 +329,71 @@ def test_integral_arguments_of_any_type_and_empty_tensors(sample_crop):
         vqcodec.compress(torch.zeros(3, 0, 40))
     with pytest.raises(ValueError, match="stages"):
         vqcodec.compress(array, stages=2.0)
+
+
+def write_jpeg_with_metadata(path: Path) -> bytes:
+    """A 48×32 JPEG with an sRGB ICC profile and EXIF orientation 6 (turn 90° clockwise to
+    view it); returns the profile."""
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "vqcodec tests"  # Make
+    Image.fromarray(smooth_image(48, 32)).save(path, quality=95, icc_profile=icc, exif=exif.tobytes())
+    return icc
+
+
+def test_icc_profile_and_exif_travel_and_the_pixels_come_upright(tmp_path):
+    from PIL import ImageOps
+
+    icc = write_jpeg_with_metadata(tmp_path / "photo.jpg")
+    data = vqcodec.compress(tmp_path / "photo.jpg")
+    assert vqcodec.read_header(data).version == 2
+    with Image.open(tmp_path / "photo.jpg") as opened:
+        assert vqcodec.compress(opened) == data  # a PIL image brings its metadata too
+        upright = np.asarray(ImageOps.exif_transpose(opened))
+    image = vqcodec.decompress(data)
+    assert image.size == (32, 48) and psnr(np.asarray(image), upright) > 25
+    assert image.info["icc_profile"] == icc
+    assert image.getexif()[0x0112] == 1 and image.getexif()[0x010F] == "vqcodec tests"
+    (tmp_path / "photo.vqc").write_bytes(data)
+    for suffix in (".png", ".jpg", ".webp"):
+        vqcodec.decompress_file(tmp_path / "photo.vqc", tmp_path / f"out{suffix}")
+        with Image.open(tmp_path / f"out{suffix}") as written:
+            assert written.size == (32, 48) and written.info["icc_profile"] == icc, suffix
+            assert written.getexif()[0x0112] == 1 and written.getexif()[0x010F] == "vqcodec tests", suffix
+    stripped = vqcodec.compress(tmp_path / "photo.jpg", strip=True)
+    assert vqcodec.read_header(stripped).version == 1 and len(stripped) < len(data)
+    image = vqcodec.decompress(stripped)
+    assert image.size == (32, 48) and "icc_profile" not in image.info and "exif" not in image.info
+
+
+def test_a_corrupted_metadata_segment_fails_to_decode(tmp_path):
+    write_jpeg_with_metadata(tmp_path / "photo.jpg")
+    data = bytearray(vqcodec.compress(tmp_path / "photo.jpg", stages=1))
+    header = vqcodec.read_header(bytes(data))
+    data[header.header_size + header.icc_length + 3] ^= 0x10  # inside the EXIF segment
+    with pytest.raises(BitstreamError, match="checksum mismatch in EXIF segment"):
+        vqcodec.decompress(bytes(data))
+
+
+def test_damaged_metadata_is_a_clear_error_and_strip_codes_the_pixels(tmp_path):
+    Image.fromarray(smooth_image(16, 16)).save(tmp_path / "bad-icc.png", icc_profile=b"not a profile" * 20)
+    with pytest.raises(ValueError, match=r"ICC profile is damaged.*strip=True"):
+        vqcodec.compress(tmp_path / "bad-icc.png")
+    assert vqcodec.decompress(vqcodec.compress(tmp_path / "bad-icc.png", strip=True)).size == (16, 16)
+    Image.fromarray(smooth_image(16, 16)).save(tmp_path / "bad-exif.png", exif=b"Exif\x00\x00garbage")
+    with pytest.raises(ValueError, match=r"EXIF block is damaged.*strip=True"):
+        vqcodec.compress(tmp_path / "bad-exif.png")
+    assert vqcodec.decompress(vqcodec.compress(tmp_path / "bad-exif.png", strip=True)).size == (16, 16)
+
+
+def test_a_profile_of_another_colour_space_is_dropped_with_a_warning(tmp_path):
+    from PIL import ImageCms
+
+    gray = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # not RGB
+    Image.fromarray(smooth_image(16, 16)).save(tmp_path / "lab.png", icc_profile=gray)
+    with pytest.warns(UserWarning, match="ICC profile describes"):
+        data = vqcodec.compress(tmp_path / "lab.png", stages=1)
+    assert vqcodec.read_header(data).icc_length == 0

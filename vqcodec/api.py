@@ -15,18 +15,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vqcodec import bitstream, coding, zoo
+from vqcodec import bitstream, coding, metadata, zoo
 from vqcodec.bitstream import BitstreamError, Header
 from vqcodec.devices import resolve_device
 from vqcodec.files import check_folder, same_file, write_atomic
 from vqcodec.imaging import check_size, decode_alpha, encode_alpha, image_from_uint8, prepare_image
+from vqcodec.limits import DEFAULT_MAX_PIXELS, MAX_RDO
 
-
-MAX_RDO = 16.0  # larger rdo strengths are surely typos: at 2 the trade is already past its best (benchmarks/results/rdo)
-# Largest image `decompress` decodes unless told otherwise: a stream's header claims its size,
-# and decoding costs about 80 bytes of memory per pixel, so 2**25 pixels (8K UHD fits, about
-# 2.7 GB at the peak) is the most a file from an unknown source may ask for by default.
-DEFAULT_MAX_PIXELS = 1 << 25
 OUTPUTS = ("pil", "numpy", "torch")
 
 
@@ -103,7 +98,7 @@ def _rdo_lambdas(loaded: zoo.LoadedModel, prior_name: str, strength, stages: int
 def compress(
     image, *, stages: int | None = None, bpp: float | None = None, quality: int | None = None,
     model: str | Path | None = None, prior: str | None = None, prior_file: str | Path | None = None,
-    rdo: float | None = None, device: str | torch.device | None = "cpu",
+    rdo: float | None = None, device: str | torch.device | None = "cpu", strip: bool = False,
 ) -> bytes:
     """Compress an image into a `.vqc` stream.
 
@@ -111,7 +106,9 @@ def compress(
         image: PIL image, path, numpy uint8 `[H,W]`/`[H,W,2]`/`[H,W,3]`/`[H,W,4]` (read-only
             arrays such as `np.asarray(pil_image)` too) or float tensor `[3,H,W]`/`[1,H,W]`
             in [0,1]. Any size from 1×1. Grayscale stays grayscale; alpha is kept
-            losslessly. 16-bit input is converted to 8-bit with a warning.
+            losslessly. 16-bit input is converted to 8-bit with a warning. Files and PIL
+            images are turned upright by their EXIF orientation, and their ICC profile and
+            EXIF (orientation reset to 1) travel in the stream.
         stages: residual stages to code (1..S, default all): fewer stages, fewer bits.
         bpp: instead of `stages`, the largest stage count whose real file fits this many bits
             per pixel.
@@ -132,6 +129,7 @@ def compress(
             runs the prior once more, so it slows encoding.
         device: where the networks run: "cpu" (default), "cuda", "cuda:N" or "auto" (CUDA
             when available). Streams decode alike on any device.
+        strip: leave the ICC profile and EXIF out of the stream.
 
     Returns:
         The stream, header included.
@@ -149,7 +147,7 @@ def compress(
     lambdas = _rdo_lambdas(loaded, prior_name, rdo, count)
     if isinstance(image, np.ndarray) and not image.flags.writeable:
         image = image.copy()  # torch warns on (and cannot share) read-only arrays
-    prepared = prepare_image(image)
+    prepared = prepare_image(image, keep_metadata=not strip)
     height, width = prepared.rgb.shape[:2]
     indices = coding.quantize(loaded.codec, prepared.rgb, count, coding_prior, lambdas, device)
     payloads = coding.encode_stages(coding_prior, indices, device)
@@ -157,6 +155,7 @@ def compress(
         model_id=loaded.name, weights_hash=loaded.weights_hash, prior=prior_name, prior_hash=prior_hash,
         width=width, height=height, mode=prepared.mode, stride=config.stride, codebook_size=config.codebook_size,
         alpha=encode_alpha(prepared.alpha) if prepared.alpha is not None else b"",
+        icc_profile=prepared.icc_profile, exif=prepared.exif,
     )
     if bpp is not None:
         sizes = [len(bitstream.pack(**fields, stage_payloads=payloads[:n])) for n in range(1, len(payloads) + 1)]
@@ -229,7 +228,8 @@ def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fideli
         decoder: "fidelity" (highest PSNR) or "realism" where the model has one.
         max_pixels: refuse, from the header alone, a stream that claims a larger image
             (default `DEFAULT_MAX_PIXELS`; None: only the codec's own limit).
-        output: "pil" (a PIL image, mode L, LA, RGB or RGBA), "numpy" (uint8 `[H,W,C]`) or
+        output: "pil" (a PIL image, mode L, LA, RGB or RGBA, with the stream's ICC profile and
+            EXIF in `info["icc_profile"]` and `info["exif"]`), "numpy" (uint8 `[H,W,C]`) or
             "torch" (float32 `[C,H,W]` in [0,1], the 8-bit values / 255), C = 1, 2, 3 or 4
             channels for L, LA, RGB, RGBA.
         model: the weights file (path) that wrote a stream of a model outside the zoo, or a
@@ -248,6 +248,7 @@ def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fideli
     device = resolve_device(device)
     check_claim(bitstream.read_header(data), max_pixels)
     header, alpha_bytes, payloads = bitstream.unpack(data, stages)
+    icc_profile, exif = bitstream.unpack_metadata(data)
     try:
         check_size(header.width, header.height)
     except ValueError as error:
@@ -260,7 +261,7 @@ def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fideli
     except ValueError as error:
         raise BitstreamError(str(error)) from error
     rgb = coding.reconstruct(loaded.codec, indices, header.height, header.width, decoder, device)  # [H, W, 3] uint8
-    return _as_output(image_from_uint8(rgb, header.mode, alpha), output)
+    return _as_output(metadata.attach(image_from_uint8(rgb, header.mode, alpha), icc_profile, exif), output)
 
 
 def _as_output(image: Image.Image, output: str):
@@ -299,8 +300,11 @@ def describe_stream(data: bytes, file_bytes: int | None = None) -> dict:
         "stride": header.stride,
         "codebook_size": header.codebook_size,
         "stages": header.stages,
+        "version": header.version,
         "header_bytes": header.header_size,
         "alpha_bytes": header.alpha_length,
+        "icc_bytes": header.icc_length,
+        "exif_bytes": header.exif_length,
         "stage_bytes": list(header.stage_lengths),
         "total_bytes": header.total_size,
         "file_bytes": size,
@@ -395,7 +399,8 @@ def decompress_file(src: str | Path, dst: str | Path, **options) -> Image.Image:
 
 
 def encode_image(image: Image.Image, suffix: str) -> bytes:
-    """Image file bytes in the format named by `suffix` (".png" when empty).
+    """Image file bytes in the format named by `suffix` (".png" when empty), with the image's
+    ICC profile and EXIF where the format holds them (PNG, JPEG, WebP, TIFF).
 
     Refuses formats Pillow only reads, and formats that would silently change the image:
     another size (icons) or a lost alpha channel (JPEG, GIF, BMP, PPM, ...).
@@ -410,7 +415,7 @@ def encode_image(image: Image.Image, suffix: str) -> bytes:
         raise ValueError(f"cannot write {extension} images (Pillow only reads them); use .png, .webp, .tif, ...")
     buffer = io.BytesIO()
     try:
-        image.save(buffer, format=formats[extension])
+        image.save(buffer, format=formats[extension], **metadata.save_options(image))
     except (OSError, KeyError, ValueError) as error:  # no writer for the mode (JPEG and alpha)
         what = "the alpha channel of this image" if image.mode in bitstream.ALPHA_MODES else f"a {image.mode} image"
         raise ValueError(f"{extension} cannot hold {what} ({error}); write .png instead") from error

@@ -1,4 +1,4 @@
-"""Container format of a .vqc stream (format v1): pack, parse and validate.
+"""Container format of a .vqc stream (format versions 1 and 2): pack, parse and validate.
 
 This module is the only implementation of the byte layout, validation rules and version
 policy described in docs/format.md. It imports no torch, so a stream can be inspected and
@@ -13,11 +13,14 @@ import zlib
 from dataclasses import dataclass
 
 __all__ = [
-    "BitstreamError", "Header", "FORMAT_VERSION", "MAGIC", "PRIORS", "MODES", "ALPHA_MODES", "STRIDES",
-    "pack", "read_header", "unpack",
+    "BitstreamError", "Header", "FORMAT_VERSION", "VERSIONS", "MAGIC", "PRIORS", "MODES", "ALPHA_MODES", "STRIDES",
+    "MAX_ICC_BYTES", "MAX_EXIF_BYTES", "pack", "read_header", "unpack", "unpack_metadata",
 ]
 
-FORMAT_VERSION = 1
+# Version 2 adds two segments, the ICC profile and the EXIF. A stream without them is written
+# as version 1, byte for byte as before: older readers still take it and it spends no byte.
+FORMAT_VERSION = 2
+VERSIONS = (1, 2)
 # A non-ASCII first byte (as in PNG) so that no text file is ever taken for a stream.
 MAGIC = b"\x89VQC"
 PRIORS = ("static", "context")
@@ -38,6 +41,11 @@ MAX_STAGES = 16
 STAGE_BYTES_PER_INDEX = 4
 ALPHA_BYTES_PER_PIXEL = 2
 SEGMENT_SLACK = 1024
+# Metadata fits what JPEG can carry, so every stream's metadata can be written back to a
+# JPEG: an ICC profile in at most 255 APP2 markers of 65,519 bytes, an EXIF block in one
+# APP1 marker of 65,533 bytes after its 6-byte "Exif\0\0" prefix.
+MAX_ICC_BYTES = 255 * 65519
+MAX_EXIF_BYTES = 65533 - 6
 
 _MODEL_ID = re.compile(rb"[a-z0-9._-]{1,%d}" % MAX_MODEL_ID)
 # magic, version, prior, mode, stride, width, height, codebook_size, stages,
@@ -71,6 +79,10 @@ class Header:
         stage_lengths: bytes of each stage's payload, len == stages; 0 is allowed.
         alpha_crc: CRC32 of the alpha segment.
         stage_crcs: CRC32 of each stage's payload, len == stages.
+        icc_length: bytes of the ICC profile segment, 0..MAX_ICC_BYTES; 0 in version 1.
+        exif_length: bytes of the EXIF segment, 0..MAX_EXIF_BYTES; 0 in version 1.
+        icc_crc, exif_crc: CRC32 of those segments.
+        version: the format version, one of VERSIONS; 2 has the two metadata segments.
     """
 
     model_id: str
@@ -87,6 +99,11 @@ class Header:
     stage_lengths: tuple[int, ...]
     alpha_crc: int
     stage_crcs: tuple[int, ...]
+    icc_length: int = 0
+    exif_length: int = 0
+    icc_crc: int = 0
+    exif_crc: int = 0
+    version: int = 1
 
     def __post_init__(self) -> None:
         _validate_identity(self)
@@ -106,32 +123,35 @@ class Header:
     @property
     def header_size(self) -> int:
         """Bytes of the header, its CRC included."""
-        return _header_size(len(self.model_id), self.stages)
+        return _header_size(len(self.model_id), self.stages, self.version)
 
     @property
     def total_size(self) -> int:
-        """Bytes of the whole stream: header, alpha segment and every stage segment."""
+        """Bytes of the whole stream: header, alpha and metadata segments and every stage segment."""
         return self.prefix_size(self.stages)
 
     def prefix_size(self, stages: int) -> int:
         """Bytes of the shortest prefix that decodes with `stages` (0..self.stages) stages."""
         if not 0 <= stages <= self.stages:
             raise BitstreamError(f"stages must be in 0..{self.stages}, got {stages}")
-        return self.header_size + self.alpha_length + sum(self.stage_lengths[:stages])
+        return self.header_size + self.alpha_length + self.icc_length + self.exif_length + sum(self.stage_lengths[:stages])
 
 
 def pack(*, model_id: str, weights_hash: bytes, prior: str, prior_hash: bytes, width: int,
          height: int, mode: str, stride: int, codebook_size: int, alpha: bytes,
-         stage_payloads: list[bytes]) -> bytes:
-    """Build a stream from header fields, the alpha segment and the stage payloads.
+         stage_payloads: list[bytes], icc_profile: bytes = b"", exif: bytes = b"") -> bytes:
+    """Build a stream from header fields, the alpha and metadata segments and the stage payloads.
 
-    Lengths and CRC32s are computed here; the field rules are those of `Header`.
+    Lengths and CRC32s are computed here; the field rules are those of `Header`. The stream
+    is version 2 when it holds an ICC profile or EXIF, else version 1.
 
     Args:
         model_id, weights_hash, prior, prior_hash, width, height, mode, stride,
             codebook_size: as the `Header` attributes of the same name.
         alpha: coded alpha plane; non-empty iff mode is in ALPHA_MODES, otherwise b"".
         stage_payloads: 1..16 coded stages in residual order; each may be empty.
+        icc_profile: an ICC profile, up to MAX_ICC_BYTES, or b"".
+        exif: an EXIF block (TIFF structure, no "Exif\0\0" prefix), up to MAX_EXIF_BYTES, or b"".
 
     Returns:
         The stream, `Header.total_size` bytes.
@@ -140,7 +160,7 @@ def pack(*, model_id: str, weights_hash: bytes, prior: str, prior_hash: bytes, w
         BitstreamError: a field value or a segment size is out of bounds.
         TypeError: alpha or a payload is not bytes-like.
     """
-    alpha = bytes(_as_view(alpha))
+    alpha, icc_profile, exif = (bytes(_as_view(segment)) for segment in (alpha, icc_profile, exif))
     payloads = [bytes(_as_view(payload)) for payload in stage_payloads]
     header = Header(
         model_id=model_id, weights_hash=weights_hash, prior=prior, prior_hash=prior_hash,
@@ -148,8 +168,11 @@ def pack(*, model_id: str, weights_hash: bytes, prior: str, prior_hash: bytes, w
         stages=len(payloads), alpha_length=len(alpha),
         stage_lengths=tuple(len(payload) for payload in payloads),
         alpha_crc=zlib.crc32(alpha), stage_crcs=tuple(zlib.crc32(p) for p in payloads),
+        icc_length=len(icc_profile), exif_length=len(exif), icc_crc=zlib.crc32(icc_profile),
+        exif_crc=zlib.crc32(exif), version=2 if icc_profile or exif else 1,
     )
-    return b"".join([_encode_header(header), alpha, *payloads])
+    metadata = [icc_profile, exif] if header.version >= 2 else []
+    return b"".join([_encode_header(header), alpha, *metadata, *payloads])
 
 
 def read_header(data: bytes | bytearray | memoryview) -> Header:
@@ -166,11 +189,11 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
         raise BitstreamError(f"file is truncated: the header needs at least {_FIXED.size} "
                              f"bytes, only {len(view)} are present")
     fields = _FIXED.unpack_from(view)
-    stages, id_length = fields[8], fields[9]
+    version, stages, id_length = fields[1], fields[8], fields[9]
     # These two decide the header size, so they are bounded before anything is read by them.
     _check_range("model_id length", id_length, 1, MAX_MODEL_ID)
     _check_range("stages", stages, 1, MAX_STAGES)
-    size = _header_size(id_length, stages)
+    size = _header_size(id_length, stages, version)
     if len(view) < size:
         raise BitstreamError(f"file is truncated: the header needs {size} bytes, only "
                              f"{len(view)} are present")
@@ -217,7 +240,23 @@ def unpack(data: bytes | bytearray | memoryview,
     if len(view) < needed:
         raise _truncation_error(header, len(view), needed)
     segments = _read_segments(view, header, wanted)
-    return header, segments[0], segments[1:]
+    return header, segments[0], segments[len(segments) - wanted:]
+
+
+def unpack_metadata(data: bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
+    """The ICC profile and the EXIF block of a stream (b"" where it has none), with the CRCs of
+    every segment before the stages checked; any prefix that holds those segments will do.
+
+    Raises:
+        BitstreamError: any `read_header` error, truncation or a checksum mismatch.
+        TypeError: data is not bytes-like.
+    """
+    view = _as_view(data)
+    header = read_header(view)
+    if len(view) < header.prefix_size(0):
+        raise _truncation_error(header, len(view), header.prefix_size(0))
+    segments = _read_segments(view, header, 0)
+    return (segments[1], segments[2]) if header.version >= 2 else (b"", b"")
 
 
 def _as_view(data: object) -> memoryview:
@@ -227,12 +266,17 @@ def _as_view(data: object) -> memoryview:
     return memoryview(data).cast("B")
 
 
-def _header_size(id_length: int, stages: int) -> int:
-    return _FIXED.size + id_length + _SEGMENT.size * (1 + stages) + _CRC.size
+def _leading_segments(version: int) -> int:
+    """Segments before the stages: alpha, then (version 2) the ICC profile and the EXIF."""
+    return 3 if version >= 2 else 1
+
+
+def _header_size(id_length: int, stages: int, version: int) -> int:
+    return _FIXED.size + id_length + _SEGMENT.size * (_leading_segments(version) + stages) + _CRC.size
 
 
 # The longest header any valid stream can have: readers fetch this much before trusting sizes.
-MAX_HEADER_SIZE = _header_size(MAX_MODEL_ID, MAX_STAGES)
+MAX_HEADER_SIZE = _header_size(MAX_MODEL_ID, MAX_STAGES, FORMAT_VERSION)
 
 
 def _check_magic_and_version(view: memoryview) -> None:
@@ -245,48 +289,58 @@ def _check_magic_and_version(view: memoryview) -> None:
         raise BitstreamError(f"file is truncated: the header needs at least {_FIXED.size} "
                              f"bytes, only {len(view)} are present")
     version = view[len(MAGIC)]
-    if version != FORMAT_VERSION:
+    if version not in VERSIONS:
         raise BitstreamError(f"unsupported vqcodec format version {version}; this build reads "
-                             f"version {FORMAT_VERSION} only")
+                             f"versions {', '.join(map(str, VERSIONS))}")
 
 
 def _decode_header(view: memoryview, fields: tuple) -> Header:
-    _, _, prior, mode, stride, width, height, codebook_size, stages, id_length, \
+    _, version, prior, mode, stride, width, height, codebook_size, stages, id_length, \
         weights_hash, prior_hash = fields
     raw_id = bytes(view[_FIXED.size: _FIXED.size + id_length])
     if not _MODEL_ID.fullmatch(raw_id):
         raise BitstreamError(f"invalid header field model_id: {raw_id!r} (must be 1.."
                              f"{MAX_MODEL_ID} chars of [a-z0-9._-])")
+    leading = _leading_segments(version)
     table = [_SEGMENT.unpack_from(view, _FIXED.size + id_length + _SEGMENT.size * i)
-             for i in range(1 + stages)]
+             for i in range(leading + stages)]
     lengths, crcs = zip(*table)
+    metadata = dict(icc_length=lengths[1], exif_length=lengths[2], icc_crc=crcs[1], exif_crc=crcs[2]) \
+        if version >= 2 else {}
     return Header(
         model_id=raw_id.decode("ascii"), weights_hash=weights_hash,
         prior=_name_of("prior", PRIORS, prior), prior_hash=prior_hash, width=width,
         height=height, mode=_name_of("mode", MODES, mode), stride=stride,
         codebook_size=codebook_size, stages=stages, alpha_length=lengths[0],
-        stage_lengths=lengths[1:], alpha_crc=crcs[0], stage_crcs=crcs[1:],
+        stage_lengths=lengths[leading:], alpha_crc=crcs[0], stage_crcs=crcs[leading:],
+        version=version, **metadata,
     )
 
 
 def _encode_header(header: Header) -> bytes:
     fixed = _FIXED.pack(
-        MAGIC, FORMAT_VERSION, PRIORS.index(header.prior), MODES.index(header.mode),
+        MAGIC, header.version, PRIORS.index(header.prior), MODES.index(header.mode),
         header.stride, header.width, header.height, header.codebook_size, header.stages,
         len(header.model_id), header.weights_hash, header.prior_hash,
     )
-    table = b"".join(_SEGMENT.pack(length, crc) for length, crc in zip(
-        (header.alpha_length, *header.stage_lengths), (header.alpha_crc, *header.stage_crcs)))
+    table = b"".join(_SEGMENT.pack(length, crc) for _, length, crc in _segments(header, header.stages))
     body = fixed + header.model_id.encode("ascii") + table
     return body + _CRC.pack(zlib.crc32(body))
 
 
+def _segments(header: Header, stages: int) -> list[tuple[str, int, int]]:
+    """(name, length, CRC32) of the segments up to the end of stage `stages`, in stream order."""
+    leading = [("alpha segment", header.alpha_length, header.alpha_crc)]
+    if header.version >= 2:
+        leading += [("ICC profile segment", header.icc_length, header.icc_crc),
+                    ("EXIF segment", header.exif_length, header.exif_crc)]
+    return leading + [(f"stage {i + 1} of {header.stages}", header.stage_lengths[i], header.stage_crcs[i])
+                      for i in range(stages)]
+
+
 def _read_segments(view: memoryview, header: Header, stages: int) -> list[bytes]:
-    names = ["alpha segment"] + [f"stage {i + 1} of {header.stages}" for i in range(stages)]
-    lengths = (header.alpha_length, *header.stage_lengths[:stages])
-    crcs = (header.alpha_crc, *header.stage_crcs[:stages])
     segments, offset = [], header.header_size
-    for name, length, crc in zip(names, lengths, crcs):
+    for name, length, crc in _segments(header, stages):
         segment = bytes(view[offset: offset + length])
         if zlib.crc32(segment) != crc:
             raise BitstreamError(f"payload checksum mismatch in {name}: the file is corrupted")
@@ -298,7 +352,7 @@ def _read_segments(view: memoryview, header: Header, stages: int) -> list[bytes]
 def _truncation_error(header: Header, present: int, needed: int) -> BitstreamError:
     complete = sum(header.prefix_size(n) <= present for n in range(1, header.stages + 1))
     if present < header.prefix_size(0):
-        where = "the alpha segment is incomplete"
+        where = "the alpha segment is incomplete" if header.version == 1 else "the alpha or metadata segments are incomplete"
     else:
         where = f"stage {complete + 1} of {header.stages} is incomplete"
     if complete:
@@ -352,6 +406,11 @@ def _validate_image(header: Header) -> None:
 
 
 def _validate_segments(header: Header) -> None:
+    _check(header.version in VERSIONS, "version", header.version, f"must be one of {VERSIONS}")
+    _check(header.version >= 2 or header.icc_length == header.exif_length == 0, "version", header.version,
+           "version 1 has no ICC profile or EXIF segment")
+    _check_range("icc_length", header.icc_length, 0, MAX_ICC_BYTES)
+    _check_range("exif_length", header.exif_length, 0, MAX_EXIF_BYTES)
     for field in ("stage_lengths", "stage_crcs"):
         value = getattr(header, field)
         _check(isinstance(value, tuple) and len(value) == header.stages, field, value,
@@ -368,3 +427,5 @@ def _validate_segments(header: Header) -> None:
         _check_range(f"stage_lengths[{i}]", length, 0, stage_max)
     for i, crc in enumerate((header.alpha_crc, *header.stage_crcs)):
         _check_range("alpha_crc" if i == 0 else f"stage_crcs[{i - 1}]", crc, 0, 2**32 - 1)
+    for field in ("icc_crc", "exif_crc"):
+        _check_range(field, getattr(header, field), 0, 2**32 - 1)

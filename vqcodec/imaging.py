@@ -3,9 +3,10 @@ decoded RGB becomes an image of the original mode again. Nothing here touches th
 from __future__ import annotations
 
 import re
+import struct
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vqcodec import metadata
 from vqcodec.bitstream import MAX_SIDE
-
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class PreparedImage:
     rgb: np.ndarray
     mode: str
     alpha: np.ndarray | None = None  # `[H,W]` uint8, only for modes "RGBA" and "LA"
+    icc_profile: bytes = b""  # kept from the source image when asked for (`prepare_image`)
+    exif: bytes = b""  # TIFF-structured EXIF block, orientation reset to 1
 
     def to_pil(self) -> Image.Image:
         """The image as the codec sees it, in its own mode."""
@@ -71,7 +74,19 @@ def _from_tensor(tensor: torch.Tensor) -> PreparedImage:
     return _from_array(array[:, :, 0] if tensor.shape[0] == 1 else array)
 
 
-def _from_pil(image: Image.Image, noticed_16bit: bool = False) -> PreparedImage:
+def _from_pil(image: Image.Image, noticed_16bit: bool = False, keep_metadata: bool = False) -> PreparedImage:
+    """The pixels turned upright by their EXIF orientation, with the image's ICC profile and
+    EXIF when `keep_metadata` (checked first: damaged metadata to keep is an error)."""
+    icc_profile, exif = metadata.from_image(image) if keep_metadata else (b"", b"")
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except (SyntaxError, ValueError, struct.error):  # Pillow's words for EXIF it cannot parse
+        upright = image  # no orientation to apply (the metadata goes, as asked)
+    prepared = _pixels_from_pil(upright, noticed_16bit)
+    return replace(prepared, icc_profile=metadata.profile_for(icc_profile, prepared.mode), exif=exif)
+
+
+def _pixels_from_pil(image: Image.Image, noticed_16bit: bool) -> PreparedImage:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         if not noticed_16bit:
@@ -106,7 +121,7 @@ def check_size(width: int, height: int) -> None:
         raise ValueError(f"image of {width}×{height} is too large ({SIZE_LIMIT})")
 
 
-def _from_file(source) -> PreparedImage:
+def _from_file(source, keep_metadata: bool) -> PreparedImage:
     """Open an image file, checking its declared size before decoding any pixels; every
     error names the file."""
     name = str(source) if isinstance(source, (str, Path)) else "the input"
@@ -122,7 +137,7 @@ def _from_file(source) -> PreparedImage:
                 opened.load()
             except (OSError, SyntaxError) as error:  # Pillow's words for a cut or damaged file
                 raise ValueError(f"{name} is truncated or damaged: {error}") from error
-            return _from_pil(ImageOps.exif_transpose(opened), noticed_16bit=sixteen_bit)
+            return _from_pil(opened, noticed_16bit=sixteen_bit, keep_metadata=keep_metadata)
     except UnidentifiedImageError as error:
         raise ValueError(f"{name} is empty" if _is_empty(source) else f"{name} is not an image Pillow can read") from error
 
@@ -157,14 +172,17 @@ def _is_empty(source) -> bool:
         return False
 
 
-def prepare_image(image) -> PreparedImage:
+def prepare_image(image, keep_metadata: bool = False) -> PreparedImage:
     """Normalise a PIL image, a path or binary file object, a uint8 array `[H,W]`/`[H,W,2]`/`[H,W,3]`/`[H,W,4]` or a float
-    tensor `[3,H,W]` in [0,1]. Raises ValueError (or OSError for unreadable files), also for
-    images larger than the codec takes (a file is checked before its pixels are decoded)."""
+    tensor `[3,H,W]` in [0,1]. Images and files are turned upright by their EXIF orientation;
+    with `keep_metadata` their ICC profile and EXIF (`vqcodec.metadata.from_image`) come along.
+    Raises ValueError (or OSError for unreadable files), also for images larger than the
+    codec takes (a file is checked before its pixels are decoded) and for damaged or oversized
+    metadata that is to be kept."""
     if isinstance(image, (str, Path)) or hasattr(image, "read"):
-        prepared = _from_file(image)
+        prepared = _from_file(image, keep_metadata)
     elif isinstance(image, Image.Image):
-        prepared = _from_pil(image)
+        prepared = _from_pil(image, keep_metadata=keep_metadata)
     elif isinstance(image, np.ndarray):
         prepared = _from_array(image)
     elif isinstance(image, torch.Tensor):
