@@ -11,6 +11,7 @@ the same indices).
     python benchmarks/prior.py ../shared/data/kodak --codec CODEC.safetensors \\
         --prior PRIOR.safetensors --out benchmarks/results/prior
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,10 @@ def measure(image_path: Path, codec, priors: dict, repeats: int, rdo_lambdas: li
     row = {"image": image_path.name, "h": h, "w": w}
     for name, prior in priors.items():
         payloads = coding.encode_stages(prior, indices)
-        row[name] = {"bytes": [len(p) for p in payloads],
-                     "decode_s": timed_decode(prior, payloads, h, w, codec.config.codebook_size, indices, repeats)}
+        row[name] = {
+            "bytes": [len(p) for p in payloads],
+            "decode_s": timed_decode(prior, payloads, h, w, codec.config.codebook_size, indices, repeats),
+        }
     return row
 
 
@@ -66,11 +69,18 @@ def summarize(rows: list[dict], stages: int, k: int) -> dict:
             "bits_per_index_at_stages": [sum(stage_bits[:n]) / n for n in range(1, stages + 1)],
             "decode_s_mean": float(np.mean([r[name]["decode_s"] for r in rows])),
         }
-    out["saving_at_stages"] = [1 - c / s for c, s in zip(out["context"]["bits_per_index_at_stages"], out["static"]["bits_per_index_at_stages"])]
-    per_image = np.array([[1 - sum(r["context"]["bytes"][:n]) / sum(r["static"]["bytes"][:n]) for n in range(1, stages + 1)]
-                          for r in rows])  # [images, stages]
-    out["saving_per_image_at_stages"] = {"min": per_image.min(axis=0).tolist(), "median": np.median(per_image, axis=0).tolist(),
-                                         "max": per_image.max(axis=0).tolist(), "images_under_20pct": (per_image < 0.2).sum(axis=0).tolist()}
+    out["saving_at_stages"] = [
+        1 - c / s for c, s in zip(out["context"]["bits_per_index_at_stages"], out["static"]["bits_per_index_at_stages"])
+    ]
+    per_image = np.array(
+        [[1 - sum(r["context"]["bytes"][:n]) / sum(r["static"]["bytes"][:n]) for n in range(1, stages + 1)] for r in rows]
+    )  # [images, stages]
+    out["saving_per_image_at_stages"] = {
+        "min": per_image.min(axis=0).tolist(),
+        "median": np.median(per_image, axis=0).tolist(),
+        "max": per_image.max(axis=0).tolist(),
+        "images_under_20pct": (per_image < 0.2).sum(axis=0).tolist(),
+    }
     out["added_decode_s_mean"] = out["context"]["decode_s_mean"] - out["static"]["decode_s_mean"]
     out["added_decode_s_max"] = max(r["context"]["decode_s"] - r["static"]["decode_s"] for r in rows)
     return out
@@ -109,8 +119,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
     parser.add_argument("--repeats", type=int, default=3, help="decode timings per image; the least counts")
-    parser.add_argument("--rdo", help="λ per stage, comma-separated: quantize as `vqcodec encode` does with the "
-                        "context prior (vqcodec.entropy.rdo; a zoo model's `rdo_lambdas`); default: nearest codeword")
+    parser.add_argument(
+        "--rdo",
+        help="λ per stage, comma-separated: quantize as `vqcodec encode` does with the "
+        "context prior (vqcodec.entropy.rdo; a zoo model's `rdo_lambdas`); default: nearest codeword",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     codec, context = load_codec_file(args.codec), load_prior_file(args.prior)
@@ -122,15 +135,30 @@ def main() -> None:
         parser.error(f"--rdo needs {codec.config.stages} comma-separated values")
     rows = [measure(path, codec, priors, args.repeats, rdo_lambdas) for path in files]
     summary = summarize(rows, stages, k)
-    summary.update({"threads": args.threads, "repeats": args.repeats, "machine": platform.machine(), "torch": torch.__version__,
-                    "rdo_lambdas": rdo_lambdas, "codec_sha256": file_sha256(args.codec), "prior_sha256": file_sha256(args.prior),
-                    "prior_config": json.loads(context.config.to_json())})
+    summary.update(
+        {
+            "threads": args.threads,
+            "repeats": args.repeats,
+            "machine": platform.machine(),
+            "torch": torch.__version__,
+            "rdo_lambdas": rdo_lambdas,
+            "codec_sha256": file_sha256(args.codec),
+            "prior_sha256": file_sha256(args.prior),
+            "prior_config": json.loads(context.config.to_json()),
+        }
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "prior.json").write_text(json.dumps({"summary": summary, "images": rows}, indent=1))
     plot(summary, args.out / "prior.png")
-    print(json.dumps({key: summary[key] for key in ("saving_at_stages", "saving_per_image_at_stages", "added_decode_s_mean")}, indent=1))
+    print(
+        json.dumps(
+            {key: summary[key] for key in ("saving_at_stages", "saving_per_image_at_stages", "added_decode_s_mean")}, indent=1
+        )
+    )
     for name in ("static", "context"):
-        print(name, [round(b, 3) for b in summary[name]["bits_per_index_stage"]], f"decode {summary[name]['decode_s_mean']:.3f} s")
+        print(
+            name, [round(b, 3) for b in summary[name]["bits_per_index_stage"]], f"decode {summary[name]['decode_s_mean']:.3f} s"
+        )
 
 
 if __name__ == "__main__":

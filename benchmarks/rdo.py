@@ -19,6 +19,7 @@ Profiles are chosen on training images, never on the evaluation set; the zoo's (
 the lookahead term buys: the same on the training images with `--no-lookahead --profiles 0
 0.08 --out benchmarks/results/rdo/train-no-lookahead`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,7 @@ from vqcodec.zoo import file_sha256
 
 
 def parse_profile(text: str, loaded: zoo.LoadedModel) -> list[float]:
-    """"model" (the zoo's λ per stage), one λ for every stage, or one per stage, comma-separated."""
+    """ "model" (the zoo's λ per stage), one λ for every stage, or one per stage, comma-separated."""
     stages = loaded.codec.config.stages
     if text == "model":
         if not loaded.rdo_lambdas:
@@ -55,17 +56,22 @@ def parse_profile(text: str, loaded: zoo.LoadedModel) -> list[float]:
     return values
 
 
-def measure_image(codec, context_prior, image: torch.Tensor, latent: torch.Tensor, lambdas: list[float],
-                  lookahead: bool = True) -> dict:
+def measure_image(
+    codec, context_prior, image: torch.Tensor, latent: torch.Tensor, lambdas: list[float], lookahead: bool = True
+) -> dict:
     """Payload bits per stage under both priors and PSNR at every stage count, for one image
     quantized against `context_prior`."""
     codebooks = coding.codebooks(codec)
     indices = quantize_for_rate(latent, codebooks, context_prior, lambdas, lookahead=lookahead)  # [S, h, w]
-    row = {name: [8 * len(p) for p in coding.encode_stages(prior, indices)]
-           for name, prior in (("context", context_prior), ("static", codec.prior))}
+    row = {
+        name: [8 * len(p) for p in coding.encode_stages(prior, indices)]
+        for name, prior in (("context", context_prior), ("static", codec.prior))
+    }
     with torch.inference_mode():
-        row["psnr"] = [-10 * math.log10(F.mse_loss(codec.decode_indices(torch.from_numpy(indices[None, :n])), image).item())
-                       for n in range(1, len(codebooks) + 1)]
+        row["psnr"] = [
+            -10 * math.log10(F.mse_loss(codec.decode_indices(torch.from_numpy(indices[None, :n])), image).item())
+            for n in range(1, len(codebooks) + 1)
+        ]
     return row
 
 
@@ -119,10 +125,15 @@ def plot(results: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", type=Path, help="folder of images")
-    parser.add_argument("--profiles", nargs="+", default=["0", "model"],
-                        help='λ per stage, comma-separated, one value for all stages, or "model"; the first is the anchor')
-    parser.add_argument("--no-lookahead", action="store_true",
-                        help="score each index by its own code length only (what the neighbour term buys)")
+    parser.add_argument(
+        "--profiles",
+        nargs="+",
+        default=["0", "model"],
+        help='λ per stage, comma-separated, one value for all stages, or "model"; the first is the anchor',
+    )
+    parser.add_argument(
+        "--no-lookahead", action="store_true", help="score each index by its own code length only (what the neighbour term buys)"
+    )
     parser.add_argument("--limit", type=int, default=0, help="use N evenly spaced images (0: all)")
     parser.add_argument("--model", default=None, help="zoo model (default: the shipped one)")
     parser.add_argument("--prior", type=Path, help="a context prior file to search and code with instead of the model's")
@@ -146,22 +157,34 @@ def main() -> None:
     pixels = sum(image.shape[2] * image.shape[3] for image, _ in images)
     results = []
     for text, lambdas in tqdm(profiles, desc="profiles"):
-        rows = [measure_image(loaded.codec, context_prior, image, latent, lambdas, not args.no_lookahead)
-                for image, latent in tqdm(images, leave=False)]
+        rows = [
+            measure_image(loaded.codec, context_prior, image, latent, lambdas, not args.no_lookahead)
+            for image, latent in tqdm(images, leave=False)
+        ]
         results.append({"name": text, "lambdas": lambdas, **summarize(rows, pixels)})
     anchor = results[0]
     for row in results:
         row["bd_rate_vs_first_context"] = bd_rate(anchor["context"], anchor["psnr"], row["context"], row["psnr"])
         row["bd_rate_vs_first_static"] = bd_rate(anchor["static"], anchor["psnr"], row["context"], row["psnr"])
-        print(f"{row['name']:>24}  saving % {[round(100 * s, 1) for s in row['saving_at_stages']]}  "
-              f"bpp {[round(b, 4) for b in row['context']]}  PSNR {[round(p, 3) for p in row['psnr']]}  "
-              f"BD-rate vs first: context {row['bd_rate_vs_first_context']:+.2f} %, static {row['bd_rate_vs_first_static']:+.2f} %")
+        print(
+            f"{row['name']:>24}  saving % {[round(100 * s, 1) for s in row['saving_at_stages']]}  "
+            f"bpp {[round(b, 4) for b in row['context']]}  PSNR {[round(p, 3) for p in row['psnr']]}  "
+            f"BD-rate vs first: context {row['bd_rate_vs_first_context']:+.2f} %, static {row['bd_rate_vs_first_static']:+.2f} %"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     prior_sha256 = file_sha256(args.prior) if args.prior else loaded.prior_hash.hex()
-    report = {"model": loaded.name, "weights_sha256": loaded.weights_hash.hex(), "prior_sha256": prior_sha256,
-              "images": args.images.name, "image_count": len(images), "pixels": pixels, "threads": args.threads,
-              "lookahead": not args.no_lookahead,
-              "seconds": round(time.time() - started, 1), "profiles": results}
+    report = {
+        "model": loaded.name,
+        "weights_sha256": loaded.weights_hash.hex(),
+        "prior_sha256": prior_sha256,
+        "images": args.images.name,
+        "image_count": len(images),
+        "pixels": pixels,
+        "threads": args.threads,
+        "lookahead": not args.no_lookahead,
+        "seconds": round(time.time() - started, 1),
+        "profiles": results,
+    }
     (args.out / "rdo.json").write_text(json.dumps(report, indent=1))
     plot(results, args.out / "rdo.png")
 

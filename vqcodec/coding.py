@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from vqcodec.devices import exact_matmul, on_device
 from vqcodec.entropy.free_tail import limit_free_tails
@@ -29,7 +30,7 @@ CPU = torch.device("cpu")
 
 def codebooks(codec: VQCodec, stages: int | None = None) -> list[torch.Tensor]:
     """The `[K, D]` codebooks of the first `stages` stages (default all), in stage order."""
-    return [stage.codebook for stage in codec.quantizer.stages[:stages]]
+    return codec.quantizer.codebooks(stages)
 
 
 @torch.no_grad()
@@ -64,6 +65,7 @@ def quantize(
     if lambdas is None:
         indices = on_device(codec, device).quantizer.encode(latent[None].to(device), stages)[0].cpu().numpy()
     else:
+        assert prior is not None  # checked above, before the encoder ran
         indices = quantize_for_rate(latent, books, prior, lambdas)
     return indices if prior is None else limit_free_tails(indices, latent, books, prior)
 
@@ -71,7 +73,7 @@ def quantize(
 def encode_stages(prior: Prior, indices: np.ndarray, device: torch.device = CPU) -> list[bytes]:
     """Indices `[S, h, w]` → one entropy-coded payload per stage."""
     with exact_matmul():
-        return encode_grid(on_device(prior, device), indices)
+        return encode_grid(_prior_on(prior, device), indices)
 
 
 def decode_stages(
@@ -83,7 +85,13 @@ def decode_stages(
         ValueError: a payload that is corrupt, runs dry or holds data past its grid.
     """
     with exact_matmul():
-        return decode_grid(on_device(prior, device), payloads, h, w, codebook_size)
+        return decode_grid(_prior_on(prior, device), payloads, h, w, codebook_size)
+
+
+def _prior_on(prior: Prior, device: torch.device) -> Prior:
+    """`prior` on `device`: both priors (static and context) are torch modules."""
+    assert isinstance(prior, nn.Module)
+    return on_device(prior, device)
 
 
 @torch.no_grad()

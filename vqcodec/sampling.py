@@ -6,6 +6,7 @@ unknown, so sampling sees the same kind of context the prior was trained on. Sam
 works on the prior's integer logits with seeded Gumbel noise, so a seed gives the same
 tokens on every run.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vqcodec.entropy.context import ContextPrior
 from vqcodec import coding
+from vqcodec.entropy.context import ContextPrior
 from vqcodec.imaging import image_from_uint8, prepare_image
 from vqcodec.model import VQCodec
 
@@ -37,8 +38,15 @@ def _gumbel(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     return -torch.log(-torch.log(uniform))
 
 
-def _fill_stage(prior: ContextPrior, tokens: torch.Tensor, known: torch.Tensor, stage: int,
-                steps: int, temperature: float, generator: torch.Generator) -> None:
+def _fill_stage(
+    prior: ContextPrior,
+    tokens: torch.Tensor,
+    known: torch.Tensor,
+    stage: int,
+    steps: int,
+    temperature: float,
+    generator: torch.Generator,
+) -> None:
     """Sample `tokens[stage]` where `known[stage]` is False, in place, over `steps` rounds.
 
     Each round predicts every open position, samples a token per position (Gumbel-max on
@@ -46,7 +54,7 @@ def _fill_stage(prior: ContextPrior, tokens: torch.Tensor, known: torch.Tensor, 
     MaskGIT's cosine schedule and reaches zero at the last round.
     """
     total = int((~known[stage]).sum())
-    scale = 2.0 ** -prior.config.logit_bits
+    scale = 2.0**-prior.config.logit_bits
     device = prior.exp_table.device
     for step in range(steps):
         open_now = ~known[stage]  # [h, w]
@@ -67,7 +75,9 @@ def _fill_stage(prior: ContextPrior, tokens: torch.Tensor, known: torch.Tensor, 
 
 
 @torch.no_grad()
-def _resample(prior: ContextPrior, tokens: torch.Tensor, mask: torch.Tensor, seed: int, steps: int, temperature: float) -> torch.Tensor:
+def _resample(
+    prior: ContextPrior, tokens: torch.Tensor, mask: torch.Tensor, seed: int, steps: int, temperature: float
+) -> torch.Tensor:
     """Re-sample `tokens` `[S,h,w]` where `mask` `[S,h,w]` is True, stage by stage."""
     _check_sampling(steps, temperature, seed)
     if prior.training:
@@ -84,8 +94,9 @@ def _resample(prior: ContextPrior, tokens: torch.Tensor, mask: torch.Tensor, see
     return tokens
 
 
-def sample_tokens(prior: ContextPrior, stages: int, h: int, w: int, *, seed: int,
-                  steps: int = DEFAULT_STEPS, temperature: float = 1.0) -> torch.Tensor:
+def sample_tokens(
+    prior: ContextPrior, stages: int, h: int, w: int, *, seed: int, steps: int = DEFAULT_STEPS, temperature: float = 1.0
+) -> torch.Tensor:
     """Sample a token grid from the prior.
 
     Args:
@@ -107,8 +118,15 @@ def sample_tokens(prior: ContextPrior, stages: int, h: int, w: int, *, seed: int
     return _resample(prior, tokens, torch.ones((stages, h, w), dtype=torch.bool), seed, steps, temperature)
 
 
-def inpaint_tokens(prior: ContextPrior, tokens: torch.Tensor, token_mask: torch.Tensor, *, seed: int,
-                   steps: int = DEFAULT_STEPS, temperature: float = 1.0) -> torch.Tensor:
+def inpaint_tokens(
+    prior: ContextPrior,
+    tokens: torch.Tensor,
+    token_mask: torch.Tensor,
+    *,
+    seed: int,
+    steps: int = DEFAULT_STEPS,
+    temperature: float = 1.0,
+) -> torch.Tensor:
     """Re-sample the tokens under a mask, conditioned on all the others.
 
     Args:
@@ -127,7 +145,9 @@ def inpaint_tokens(prior: ContextPrior, tokens: torch.Tensor, token_mask: torch.
     if tokens.numel() and (tokens.min() < 0 or tokens.max() >= prior.config.codebook_size):
         raise ValueError(f"tokens must lie in [0, {prior.config.codebook_size})")
     if mask.dtype != torch.bool or mask.shape not in (tokens.shape[1:], tokens.shape):
-        raise ValueError(f"token_mask must be bool [h,w] or [S,h,w] matching {tuple(tokens.shape)}, got {mask.dtype} {tuple(mask.shape)}")
+        raise ValueError(
+            f"token_mask must be bool [h,w] or [S,h,w] matching {tuple(tokens.shape)}, got {mask.dtype} {tuple(mask.shape)}"
+        )
     return _resample(prior, tokens.long(), mask.expand(tokens.shape), seed, steps, temperature)
 
 
@@ -153,9 +173,18 @@ def _load_mask(mask_image) -> np.ndarray:
     return np.asarray(prepare_image(mask_image).to_pil().convert("L")) > 127
 
 
-def generate_image(codec: VQCodec, prior: ContextPrior, width: int, height: int, *, seed: int,
-                   steps: int = DEFAULT_STEPS, temperature: float = 1.0, decoder: str = "fidelity",
-                   stages: int | None = None) -> Image.Image:
+def generate_image(
+    codec: VQCodec,
+    prior: ContextPrior,
+    width: int,
+    height: int,
+    *,
+    seed: int,
+    steps: int = DEFAULT_STEPS,
+    temperature: float = 1.0,
+    decoder: str = "fidelity",
+    stages: int | None = None,
+) -> Image.Image:
     """Sample a `width`×`height` RGB image: tokens from the prior, pixels from the codec's decoder.
 
     `stages` defaults to every stage both models have; the rest as in `sample_tokens`.
@@ -168,9 +197,18 @@ def generate_image(codec: VQCodec, prior: ContextPrior, width: int, height: int,
     return image_from_uint8(coding.reconstruct(codec, tokens, height, width, decoder, _device_of(codec)), "RGB", None)
 
 
-def inpaint_image(codec: VQCodec, prior: ContextPrior, image, mask_image, *, seed: int,
-                  steps: int = DEFAULT_STEPS, temperature: float = 1.0, decoder: str = "fidelity",
-                  stages: int | None = None) -> Image.Image:
+def inpaint_image(
+    codec: VQCodec,
+    prior: ContextPrior,
+    image,
+    mask_image,
+    *,
+    seed: int,
+    steps: int = DEFAULT_STEPS,
+    temperature: float = 1.0,
+    decoder: str = "fidelity",
+    stages: int | None = None,
+) -> Image.Image:
     """Re-sample the part of `image` under the white pixels of `mask_image`.
 
     Args:
@@ -197,6 +235,9 @@ def inpaint_image(codec: VQCodec, prior: ContextPrior, image, mask_image, *, see
     token_mask = torch.from_numpy(padded.reshape(padded.shape[0] // f, f, -1, f).any(axis=(1, 3)))  # [h, w]
     edited = inpaint_tokens(prior, indices, token_mask, seed=seed, steps=steps, temperature=temperature)
     footprint = token_mask.repeat_interleave(f, 0).repeat_interleave(f, 1)[:height, :width, None].numpy()  # [H, W, 1]
-    rgb = np.where(footprint, coding.reconstruct(codec, edited, height, width, decoder, device),
-                   coding.reconstruct(codec, indices, height, width, decoder, device))
+    rgb = np.where(
+        footprint,
+        coding.reconstruct(codec, edited, height, width, decoder, device),
+        coding.reconstruct(codec, indices, height, width, decoder, device),
+    )
     return image_from_uint8(rgb, prepared.mode, prepared.alpha)

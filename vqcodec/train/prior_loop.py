@@ -6,6 +6,7 @@ weights hash), so epochs cost only the prior's own compute. The grids hold the n
 codewords, or, with a search prior, the indices `vqcodec encode` would write against it
 (`vqcodec.entropy.rdo`): a prior then learns the statistics of the files it will code.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,9 +27,9 @@ from tqdm import tqdm
 
 from vqcodec import coding
 from vqcodec.entropy.context import NEIGHBOUR_OFFSETS, TILES, ContextPrior, PriorConfig, group_map
-from vqcodec.entropy.prior_file import load_prior_file, save_prior_file
 from vqcodec.entropy.fixedpoint import INT8_MAX
-from vqcodec.zoo import load_codec_file, file_sha256
+from vqcodec.entropy.prior_file import load_prior_file, save_prior_file
+from vqcodec.zoo import file_sha256, load_codec_file
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import list_images, load_rgb, split_files
@@ -82,12 +83,13 @@ def token_image(path: Path, min_side: int, max_side: int) -> np.ndarray:
         from PIL import Image
 
         size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
-        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
+        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BICUBIC))
     return rgb
 
 
-def _encode_file(codec, path: Path, min_side: int, max_side: int, search_prior: ContextPrior | None,
-                 search_lambda: float) -> np.ndarray:
+def _encode_file(
+    codec, path: Path, min_side: int, max_side: int, search_prior: ContextPrior | None, search_lambda: float
+) -> np.ndarray:
     """One image → `[S, h, w]` int16 token grid: nearest codewords, or searched against
     `search_prior` with relative λ `search_lambda`."""
     stages = codec.config.stages
@@ -104,14 +106,19 @@ def read_token_cache(path: Path) -> tuple[dict[str, str], list[np.ndarray]]:
     return metadata, [flat[e - s.prod() : e].reshape(s) for e, s in zip(ends, shapes)]
 
 
-def load_or_build_cache(codec_path: Path, files: list[Path], cache_path: Path, config: PriorTrainConfig,
-                        search_prior_path: Path | None = None) -> list[np.ndarray]:
+def load_or_build_cache(
+    codec_path: Path, files: list[Path], cache_path: Path, config: PriorTrainConfig, search_prior_path: Path | None = None
+) -> list[np.ndarray]:
     """Token grids of `files`, read from `cache_path` when it was built by the same codec
     weights (and search prior and λ) from the same file list, else encoded now and written there."""
     # Paths, sizes and modification times: another folder, or images edited in place, rebuild it.
     listing = "\n".join(f"{p}\t{stat.st_size}\t{stat.st_mtime_ns}" for p, stat in ((p, p.stat()) for p in files))
-    key = {"codec_sha256": file_sha256(codec_path), "files": str(len(files)), "max_side": str(config.max_side),
-           "listing": hashlib.sha256(listing.encode()).hexdigest()}
+    key = {
+        "codec_sha256": file_sha256(codec_path),
+        "files": str(len(files)),
+        "max_side": str(config.max_side),
+        "listing": hashlib.sha256(listing.encode()).hexdigest(),
+    }
     if search_prior_path is not None:
         key["search"] = f"{file_sha256(search_prior_path)} {config.search_lambda!r}"
     if cache_path.exists():
@@ -124,11 +131,15 @@ def load_or_build_cache(codec_path: Path, files: list[Path], cache_path: Path, c
     if search_prior is not None:
         search_prior.config.check_fits(codec.config.stages, codec.config.codebook_size, f"search prior {search_prior_path}")
     min_side = config.crop * codec.config.stride
-    grids = [_encode_file(codec, path, min_side, config.max_side, search_prior, config.search_lambda)
-             for path in tqdm(files, desc="encode tokens", unit="img")]
+    grids = [
+        _encode_file(codec, path, min_side, config.max_side, search_prior, config.search_lambda)
+        for path in tqdm(files, desc="encode tokens", unit="img")
+    ]
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {"tokens": torch.from_numpy(np.concatenate([g.reshape(-1) for g in grids])),
-               "shapes": torch.tensor([g.shape for g in grids], dtype=torch.int64)}
+    tensors = {
+        "tokens": torch.from_numpy(np.concatenate([g.reshape(-1) for g in grids])),
+        "shapes": torch.tensor([g.shape for g in grids], dtype=torch.int64),
+    }
     save_file(tensors, str(cache_path), metadata=key)
     return grids
 
@@ -158,9 +169,11 @@ def fit_neighbour_tables(prior: ContextPrior, grids: list[np.ndarray], smoothing
         stage_grids = [g[s].astype(np.int64) for g in grids]
         for d, (dy, dx) in enumerate(NEIGHBOUR_OFFSETS):
             pairs = [offset_pairs(grid, grid, dy, dx) for grid in stage_grids]
-            joint = np.bincount(np.concatenate([there * k + here for there, here in pairs]), minlength=k * k)
-            joint = joint.reshape(k, k) + smoothing
-            pmi = np.log(joint * joint.sum()) - np.log(joint.sum(axis=1, keepdims=True)) - np.log(joint.sum(axis=0, keepdims=True))
+            counts = np.bincount(np.concatenate([there * k + here for there, here in pairs]), minlength=k * k)
+            joint = counts.reshape(k, k) + smoothing
+            pmi = (
+                np.log(joint * joint.sum()) - np.log(joint.sum(axis=1, keepdims=True)) - np.log(joint.sum(axis=0, keepdims=True))
+            )
             table = np.clip(np.round(pmi * scale), -INT8_MAX, INT8_MAX).astype(np.int8)
             prior.neighbour[s, d] = torch.from_numpy(table)
 
@@ -204,8 +217,12 @@ def make_batch(grids: list[np.ndarray], config: PriorTrainConfig, step: int) -> 
         tokens[b] = grid[:stages, top : top + n, left : left + n]
         known[b, : stage[b]] = True
         known[b, stage[b]], predict[b] = sample_masks(rng, config, int(stage[b]))
-    return {"tokens": torch.from_numpy(tokens), "known": torch.from_numpy(known),
-            "stage": torch.from_numpy(stage), "predict": torch.from_numpy(predict)}
+    return {
+        "tokens": torch.from_numpy(tokens),
+        "known": torch.from_numpy(known),
+        "stage": torch.from_numpy(stage),
+        "predict": torch.from_numpy(predict),
+    }
 
 
 @torch.no_grad()
@@ -231,7 +248,7 @@ def static_bits(train: list[np.ndarray], validation: list[np.ndarray], stages: i
     """`[S]` bits per index of validation grids under order-0 per-stage counts of the training grids."""
     out = np.zeros(stages)
     for s in range(stages):
-        counts = sum(np.bincount(g[s].reshape(-1), minlength=k) for g in train).astype(np.float64) + 0.5
+        counts = np.sum([np.bincount(g[s].reshape(-1), minlength=k) for g in train], axis=0).astype(np.float64) + 0.5
         symbols = np.concatenate([g[s].reshape(-1) for g in validation])
         out[s] = -np.log2(counts[symbols] / counts.sum()).mean()
     return out
@@ -245,7 +262,9 @@ def _report(logger: RunLogger, step: int, context: np.ndarray, static: np.ndarra
     tqdm.write(f"step {step}: bits/index context/static {pairs}")
 
 
-def _restore(prior: ContextPrior, optimizer: torch.optim.Optimizer, path: Path, config: PriorTrainConfig, codec_sha256: str) -> int:
+def _restore(
+    prior: ContextPrior, optimizer: torch.optim.Optimizer, path: Path, config: PriorTrainConfig, codec_sha256: str
+) -> int:
     """Load a checkpoint written by the same settings and codec; returns its step."""
     state = load_checkpoint(path)
     # Fields added since the checkpoint was written take their defaults, so older runs resume.
@@ -257,8 +276,15 @@ def _restore(prior: ContextPrior, optimizer: torch.optim.Optimizer, path: Path, 
     return state["step"]
 
 
-def _train_steps(prior: ContextPrior, optimizer: torch.optim.Optimizer, grids: list[np.ndarray], config: PriorTrainConfig,
-                 step: int, save: Callable[[int], None], logger: RunLogger) -> int:
+def _train_steps(
+    prior: ContextPrior,
+    optimizer: torch.optim.Optimizer,
+    grids: list[np.ndarray],
+    config: PriorTrainConfig,
+    step: int,
+    save: Callable[[int], None],
+    logger: RunLogger,
+) -> int:
     """Run the optimizer from `step` to `config.steps` with a progress bar; returns the last step."""
     progress = tqdm(total=config.steps, initial=step, desc="prior", unit="step", dynamic_ncols=True)
     started, first = time.time(), step
@@ -272,8 +298,14 @@ def _train_steps(prior: ContextPrior, optimizer: torch.optim.Optimizer, grids: l
         step += 1
         progress.update(1)
         if step % config.log_every == 0:
-            logger.scalars(step, {"train/bits": loss.item(), "train/lr": learning_rate(config, step - 1),
-                                  "train/steps_per_s": (step - first) / (time.time() - started)})
+            logger.scalars(
+                step,
+                {
+                    "train/bits": loss.item(),
+                    "train/lr": learning_rate(config, step - 1),
+                    "train/steps_per_s": (step - first) / (time.time() - started),
+                },
+            )
             progress.set_postfix(bits=f"{loss.item():.3f}")
         if step % config.checkpoint_every == 0 or step == config.steps:
             save(step)
@@ -281,8 +313,15 @@ def _train_steps(prior: ContextPrior, optimizer: torch.optim.Optimizer, grids: l
     return step
 
 
-def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path, config: PriorTrainConfig, resume: bool,
-                search_prior_path: Path | None = None) -> ContextPrior:
+def train_prior(
+    codec_path: Path,
+    data_dir: Path,
+    out_path: Path,
+    run_dir: Path,
+    config: PriorTrainConfig,
+    resume: bool,
+    search_prior_path: Path | None = None,
+) -> ContextPrior:
     """Cache tokens, train the prior (resuming from `run_dir` if asked), write it to `out_path`.
     With `search_prior_path` and `config.search_lambda` > 0 the tokens are searched indices."""
     if (search_prior_path is None) != (config.search_lambda == 0):
@@ -304,8 +343,16 @@ def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path,
     (run_dir / "prior_config.json").write_text(config.to_json())
 
     def save(at: int) -> None:
-        save_checkpoint(run_dir / LATEST, {"model": prior.state_dict(), "optimizer": optimizer.state_dict(), "step": at,
-                                           "train_config": config.to_json(), "codec_sha256": codec_sha256})
+        save_checkpoint(
+            run_dir / LATEST,
+            {
+                "model": prior.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": at,
+                "train_config": config.to_json(),
+                "codec_sha256": codec_sha256,
+            },
+        )
 
     step = _train_steps(prior, optimizer, train_grids, config, step, save, logger)
     if val_grids:
@@ -319,8 +366,16 @@ def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path,
 @click.command("train-prior")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
-@click.option("--codec", "codec_path", required=True, type=click.Path(exists=True, dir_okay=False), help="Frozen codec weights (safetensors).")
-@click.option("--run-dir", type=click.Path(file_okay=False), help="Token cache, checkpoints and logs [default: OUT's folder/prior-run].")
+@click.option(
+    "--codec",
+    "codec_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Frozen codec weights (safetensors).",
+)
+@click.option(
+    "--run-dir", type=click.Path(file_okay=False), help="Token cache, checkpoints and logs [default: OUT's folder/prior-run]."
+)
 @click.option("--steps", default=PriorTrainConfig.steps, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=PriorTrainConfig.batch_size, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=PriorTrainConfig.lr, show_default=True, type=click.FloatRange(min=0, min_open=True))
@@ -328,17 +383,45 @@ def train_prior(codec_path: Path, data_dir: Path, out_path: Path, run_dir: Path,
 @click.option("--blocks", default=PriorConfig.blocks, show_default=True, type=click.IntRange(0, 16), help="Residual blocks.")
 @click.option("--threads", default=0, type=click.IntRange(0), help="Torch CPU threads (0: torch's default).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--schedule", default=",".join(DEFAULT_SCHEDULE), show_default=True,
-              help=f"Coding groups per stage: tile names from {', '.join(TILES)}, comma-separated; the last repeats.")
-@click.option("--search-prior", type=click.Path(exists=True, dir_okay=False),
-              help="Train on the indices the rate-distortion search writes against this context prior "
-              "(as `vqcodec encode` does) instead of the nearest codewords.")
-@click.option("--search-lambda", default=0.08, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Relative λ of that search (the shipped model's rdo_lambdas).")
+@click.option(
+    "--schedule",
+    default=",".join(DEFAULT_SCHEDULE),
+    show_default=True,
+    help=f"Coding groups per stage: tile names from {', '.join(TILES)}, comma-separated; the last repeats.",
+)
+@click.option(
+    "--search-prior",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Train on the indices the rate-distortion search writes against this context prior "
+    "(as `vqcodec encode` does) instead of the nearest codewords.",
+)
+@click.option(
+    "--search-lambda",
+    default=0.08,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Relative λ of that search (the shipped model's rdo_lambdas).",
+)
 @click.option("--resume", is_flag=True, help="Continue from RUN_DIR/prior_latest.pt if it exists.")
 @click.option("--force", is_flag=True, help="Overwrite OUT.")
-def train_prior_command(data_dir, out, codec_path, run_dir, steps, batch_size, lr, width, blocks, threads, seed,
-                        schedule, search_prior, search_lambda, resume, force) -> None:
+def train_prior_command(
+    data_dir,
+    out,
+    codec_path,
+    run_dir,
+    steps,
+    batch_size,
+    lr,
+    width,
+    blocks,
+    threads,
+    seed,
+    schedule,
+    search_prior,
+    search_lambda,
+    resume,
+    force,
+) -> None:
     """Train the context prior on DATA_DIR's images (tokens of the frozen --codec) and write it to OUT."""
     out_path = Path(out)
     if out_path.exists() and not force:
@@ -349,14 +432,24 @@ def train_prior_command(data_dir, out, codec_path, run_dir, steps, batch_size, l
         codec_config = load_codec_file(codec_path).config
         tiles = schedule.split(",")
         tiles += tiles[-1:] * (codec_config.stages - len(tiles))
-        prior_config = PriorConfig(stages=codec_config.stages, codebook_size=codec_config.codebook_size,
-                                   width=width, blocks=blocks, schedule=tuple(tiles[: codec_config.stages]))
-        config = PriorTrainConfig(prior=prior_config, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                  search_lambda=search_lambda if search_prior else 0.0)
+        prior_config = PriorConfig(
+            stages=codec_config.stages,
+            codebook_size=codec_config.codebook_size,
+            width=width,
+            blocks=blocks,
+            schedule=tuple(tiles[: codec_config.stages]),
+        )
+        config = PriorTrainConfig(
+            prior=prior_config,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            search_lambda=search_lambda if search_prior else 0.0,
+        )
         run = Path(run_dir) if run_dir else out_path.parent / "prior-run"
         started = time.time()
-        train_prior(Path(codec_path), Path(data_dir), out_path, run, config, resume,
-                    Path(search_prior) if search_prior else None)
+        train_prior(Path(codec_path), Path(data_dir), out_path, run, config, resume, Path(search_prior) if search_prior else None)
     except (ValueError, RuntimeError, FileNotFoundError) as error:  # RuntimeError: a checkpoint that does not fit
         raise click.ClickException(str(error)) from error
     click.echo(f"prior written to {out_path} ({time.time() - started:.0f} s)")

@@ -1,5 +1,6 @@
 """Fit the static per-stage prior: count the indices a trained codec gives the training
 images and bake them into the codec's integer frequency table, then export shippable weights."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,7 +33,9 @@ def count_indices(codec: VQCodec, files: list[Path]) -> torch.Tensor:
 @click.command("export-model")
 @click.argument("weights", type=click.Path(exists=True, dir_okay=False))
 @click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False), help="Training images to fit the prior on.")
+@click.option(
+    "--data-dir", required=True, type=click.Path(exists=True, file_okay=False), help="Training images to fit the prior on."
+)
 @click.option("--description", default="", help="Stored in the weights' metadata.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT.")
 def export_model_command(weights: str, output: str, data_dir: str, description: str, force: bool) -> None:
