@@ -2,6 +2,7 @@
 
 Exit codes: 0 ok, 1 failed (one clear line on stderr, no traceback), 2 usage error.
 """
+
 from __future__ import annotations
 
 import functools
@@ -104,8 +105,16 @@ def _plan(paths: tuple[str, ...], output: str | None, out_dir: str | None, suffi
     return list(zip(paths, outputs))
 
 
-def _run_all(jobs: list[tuple[str, str]], force: bool, label: str, work, shared_inputs: tuple[str, ...] = (),
-             processes: int = 1, threads: int | None = None, quiet: bool = False) -> None:
+def _run_all(
+    jobs: list[tuple[str, str]],
+    force: bool,
+    label: str,
+    work,
+    shared_inputs: tuple[str, ...] = (),
+    processes: int = 1,
+    threads: int | None = None,
+    quiet: bool = False,
+) -> None:
     """Check every output first (so nothing is half done on a usage error), then run every
     job, past failures, with a progress bar when there is more than one. `shared_inputs` are
     read by every job (an inpainting mask) and are never overwritten either; a job's source
@@ -157,23 +166,36 @@ def _decode_file(source: str, target: str, options: dict) -> None:
     _write_output(target, encode_image(image, "" if target == STDIO else Path(target).suffix))
 
 
-JOBS_OPTION = click.option("--jobs", "processes", type=click.IntRange(min=1), default=1, show_default=True,
-                           help="Files to code at once, in worker processes.")
-THREADS_OPTION = click.option("--threads", type=click.IntRange(min=1),
-                              help="Torch threads per process (default: all cores, shared out among --jobs).")
+JOBS_OPTION = click.option(
+    "--jobs",
+    "processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Files to code at once, in worker processes.",
+)
+THREADS_OPTION = click.option(
+    "--threads", type=click.IntRange(min=1), help="Torch threads per process (default: all cores, shared out among --jobs)."
+)
 QUIET_OPTION = click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 OUTPUT_OPTION = click.option("-o", "--output", help="OUTPUT, given as an option: `INPUT -o OUTPUT`.")
 RDO_OPTION = click.option(
-    "--rdo", type=click.FloatRange(0, MAX_RDO),
+    "--rdo",
+    type=click.FloatRange(0, MAX_RDO),
     help="Rate-distortion optimisation with the context prior: 0 = nearest codeword, 1 = the "
-    "model's tuned trade-off (the default where it has one), more = smaller files at lower quality.")
+    "model's tuned trade-off (the default where it has one), more = smaller files at lower quality.",
+)
 MODEL_OPTION = click.option("--model", help="Model name from the zoo (default: the shipped model; see `vqcodec models`).")
 WEIGHTS_OPTION = click.option(
-    "--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A .safetensors codec weights file instead of a zoo model (its files decode only with it).")
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A .safetensors codec weights file instead of a zoo model (its files decode only with it).",
+)
 PRIOR_FILE_OPTION = click.option(
-    "--prior-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A context prior file to code with instead of the model's own (its files decode only with it).")
+    "--prior-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A context prior file to code with instead of the model's own (its files decode only with it).",
+)
 
 
 def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -186,8 +208,13 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str
     return value
 
 
-DEVICE_OPTION = click.option("--device", default="cpu", show_default=True, callback=_check_device,
-                             help="Where the networks run: cpu, cuda, cuda:N, or auto (cuda when available).")
+DEVICE_OPTION = click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    callback=_check_device,
+    help="Where the networks run: cpu, cuda, cuda:N, or auto (cuda when available).",
+)
 
 
 def _model(model: str | None, weights: Path | None) -> str | Path | None:
@@ -202,13 +229,22 @@ def _model(model: str | None, weights: Path | None) -> str | Path | None:
 # (a test checks it against the command's own).
 LAZY_COMMANDS = {
     "train": ("vqcodec.train.cli", "train_command", "Train a codec."),
-    "export-model": ("vqcodec.train.static_prior", "export_model_command",
-                     "Fit the static prior of trained WEIGHTS on DATA_DIR and write shippable OUTPUT weights."),
-    "train-prior": ("vqcodec.train.prior_loop", "train_prior_command",
-                    "Train the context prior on DATA_DIR's images (tokens of the frozen --codec) and write it to OUT."),
-    "pack-data": ("vqcodec.train.pack", "pack_data_command",
-                  "Write a compact copy of the training images under SOURCE to DESTINATION (scaled down, WebP, "
-                  "same folder tree), e.g. to move a training set to a GPU machine."),
+    "export-model": (
+        "vqcodec.train.static_prior",
+        "export_model_command",
+        "Fit the static prior of trained WEIGHTS on DATA_DIR and write shippable OUTPUT weights.",
+    ),
+    "train-prior": (
+        "vqcodec.train.prior_loop",
+        "train_prior_command",
+        "Train the context prior on DATA_DIR's images (tokens of the frozen --codec) and write it to OUT.",
+    ),
+    "pack-data": (
+        "vqcodec.train.pack",
+        "pack_data_command",
+        "Write a compact copy of the training images under SOURCE to DESTINATION (scaled down, WebP, "
+        "same folder tree), e.g. to move a training set to a GPU machine.",
+    ),
 }
 
 
@@ -227,8 +263,15 @@ class _LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         limit = formatter.width - 6 - max(map(len, self.list_commands(ctx)))
         # A stand-in command with the stored help shortens it exactly as click shortens the real one's.
-        rows = [(name, (click.Command(name, help=LAZY_COMMANDS[name][2]) if name in LAZY_COMMANDS else self.commands[name])
-                 .get_short_help_str(limit)) for name in self.list_commands(ctx)]
+        rows = [
+            (
+                name,
+                (
+                    click.Command(name, help=LAZY_COMMANDS[name][2]) if name in LAZY_COMMANDS else self.commands[name]
+                ).get_short_help_str(limit),
+            )
+            for name in self.list_commands(ctx)
+        ]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
@@ -250,10 +293,16 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @OUTPUT_OPTION
 @click.option("-q", "--quality", type=click.IntRange(0, 100), help="0..100, mapped onto the stage counts (higher = larger file).")
 @click.option("--stages", type=click.IntRange(1, 16), help="Residual stages to code (fewer = smaller file).")
-@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), help="Largest stage count that fits this many bits per pixel.")
+@click.option(
+    "--bpp", type=click.FloatRange(min=0, min_open=True), help="Largest stage count that fits this many bits per pixel."
+)
 @MODEL_OPTION
 @WEIGHTS_OPTION
-@click.option("--prior", type=click.Choice(["context", "static"]), help="Entropy model: context (default: 24-33% fewer bits on Kodak) or static (faster).")
+@click.option(
+    "--prior",
+    type=click.Choice(["context", "static"]),
+    help="Entropy model: context (default: 24-33% fewer bits on Kodak) or static (faster).",
+)
 @PRIOR_FILE_OPTION
 @RDO_OPTION
 @DEVICE_OPTION
@@ -264,8 +313,26 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @QUIET_OPTION
 @JOBS_OPTION
 @THREADS_OPTION
-def encode(paths, output, quality, stages, bpp, model, weights, prior, prior_file, rdo, device, out_dir, force, strip,
-           stats, quiet, processes, threads) -> None:
+def encode(
+    paths,
+    output,
+    quality,
+    stages,
+    bpp,
+    model,
+    weights,
+    prior,
+    prior_file,
+    rdo,
+    device,
+    out_dir,
+    force,
+    strip,
+    stats,
+    quiet,
+    processes,
+    threads,
+) -> None:
     """Compress images: `encode INPUT OUTPUT` or `encode IN... --out-dir DIR` ('-' = stdin/stdout).
     Prints one line per output on stderr: name, bytes, bits per pixel."""
     from PIL import Image
@@ -273,16 +340,27 @@ def encode(paths, output, quality, stages, bpp, model, weights, prior, prior_fil
     given = [name for name, value in (("--quality", quality), ("--stages", stages), ("--bpp", bpp)) if value is not None]
     if len(given) > 1:
         raise click.UsageError(f"give one of --quality, --stages and --bpp, not both {given[0]} and {given[1]}")
-    options = dict(quality=quality, stages=stages, bpp=bpp, model=_model(model, weights), prior=prior,
-                   prior_file=prior_file, rdo=rdo, device=device, strip=strip)
+    options = dict(
+        quality=quality,
+        stages=stages,
+        bpp=bpp,
+        model=_model(model, weights),
+        prior=prior,
+        prior_file=prior_file,
+        rdo=rdo,
+        device=device,
+        strip=strip,
+    )
     work = functools.partial(_encode_file, options=options, stats=stats)
     jobs = _plan(paths, output, out_dir, ".vqc")
     # `encode a.png b.png` is far likelier two inputs without --out-dir than a stream meant to
     # be named like a picture; even with --force, do not overwrite an image with a stream.
     for _, target in jobs:
         if Path(target).suffix.lower() in set(Image.registered_extensions()) - {".vqc"}:
-            raise click.UsageError(f"OUTPUT {target} has an image suffix, but encode writes a .vqc stream "
-                                   "(to encode several images, use --out-dir DIR)")
+            raise click.UsageError(
+                f"OUTPUT {target} has an image suffix, but encode writes a .vqc stream "
+                "(to encode several images, use --out-dir DIR)"
+            )
     _run_all(jobs, force, "encoding", work, processes=processes, threads=threads, quiet=quiet)
 
 
@@ -291,25 +369,38 @@ def encode(paths, output, quality, stages, bpp, model, weights, prior, prior_fil
 @OUTPUT_OPTION
 @click.option("--stages", type=click.IntRange(1, 16), help="Decode only the first N stages (works on truncated files).")
 @click.option("--decoder", type=click.Choice(["fidelity", "realism"]), default="fidelity", show_default=True)
-@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
-              help="Refuse files whose header claims a larger image (bounds memory and time on untrusted files).")
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The .safetensors codec weights file that wrote the inputs (for models outside the zoo).")
-@click.option("--prior-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The context prior file that coded the inputs, if not the model's own.")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Refuse files whose header claims a larger image (bounds memory and time on untrusted files).",
+)
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The .safetensors codec weights file that wrote the inputs (for models outside the zoo).",
+)
+@click.option(
+    "--prior-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The context prior file that coded the inputs, if not the model's own.",
+)
 @DEVICE_OPTION
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Decode several inputs into this folder (as PNG).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @QUIET_OPTION
 @JOBS_OPTION
 @THREADS_OPTION
-def decode(paths, output, stages, decoder, max_pixels, weights, prior_file, device, out_dir, force, quiet, processes,
-           threads) -> None:
+def decode(
+    paths, output, stages, decoder, max_pixels, weights, prior_file, device, out_dir, force, quiet, processes, threads
+) -> None:
     """Decode .vqc files to images: `decode INPUT OUTPUT` (format from OUTPUT's suffix; '-' = PNG on stdout)."""
-    work = functools.partial(_decode_file, options=dict(stages=stages, decoder=decoder, max_pixels=max_pixels,
-                                                        model=weights, prior_file=prior_file, device=device))
-    _run_all(_plan(paths, output, out_dir, ".png"), force, "decoding", work, processes=processes, threads=threads,
-             quiet=quiet)
+    work = functools.partial(
+        _decode_file,
+        options=dict(stages=stages, decoder=decoder, max_pixels=max_pixels, model=weights, prior_file=prior_file, device=device),
+    )
+    _run_all(_plan(paths, output, out_dir, ".png"), force, "decoding", work, processes=processes, threads=threads, quiet=quiet)
 
 
 @main.command()
@@ -334,15 +425,23 @@ def info(path, as_json) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--stages", type=click.IntRange(1, 16), multiple=True, help="Operating points (stage counts) to measure (default: all).")
+@click.option(
+    "--stages", type=click.IntRange(1, 16), multiple=True, help="Operating points (stage counts) to measure (default: all)."
+)
 @MODEL_OPTION
 @WEIGHTS_OPTION
 @PRIOR_FILE_OPTION
 @RDO_OPTION
 @click.option("--decoder", type=click.Choice(["fidelity", "realism"]), default="fidelity", show_default=True)
 @DEVICE_OPTION
-@click.option("--json", "json_out", is_flag=False, flag_value=STDIO, metavar="OUT",
-              help="Write the results as JSON (CompressAI's schema plus per-image rows) to OUT ('-' or no value: stdout).")
+@click.option(
+    "--json",
+    "json_out",
+    is_flag=False,
+    flag_value=STDIO,
+    metavar="OUT",
+    help="Write the results as JSON (CompressAI's schema plus per-image rows) to OUT ('-' or no value: stdout).",
+)
 @click.option("--force", is_flag=True, help="Overwrite the --json file.")
 def evaluate(paths, stages, model, weights, prior_file, rdo, decoder, device, json_out, force) -> None:
     """Encode and decode images (files, or the images in folders) at every stage count; print
@@ -356,8 +455,16 @@ def evaluate(paths, stages, model, weights, prior_file, rdo, decoder, device, js
     if json_out is not None:
         _check_output(json_out, force, [str(path) for path in images])
     try:
-        document = run_evaluation(images, stages=list(stages) or None, decoder=decoder, model=model,
-                                  prior_file=prior_file, rdo=rdo, device=device, progress=True)
+        document = run_evaluation(
+            images,
+            stages=list(stages) or None,
+            decoder=decoder,
+            model=model,
+            prior_file=prior_file,
+            rdo=rdo,
+            device=device,
+            progress=True,
+        )
     except (ValueError, OSError) as error:
         raise _fail(error) from error
     if json_out is not None:
@@ -367,8 +474,16 @@ def evaluate(paths, stages, model, weights, prior_file, rdo, decoder, device, js
     click.echo(f"{document['name']}, {len(images)} image(s), means per operating point:")
     click.echo(f"{'stages':>6} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'enc s':>6} {'dec s':>6}")
     for i, count in enumerate(document["stages"]):
-        cells = [_cell(results[key][i], spec) for key, spec in (("bpp", "7.4f"), ("psnr-rgb", "8.2f"),
-                 ("ms-ssim-rgb", "8.4f"), ("encoding_time", "6.2f"), ("decoding_time", "6.2f"))]
+        cells = [
+            _cell(results[key][i], spec)
+            for key, spec in (
+                ("bpp", "7.4f"),
+                ("psnr-rgb", "8.2f"),
+                ("ms-ssim-rgb", "8.4f"),
+                ("encoding_time", "6.2f"),
+                ("decoding_time", "6.2f"),
+            )
+        ]
         click.echo(f"{count:>6} " + " ".join(cells))
 
 
@@ -389,12 +504,18 @@ def models(as_json) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        status = "installed" if not row["retired"] else "retired, not installed" if row["path"] is None \
+        status = (
+            "installed"
+            if not row["retired"]
+            else "retired, not installed"
+            if row["path"] is None
             else f"retired, found through {WEIGHTS_PATH_VARIABLE}"
+        )
         size = "-" if row["bytes"] is None else f"{row['bytes'] / 1e6:.1f} MB"
         stages = "-" if row["stages"] is None else row["stages"]
-        click.echo(f"{row['name']}{' (default)' if row['default'] else ''}: {status}; {size}; stages {stages}; "
-                   f"sha256 {row['sha256']}")
+        click.echo(
+            f"{row['name']}{' (default)' if row['default'] else ''}: {status}; {size}; stages {stages}; sha256 {row['sha256']}"
+        )
         if "install" in row:
             click.echo(f"    {row['install']}")
 
@@ -415,9 +536,18 @@ def generate(output, size, seed, steps, temperature, decoder, force) -> None:
         width, height = (int(part) for part in size.lower().split("x"))
     except ValueError as error:
         raise click.BadParameter(f"expected WIDTHxHEIGHT, got {size!r}", param_hint="--size") from error
-    _run_all([("", output)], force, "generating", lambda _, target: _write_output(
-        target, encode_image(generate_image(width, height, seed=seed, steps=steps, temperature=temperature, decoder=decoder),
-                             "" if target == STDIO else Path(target).suffix)))
+    _run_all(
+        [("", output)],
+        force,
+        "generating",
+        lambda _, target: _write_output(
+            target,
+            encode_image(
+                generate_image(width, height, seed=seed, steps=steps, temperature=temperature, decoder=decoder),
+                "" if target == STDIO else Path(target).suffix,
+            ),
+        ),
+    )
 
 
 @main.command()
@@ -433,9 +563,19 @@ def inpaint(image, mask, output, seed, steps, temperature, decoder, force) -> No
     """Re-sample the part of IMAGE under MASK's white pixels; write the result to OUTPUT."""
     from vqcodec.api import encode_image, inpaint as inpaint_image
 
-    _run_all([(image, output)], force, "inpainting", lambda source, target: _write_output(
-        target, encode_image(inpaint_image(source, mask, seed=seed, steps=steps, temperature=temperature, decoder=decoder),
-                             "" if target == STDIO else Path(target).suffix)), shared_inputs=(mask,))
+    _run_all(
+        [(image, output)],
+        force,
+        "inpainting",
+        lambda source, target: _write_output(
+            target,
+            encode_image(
+                inpaint_image(source, mask, seed=seed, steps=steps, temperature=temperature, decoder=decoder),
+                "" if target == STDIO else Path(target).suffix,
+            ),
+        ),
+        shared_inputs=(mask,),
+    )
 
 
 if __name__ == "__main__":

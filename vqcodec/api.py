@@ -4,12 +4,14 @@ compress: resolve the model and options → normalise the image → `coding` (qu
 stage) → pack. decompress: unpack + validate → look up the model that wrote it → `coding`
 (decode the stages, reconstruct) → image. The pipeline itself lives in `vqcodec.coding`.
 """
+
 from __future__ import annotations
 
 import io
 import math
 import numbers
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +23,10 @@ from vqcodec.devices import resolve_device
 from vqcodec.files import check_folder, same_file, write_atomic
 from vqcodec.imaging import check_size, decode_alpha, encode_alpha, image_from_uint8, prepare_image
 from vqcodec.limits import DEFAULT_MAX_PIXELS, MAX_RDO
+
+if TYPE_CHECKING:
+    from vqcodec.entropy.context import ContextPrior
+    from vqcodec.entropy.stream import Prior
 
 OUTPUTS = ("pil", "numpy", "torch")
 
@@ -54,11 +60,13 @@ def _fit_bpp(bpp: float, prefix_sizes: list[int], pixels: int) -> int:
     fitting = [n for n, size in enumerate(prefix_sizes, start=1) if size * 8 <= bpp * pixels]
     if not fitting:
         smallest = prefix_sizes[0] * 8 / pixels
-        raise ValueError(f"target of {bpp} bpp is below the lowest rate this model gives this image ({smallest:.4f} bpp at 1 stage)")
+        raise ValueError(
+            f"target of {bpp} bpp is below the lowest rate this model gives this image ({smallest:.4f} bpp at 1 stage)"
+        )
     return fitting[-1]
 
 
-def _coding_prior(loaded: zoo.LoadedModel, name: str | None) -> tuple[str, object, bytes]:
+def _coding_prior(loaded: zoo.LoadedModel, name: str | None) -> tuple[str, Prior, bytes]:
     """(name, prior object, hash stored in the header).
 
     The default is "context" when the model ships a context prior (on Kodak it codes 24-33%
@@ -84,7 +92,7 @@ def _rdo_lambdas(loaded: zoo.LoadedModel, prior_name: str, strength, stages: int
     """
     if strength is None:
         strength = 1.0 if prior_name == "context" and loaded.rdo_lambdas else 0.0
-    if not isinstance(strength, numbers.Real) or isinstance(strength, bool) or not 0 <= strength <= MAX_RDO:
+    if not isinstance(strength, numbers.Real) or isinstance(strength, bool) or not 0 <= float(strength) <= MAX_RDO:
         raise ValueError(f"rdo must be a number in [0, {MAX_RDO}], got {strength!r}")
     if strength == 0:
         return None
@@ -96,9 +104,17 @@ def _rdo_lambdas(loaded: zoo.LoadedModel, prior_name: str, strength, stages: int
 
 
 def compress(
-    image, *, stages: int | None = None, bpp: float | None = None, quality: int | None = None,
-    model: str | Path | None = None, prior: str | None = None, prior_file: str | Path | None = None,
-    rdo: float | None = None, device: str | torch.device | None = "cpu", strip: bool = False,
+    image,
+    *,
+    stages: int | None = None,
+    bpp: float | None = None,
+    quality: int | None = None,
+    model: str | Path | None = None,
+    prior: str | None = None,
+    prior_file: str | Path | None = None,
+    rdo: float | None = None,
+    device: str | torch.device | None = "cpu",
+    strip: bool = False,
 ) -> bytes:
     """Compress an image into a `.vqc` stream.
 
@@ -152,10 +168,18 @@ def compress(
     indices = coding.quantize(loaded.codec, prepared.rgb, count, coding_prior, lambdas, device)
     payloads = coding.encode_stages(coding_prior, indices, device)
     fields = dict(
-        model_id=loaded.name, weights_hash=loaded.weights_hash, prior=prior_name, prior_hash=prior_hash,
-        width=width, height=height, mode=prepared.mode, stride=config.stride, codebook_size=config.codebook_size,
+        model_id=loaded.name,
+        weights_hash=loaded.weights_hash,
+        prior=prior_name,
+        prior_hash=prior_hash,
+        width=width,
+        height=height,
+        mode=prepared.mode,
+        stride=config.stride,
+        codebook_size=config.codebook_size,
         alpha=encode_alpha(prepared.alpha) if prepared.alpha is not None else b"",
-        icc_profile=prepared.icc_profile, exif=prepared.exif,
+        icc_profile=prepared.icc_profile,
+        exif=prepared.exif,
     )
     if bpp is not None:
         sizes = [len(bitstream.pack(**fields, stage_payloads=payloads[:n])) for n in range(1, len(payloads) + 1)]
@@ -168,36 +192,50 @@ def read_header(data: bytes) -> Header:
     return bitstream.read_header(data)
 
 
-def _model_for(header: Header, model: str | Path | None = None,
-               prior_file: str | Path | None = None) -> tuple[zoo.LoadedModel, object]:
+def _model_for(
+    header: Header, model: str | Path | None = None, prior_file: str | Path | None = None
+) -> tuple[zoo.LoadedModel, Prior]:
     """The model and prior that wrote `header`'s stream (by default the zoo model it names;
     `model` and `prior_file` as in `compress`), or a BitstreamError saying why not (for a
     retired model or prior: how to install it)."""
     if zoo.is_model_file(model):
+        assert model is not None
         loaded = zoo.load_model_file(model, prior_file)
     else:
+        assert not isinstance(model, Path)  # every Path names a weights file
         loaded = _zoo_model_for(header, model or header.model_id, prior_file)
     if loaded.weights_hash != header.weights_hash:
-        raise BitstreamError(f"weights hash mismatch: the file was written by weights {header.weights_hash.hex()} of "
-                             f"model {header.model_id!r}, {model} has weights {loaded.weights_hash.hex()}")
+        raise BitstreamError(
+            f"weights hash mismatch: the file was written by weights {header.weights_hash.hex()} of "
+            f"model {header.model_id!r}, {model} has weights {loaded.weights_hash.hex()}"
+        )
     if header.prior == "context" and loaded.context_prior is None:
-        raise BitstreamError(f"the file was coded with context prior {header.prior_hash.hex()}, which {model} does not "
-                             "ship: give its file as prior_file=")
+        raise BitstreamError(
+            f"the file was coded with context prior {header.prior_hash.hex()}, which {model} does not "
+            "ship: give its file as prior_file="
+        )
     if header.prior == "context" and loaded.prior_hash != header.prior_hash:
-        raise BitstreamError(f"context prior hash mismatch: the file was coded with prior {header.prior_hash.hex()}, "
-                             f"prior_file {prior_file} is {loaded.prior_hash.hex()}")
+        raise BitstreamError(
+            f"context prior hash mismatch: the file was coded with prior {header.prior_hash.hex()}, "
+            f"prior_file {prior_file} is {loaded.prior_hash.hex()}"
+        )
     config = loaded.codec.config
     if (header.stride, header.codebook_size) != (config.stride, config.codebook_size) or header.stages > config.stages:
         raise BitstreamError(f"header does not match model {header.model_id!r} (stride, codebook size or stages)")
-    return loaded, loaded.codec.prior if header.prior == "static" else loaded.context_prior
+    if header.prior == "static":
+        return loaded, loaded.codec.prior
+    assert loaded.context_prior is not None  # checked above
+    return loaded, loaded.context_prior
 
 
 def _zoo_model_for(header: Header, name: str, prior_file: str | Path | None) -> zoo.LoadedModel:
     """Zoo model `name` for `header`, its hash checked before any file is looked for (a
     retired model's file need not be installed to learn that it would not fit)."""
     if name not in zoo.MODELS:
-        raise BitstreamError(f"unknown model {name!r}: this installation has {', '.join(zoo.installed_models())}; "
-                             "a file written with a weights file decodes with model= that file")
+        raise BitstreamError(
+            f"unknown model {name!r}: this installation has {', '.join(zoo.installed_models())}; "
+            "a file written with a weights file decodes with model= that file"
+        )
     if name != header.model_id:
         raise BitstreamError(f"the file was written by model {header.model_id!r}, not {name!r}")
     entry = zoo.MODELS[name]
@@ -215,10 +253,17 @@ def _zoo_model_for(header: Header, name: str, prior_file: str | Path | None) -> 
         raise BitstreamError(f"cannot decode this file: {error}") from error
 
 
-def decompress(data: bytes, *, stages: int | None = None, decoder: str = "fidelity",
-               max_pixels: int | None = DEFAULT_MAX_PIXELS, output: str = "pil",
-               model: str | Path | None = None, prior_file: str | Path | None = None,
-               device: str | torch.device | None = "cpu"):
+def decompress(
+    data: bytes,
+    *,
+    stages: int | None = None,
+    decoder: str = "fidelity",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    output: str = "pil",
+    model: str | Path | None = None,
+    prior_file: str | Path | None = None,
+    device: str | torch.device | None = "cpu",
+):
     """Decode a `.vqc` stream to an image of the original size and mode.
 
     Args:
@@ -281,7 +326,8 @@ def check_claim(header: Header, max_pixels: int | None) -> None:
     if header.pixels > max_pixels:
         raise BitstreamError(
             f"the stream claims a {header.width}×{header.height} image ({header.pixels:,} pixels), more than "
-            f"max_pixels={max_pixels:,} allows; raise max_pixels (--max-pixels) if you trust the file")
+            f"max_pixels={max_pixels:,} allows; raise max_pixels (--max-pixels) if you trust the file"
+        )
 
 
 def describe_stream(data: bytes, file_bytes: int | None = None) -> dict:
@@ -331,16 +377,22 @@ def model_info(model: str | Path | None = None) -> dict:
     }
 
 
-def _generative_parts(model: str | None, decoder: str | None) -> tuple[zoo.LoadedModel, str]:
+def _generative_parts(model: str | None, decoder: str | None) -> tuple[zoo.LoadedModel, ContextPrior, str]:
     loaded = zoo.load_model(model)
     if loaded.context_prior is None:
         raise ValueError(f"model {loaded.name!r} ships no context prior, which generation and inpainting need")
-    return loaded, decoder or ("realism" if "realism" in loaded.codec.decoders else "fidelity")
+    return loaded, loaded.context_prior, decoder or ("realism" if "realism" in loaded.codec.decoders else "fidelity")
 
 
 def generate(
-    width: int, height: int, *, seed: int, steps: int = 8, temperature: float = 1.0,
-    decoder: str | None = None, model: str | None = None,
+    width: int,
+    height: int,
+    *,
+    seed: int,
+    steps: int = 8,
+    temperature: float = 1.0,
+    decoder: str | None = None,
+    model: str | None = None,
 ) -> Image.Image:
     """Sample a new `width`×`height` image from the model's context prior (MaskGIT-style).
 
@@ -350,15 +402,22 @@ def generate(
 
     width, height, seed = _integer(width, "width"), _integer(height, "height"), _integer(seed, "seed")
     check_size(width, height)
-    loaded, decoder = _generative_parts(model, decoder)
+    loaded, prior, decoder = _generative_parts(model, decoder)
     with torch.inference_mode():
-        return generate_image(loaded.codec, loaded.context_prior, width, height, seed=seed, steps=steps,
-                              temperature=temperature, decoder=decoder)
+        return generate_image(
+            loaded.codec, prior, width, height, seed=seed, steps=steps, temperature=temperature, decoder=decoder
+        )
 
 
 def inpaint(
-    image, mask, *, seed: int, steps: int = 8, temperature: float = 1.0,
-    decoder: str | None = None, model: str | None = None,
+    image,
+    mask,
+    *,
+    seed: int,
+    steps: int = 8,
+    temperature: float = 1.0,
+    decoder: str | None = None,
+    model: str | None = None,
 ) -> Image.Image:
     """Re-sample the region of `image` under the white pixels of `mask` (same size), conditioned
     on everything else; outside the mask's f×f cells the result equals the codec's own
@@ -367,10 +426,9 @@ def inpaint(
     from vqcodec.sampling import inpaint_image
 
     seed = _integer(seed, "seed")
-    loaded, decoder = _generative_parts(model, decoder)
+    loaded, prior, decoder = _generative_parts(model, decoder)
     with torch.inference_mode():
-        return inpaint_image(loaded.codec, loaded.context_prior, image, mask, seed=seed, steps=steps,
-                             temperature=temperature, decoder=decoder)
+        return inpaint_image(loaded.codec, prior, image, mask, seed=seed, steps=steps, temperature=temperature, decoder=decoder)
 
 
 def _check_destination(src: Path, dst: Path) -> None:
@@ -425,8 +483,10 @@ def encode_image(image: Image.Image, suffix: str) -> bytes:
         return buffer.getvalue()
     with Image.open(io.BytesIO(buffer.getvalue())) as written:  # header only: size and bands
         if written.size != image.size:
-            raise ValueError(f"{extension} would store this image at {written.size[0]}×{written.size[1]}, "
-                             f"not {image.size[0]}×{image.size[1]}; write .png instead")
+            raise ValueError(
+                f"{extension} would store this image at {written.size[0]}×{written.size[1]}, "
+                f"not {image.size[0]}×{image.size[1]}; write .png instead"
+            )
         if image.mode in bitstream.ALPHA_MODES and "A" not in written.getbands():
             raise ValueError(f"{extension} cannot hold the alpha channel of this image; write .png instead")
     return buffer.getvalue()

@@ -1,6 +1,7 @@
 """Running a command's jobs (one input → one output each) past failures: in this process or
 in worker processes, behind one progress bar. Outputs are written atomically by the jobs, so
 an interrupted batch leaves only complete files."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -41,8 +42,14 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_jobs(jobs: list[tuple[str, str]], work: Callable[[str, str], str | None], label: str,
-             processes: int = 1, threads: int | None = None, progress: bool = True) -> tuple[list[str], list[str]]:
+def run_jobs(
+    jobs: list[tuple[str, str]],
+    work: Callable[[str, str], str | None],
+    label: str,
+    processes: int = 1,
+    threads: int | None = None,
+    progress: bool = True,
+) -> tuple[list[str], list[str]]:
     """Run `work(source, target)` for every job; returns (result lines, failure lines), each
     in job order. `work` may return a line that reports its result (or None).
 
@@ -61,8 +68,12 @@ def run_jobs(jobs: list[tuple[str, str]], work: Callable[[str, str], str | None]
                 bar.update(1)
         else:
             threads = threads or max(1, (os.cpu_count() or 1) // processes)
-            with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_limit_threads, initargs=(threads,)) as pool:
+            with ProcessPoolExecutor(
+                max_workers=min(processes, len(jobs)),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_limit_threads,
+                initargs=(threads,),
+            ) as pool:
                 pending = {pool.submit(_attempt, work, source, target): number for number, (source, target) in enumerate(jobs)}
                 try:
                     for future in as_completed(pending):

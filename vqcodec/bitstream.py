@@ -4,6 +4,7 @@ This module is the only implementation of the byte layout, validation rules and 
 policy described in docs/format.md. It imports no torch, so a stream can be inspected and
 validated without loading a model. Payloads are opaque here: the entropy coder owns them.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -13,8 +14,21 @@ import zlib
 from dataclasses import dataclass
 
 __all__ = [
-    "BitstreamError", "Header", "FORMAT_VERSION", "VERSIONS", "MAGIC", "PRIORS", "MODES", "ALPHA_MODES", "STRIDES",
-    "MAX_ICC_BYTES", "MAX_EXIF_BYTES", "pack", "read_header", "unpack", "unpack_metadata",
+    "BitstreamError",
+    "Header",
+    "FORMAT_VERSION",
+    "VERSIONS",
+    "MAGIC",
+    "PRIORS",
+    "MODES",
+    "ALPHA_MODES",
+    "STRIDES",
+    "MAX_ICC_BYTES",
+    "MAX_EXIF_BYTES",
+    "pack",
+    "read_header",
+    "unpack",
+    "unpack_metadata",
 ]
 
 # Version 2 adds two segments, the ICC profile and the EXIF. A stream without them is written
@@ -137,9 +151,22 @@ class Header:
         return self.header_size + self.alpha_length + self.icc_length + self.exif_length + sum(self.stage_lengths[:stages])
 
 
-def pack(*, model_id: str, weights_hash: bytes, prior: str, prior_hash: bytes, width: int,
-         height: int, mode: str, stride: int, codebook_size: int, alpha: bytes,
-         stage_payloads: list[bytes], icc_profile: bytes = b"", exif: bytes = b"") -> bytes:
+def pack(
+    *,
+    model_id: str,
+    weights_hash: bytes,
+    prior: str,
+    prior_hash: bytes,
+    width: int,
+    height: int,
+    mode: str,
+    stride: int,
+    codebook_size: int,
+    alpha: bytes,
+    stage_payloads: list[bytes],
+    icc_profile: bytes = b"",
+    exif: bytes = b"",
+) -> bytes:
     """Build a stream from header fields, the alpha and metadata segments and the stage payloads.
 
     Lengths and CRC32s are computed here; the field rules are those of `Header`. The stream
@@ -163,13 +190,25 @@ def pack(*, model_id: str, weights_hash: bytes, prior: str, prior_hash: bytes, w
     alpha, icc_profile, exif = (bytes(_as_view(segment)) for segment in (alpha, icc_profile, exif))
     payloads = [bytes(_as_view(payload)) for payload in stage_payloads]
     header = Header(
-        model_id=model_id, weights_hash=weights_hash, prior=prior, prior_hash=prior_hash,
-        width=width, height=height, mode=mode, stride=stride, codebook_size=codebook_size,
-        stages=len(payloads), alpha_length=len(alpha),
+        model_id=model_id,
+        weights_hash=weights_hash,
+        prior=prior,
+        prior_hash=prior_hash,
+        width=width,
+        height=height,
+        mode=mode,
+        stride=stride,
+        codebook_size=codebook_size,
+        stages=len(payloads),
+        alpha_length=len(alpha),
         stage_lengths=tuple(len(payload) for payload in payloads),
-        alpha_crc=zlib.crc32(alpha), stage_crcs=tuple(zlib.crc32(p) for p in payloads),
-        icc_length=len(icc_profile), exif_length=len(exif), icc_crc=zlib.crc32(icc_profile),
-        exif_crc=zlib.crc32(exif), version=2 if icc_profile or exif else 1,
+        alpha_crc=zlib.crc32(alpha),
+        stage_crcs=tuple(zlib.crc32(p) for p in payloads),
+        icc_length=len(icc_profile),
+        exif_length=len(exif),
+        icc_crc=zlib.crc32(icc_profile),
+        exif_crc=zlib.crc32(exif),
+        version=2 if icc_profile or exif else 1,
     )
     metadata = [icc_profile, exif] if header.version >= 2 else []
     return b"".join([_encode_header(header), alpha, *metadata, *payloads])
@@ -186,8 +225,7 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
     view = _as_view(data)
     _check_magic_and_version(view)
     if len(view) < _FIXED.size:
-        raise BitstreamError(f"file is truncated: the header needs at least {_FIXED.size} "
-                             f"bytes, only {len(view)} are present")
+        raise BitstreamError(f"file is truncated: the header needs at least {_FIXED.size} bytes, only {len(view)} are present")
     fields = _FIXED.unpack_from(view)
     version, stages, id_length = fields[1], fields[8], fields[9]
     # These two decide the header size, so they are bounded before anything is read by them.
@@ -195,18 +233,17 @@ def read_header(data: bytes | bytearray | memoryview) -> Header:
     _check_range("stages", stages, 1, MAX_STAGES)
     size = _header_size(id_length, stages, version)
     if len(view) < size:
-        raise BitstreamError(f"file is truncated: the header needs {size} bytes, only "
-                             f"{len(view)} are present")
+        raise BitstreamError(f"file is truncated: the header needs {size} bytes, only {len(view)} are present")
     (stored,) = _CRC.unpack_from(view, size - _CRC.size)
     computed = zlib.crc32(view[: size - _CRC.size])
     if stored != computed:
-        raise BitstreamError(f"header checksum mismatch (stored {stored:#010x}, computed "
-                             f"{computed:#010x}): the header is corrupted")
+        raise BitstreamError(
+            f"header checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the header is corrupted"
+        )
     return _decode_header(view, fields)
 
 
-def unpack(data: bytes | bytearray | memoryview,
-           stages: int | None = None) -> tuple[Header, bytes, list[bytes]]:
+def unpack(data: bytes | bytearray | memoryview, stages: int | None = None) -> tuple[Header, bytes, list[bytes]]:
     """Split a stream into its header, alpha segment and stage payloads, checking every CRC.
 
     Args:
@@ -226,21 +263,21 @@ def unpack(data: bytes | bytearray | memoryview,
     header = read_header(view)
     if stages is None:
         wanted = header.stages
-    elif isinstance(stages, bool) or not isinstance(stages, numbers.Integral) \
-            or not 1 <= stages <= header.stages:
-        raise BitstreamError(f"stages must be in 1..{header.stages} for this file, "
-                             f"got {stages!r}")
+    elif isinstance(stages, bool) or not isinstance(stages, numbers.Integral) or not 1 <= stages <= header.stages:
+        raise BitstreamError(f"stages must be in 1..{header.stages} for this file, got {stages!r}")
     else:
         wanted = int(stages)
     if len(view) > header.total_size:
-        raise BitstreamError(f"trailing data: {len(view) - header.total_size} bytes after the "
-                             f"end of the stream (expected {header.total_size} bytes, got "
-                             f"{len(view)})")
+        raise BitstreamError(
+            f"trailing data: {len(view) - header.total_size} bytes after the "
+            f"end of the stream (expected {header.total_size} bytes, got "
+            f"{len(view)})"
+        )
     needed = header.total_size if stages is None else header.prefix_size(wanted)
     if len(view) < needed:
         raise _truncation_error(header, len(view), needed)
     segments = _read_segments(view, header, wanted)
-    return header, segments[0], segments[len(segments) - wanted:]
+    return header, segments[0], segments[len(segments) - wanted :]
 
 
 def unpack_metadata(data: bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
@@ -286,42 +323,57 @@ def _check_magic_and_version(view: memoryview) -> None:
     if not MAGIC.startswith(head):
         raise BitstreamError(f"not a vqcodec file (magic {head!r}, expected {MAGIC!r})")
     if len(view) <= len(MAGIC):
-        raise BitstreamError(f"file is truncated: the header needs at least {_FIXED.size} "
-                             f"bytes, only {len(view)} are present")
+        raise BitstreamError(f"file is truncated: the header needs at least {_FIXED.size} bytes, only {len(view)} are present")
     version = view[len(MAGIC)]
     if version not in VERSIONS:
-        raise BitstreamError(f"unsupported vqcodec format version {version}; this build reads "
-                             f"versions {', '.join(map(str, VERSIONS))}")
+        raise BitstreamError(
+            f"unsupported vqcodec format version {version}; this build reads versions {', '.join(map(str, VERSIONS))}"
+        )
 
 
 def _decode_header(view: memoryview, fields: tuple) -> Header:
-    _, version, prior, mode, stride, width, height, codebook_size, stages, id_length, \
-        weights_hash, prior_hash = fields
-    raw_id = bytes(view[_FIXED.size: _FIXED.size + id_length])
+    _, version, prior, mode, stride, width, height, codebook_size, stages, id_length, weights_hash, prior_hash = fields
+    raw_id = bytes(view[_FIXED.size : _FIXED.size + id_length])
     if not _MODEL_ID.fullmatch(raw_id):
-        raise BitstreamError(f"invalid header field model_id: {raw_id!r} (must be 1.."
-                             f"{MAX_MODEL_ID} chars of [a-z0-9._-])")
+        raise BitstreamError(f"invalid header field model_id: {raw_id!r} (must be 1..{MAX_MODEL_ID} chars of [a-z0-9._-])")
     leading = _leading_segments(version)
-    table = [_SEGMENT.unpack_from(view, _FIXED.size + id_length + _SEGMENT.size * i)
-             for i in range(leading + stages)]
+    table = [_SEGMENT.unpack_from(view, _FIXED.size + id_length + _SEGMENT.size * i) for i in range(leading + stages)]
     lengths, crcs = zip(*table)
-    metadata = dict(icc_length=lengths[1], exif_length=lengths[2], icc_crc=crcs[1], exif_crc=crcs[2]) \
-        if version >= 2 else {}
+    metadata = dict(icc_length=lengths[1], exif_length=lengths[2], icc_crc=crcs[1], exif_crc=crcs[2]) if version >= 2 else {}
     return Header(
-        model_id=raw_id.decode("ascii"), weights_hash=weights_hash,
-        prior=_name_of("prior", PRIORS, prior), prior_hash=prior_hash, width=width,
-        height=height, mode=_name_of("mode", MODES, mode), stride=stride,
-        codebook_size=codebook_size, stages=stages, alpha_length=lengths[0],
-        stage_lengths=lengths[leading:], alpha_crc=crcs[0], stage_crcs=crcs[leading:],
-        version=version, **metadata,
+        model_id=raw_id.decode("ascii"),
+        weights_hash=weights_hash,
+        prior=_name_of("prior", PRIORS, prior),
+        prior_hash=prior_hash,
+        width=width,
+        height=height,
+        mode=_name_of("mode", MODES, mode),
+        stride=stride,
+        codebook_size=codebook_size,
+        stages=stages,
+        alpha_length=lengths[0],
+        stage_lengths=lengths[leading:],
+        alpha_crc=crcs[0],
+        stage_crcs=crcs[leading:],
+        version=version,
+        **metadata,
     )
 
 
 def _encode_header(header: Header) -> bytes:
     fixed = _FIXED.pack(
-        MAGIC, header.version, PRIORS.index(header.prior), MODES.index(header.mode),
-        header.stride, header.width, header.height, header.codebook_size, header.stages,
-        len(header.model_id), header.weights_hash, header.prior_hash,
+        MAGIC,
+        header.version,
+        PRIORS.index(header.prior),
+        MODES.index(header.mode),
+        header.stride,
+        header.width,
+        header.height,
+        header.codebook_size,
+        header.stages,
+        len(header.model_id),
+        header.weights_hash,
+        header.prior_hash,
     )
     table = b"".join(_SEGMENT.pack(length, crc) for _, length, crc in _segments(header, header.stages))
     body = fixed + header.model_id.encode("ascii") + table
@@ -332,16 +384,17 @@ def _segments(header: Header, stages: int) -> list[tuple[str, int, int]]:
     """(name, length, CRC32) of the segments up to the end of stage `stages`, in stream order."""
     leading = [("alpha segment", header.alpha_length, header.alpha_crc)]
     if header.version >= 2:
-        leading += [("ICC profile segment", header.icc_length, header.icc_crc),
-                    ("EXIF segment", header.exif_length, header.exif_crc)]
-    return leading + [(f"stage {i + 1} of {header.stages}", header.stage_lengths[i], header.stage_crcs[i])
-                      for i in range(stages)]
+        leading += [
+            ("ICC profile segment", header.icc_length, header.icc_crc),
+            ("EXIF segment", header.exif_length, header.exif_crc),
+        ]
+    return leading + [(f"stage {i + 1} of {header.stages}", header.stage_lengths[i], header.stage_crcs[i]) for i in range(stages)]
 
 
 def _read_segments(view: memoryview, header: Header, stages: int) -> list[bytes]:
     segments, offset = [], header.header_size
     for name, length, crc in _segments(header, stages):
-        segment = bytes(view[offset: offset + length])
+        segment = bytes(view[offset : offset + length])
         if zlib.crc32(segment) != crc:
             raise BitstreamError(f"payload checksum mismatch in {name}: the file is corrupted")
         segments.append(segment)
@@ -362,15 +415,13 @@ def _truncation_error(header: Header, present: int, needed: int) -> BitstreamErr
 
 def _name_of(field: str, names: tuple[str, ...], index: int) -> str:
     if index >= len(names):
-        raise BitstreamError(f"invalid header field {field}: code {index} (must be 0.."
-                             f"{len(names) - 1} for {', '.join(names)})")
+        raise BitstreamError(f"invalid header field {field}: code {index} (must be 0..{len(names) - 1} for {', '.join(names)})")
     return names[index]
 
 
 def _check_range(field: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise BitstreamError(f"invalid header field {field}: {value!r} (must be an integer "
-                             f"in {low}..{high})")
+        raise BitstreamError(f"invalid header field {field}: {value!r} (must be an integer in {low}..{high})")
 
 
 def _check(ok: bool, field: str, value: object, rule: str) -> None:
@@ -380,47 +431,68 @@ def _check(ok: bool, field: str, value: object, rule: str) -> None:
 
 def _validate_identity(header: Header) -> None:
     model_id = header.model_id
-    _check(isinstance(model_id, str) and model_id.isascii()
-           and _MODEL_ID.fullmatch(model_id.encode("ascii")) is not None, "model_id", model_id,
-           f"must be 1..{MAX_MODEL_ID} chars of [a-z0-9._-]")
+    _check(
+        isinstance(model_id, str) and model_id.isascii() and _MODEL_ID.fullmatch(model_id.encode("ascii")) is not None,
+        "model_id",
+        model_id,
+        f"must be 1..{MAX_MODEL_ID} chars of [a-z0-9._-]",
+    )
     for field in ("weights_hash", "prior_hash"):
         value = getattr(header, field)
-        _check(isinstance(value, bytes) and len(value) == HASH_SIZE, field, value,
-               f"must be {HASH_SIZE} bytes")
+        _check(isinstance(value, bytes) and len(value) == HASH_SIZE, field, value, f"must be {HASH_SIZE} bytes")
     _check(header.prior in PRIORS, "prior", header.prior, f"must be one of {PRIORS}")
-    _check(header.prior != "static" or header.prior_hash == _ZERO_HASH, "prior_hash",
-           header.prior_hash, 'must be all zero for the "static" prior')
+    _check(
+        header.prior != "static" or header.prior_hash == _ZERO_HASH,
+        "prior_hash",
+        header.prior_hash,
+        'must be all zero for the "static" prior',
+    )
 
 
 def _validate_image(header: Header) -> None:
     _check_range("width", header.width, 1, MAX_SIDE)
     _check_range("height", header.height, 1, MAX_SIDE)
-    _check(header.pixels <= MAX_PIXELS, "width*height", header.pixels,
-           f"must be at most 2**28 = {MAX_PIXELS}")
+    _check(header.pixels <= MAX_PIXELS, "width*height", header.pixels, f"must be at most 2**28 = {MAX_PIXELS}")
     _check(header.mode in MODES, "mode", header.mode, f"must be one of {MODES}")
     stride = header.stride
-    _check(isinstance(stride, int) and not isinstance(stride, bool) and stride in STRIDES,
-           "stride", stride, f"must be one of {STRIDES}")
+    _check(
+        isinstance(stride, int) and not isinstance(stride, bool) and stride in STRIDES,
+        "stride",
+        stride,
+        f"must be one of {STRIDES}",
+    )
     _check_range("codebook_size", header.codebook_size, 2, MAX_CODEBOOK)
     _check_range("stages", header.stages, 1, MAX_STAGES)
 
 
 def _validate_segments(header: Header) -> None:
     _check(header.version in VERSIONS, "version", header.version, f"must be one of {VERSIONS}")
-    _check(header.version >= 2 or header.icc_length == header.exif_length == 0, "version", header.version,
-           "version 1 has no ICC profile or EXIF segment")
+    _check(
+        header.version >= 2 or header.icc_length == header.exif_length == 0,
+        "version",
+        header.version,
+        "version 1 has no ICC profile or EXIF segment",
+    )
     _check_range("icc_length", header.icc_length, 0, MAX_ICC_BYTES)
     _check_range("exif_length", header.exif_length, 0, MAX_EXIF_BYTES)
     for field in ("stage_lengths", "stage_crcs"):
         value = getattr(header, field)
-        _check(isinstance(value, tuple) and len(value) == header.stages, field, value,
-               f"must be a tuple of {header.stages} integers, one per stage")
+        _check(
+            isinstance(value, tuple) and len(value) == header.stages,
+            field,
+            value,
+            f"must be a tuple of {header.stages} integers, one per stage",
+        )
     if header.mode in ALPHA_MODES:
         alpha_max = ALPHA_BYTES_PER_PIXEL * header.pixels + SEGMENT_SLACK
         _check_range("alpha_length", header.alpha_length, 1, alpha_max)
     else:
-        _check(header.alpha_length == 0, "alpha_length", header.alpha_length,
-               f'must be 0 for mode "{header.mode}"; only {" and ".join(ALPHA_MODES)} carry alpha')
+        _check(
+            header.alpha_length == 0,
+            "alpha_length",
+            header.alpha_length,
+            f'must be 0 for mode "{header.mode}"; only {" and ".join(ALPHA_MODES)} carry alpha',
+        )
     grid_h, grid_w = header.grid
     stage_max = STAGE_BYTES_PER_INDEX * grid_h * grid_w + SEGMENT_SLACK
     for i, length in enumerate(header.stage_lengths):

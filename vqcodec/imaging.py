@@ -1,5 +1,6 @@
 """Image normalisation: whatever the caller passes becomes 8-bit RGB plus a mode (and alpha);
 decoded RGB becomes an image of the original mode again. Nothing here touches the model."""
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,10 @@ class PreparedImage:
         if self.mode == "L":
             return Image.fromarray(np.ascontiguousarray(self.rgb[:, :, 0]), "L")
         if self.mode == "LA":
+            assert self.alpha is not None  # the modes with alpha carry it
             return Image.fromarray(np.dstack([self.rgb[:, :, 0], self.alpha]), "LA")
         if self.mode == "RGBA":
+            assert self.alpha is not None
             return Image.fromarray(np.dstack([self.rgb, self.alpha]), "RGBA")
         return Image.fromarray(self.rgb, "RGB")
 
@@ -48,7 +51,9 @@ def _from_array(array: np.ndarray) -> PreparedImage:
         _notice_16bit("the array")
         array = np.round(array.astype(np.float64) / 257.0).astype(np.uint8)
     if array.dtype != np.uint8:
-        raise ValueError(f"numpy images must be uint8 (or uint16), got {array.dtype}; pass floats as a torch tensor [3,H,W] in [0,1]")
+        raise ValueError(
+            f"numpy images must be uint8 (or uint16), got {array.dtype}; pass floats as a torch tensor [3,H,W] in [0,1]"
+        )
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim == 2:
@@ -221,6 +226,7 @@ def image_from_uint8(array: np.ndarray, mode: str, alpha: np.ndarray | None) -> 
     if mode in ("L", "LA"):
         image = image.convert("L")
     if mode in ("RGBA", "LA"):
+        assert alpha is not None
         image.putalpha(Image.fromarray(alpha, "L"))
     return image
 

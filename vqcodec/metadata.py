@@ -1,6 +1,7 @@
 """An image's ICC profile and EXIF: taken from the source image at encode, checked, the EXIF
 orientation reset (imaging turns the pixels upright), and attached to the decoded image so
 that Pillow writes them back into PNG, JPEG, WebP and TIFF files. No torch here."""
+
 from __future__ import annotations
 
 import struct
@@ -37,8 +38,9 @@ def from_image(image: Image.Image) -> tuple[bytes, bytes]:
     if exif:
         exif = _upright(exif.removeprefix(EXIF_PREFIX))
         if len(exif) > MAX_EXIF_BYTES:
-            raise ValueError(f"the EXIF block is {len(exif):,} bytes, more than the {MAX_EXIF_BYTES:,} a stream holds; "
-                             + _STRIP_HINT)
+            raise ValueError(
+                f"the EXIF block is {len(exif):,} bytes, more than the {MAX_EXIF_BYTES:,} a stream holds; " + _STRIP_HINT
+            )
     return icc, exif
 
 
@@ -46,8 +48,12 @@ def profile_for(icc: bytes, mode: str) -> bytes:
     """`icc` if it describes pixels coded in `mode`, else b"" with a warning: the profile of
     another colour space (a CMYK image's, whose pixels are coded as RGB) would mislabel them."""
     if icc and icc[16:20] != _COLOUR_SPACES[mode]:
-        warnings.warn(f"the ICC profile describes {icc[16:20].decode('latin-1').strip()} data, not the "
-                      f"{mode} pixels vqcodec codes; it is not kept", UserWarning, stacklevel=5)
+        warnings.warn(
+            f"the ICC profile describes {icc[16:20].decode('latin-1').strip()} data, not the "
+            f"{mode} pixels vqcodec codes; it is not kept",
+            UserWarning,
+            stacklevel=5,
+        )
         return b""
     return icc
 
@@ -70,8 +76,7 @@ def save_options(image: Image.Image) -> dict[str, bytes]:
 
 def _check_icc(icc: bytes) -> None:
     if len(icc) > MAX_ICC_BYTES:
-        raise ValueError(f"the ICC profile is {len(icc):,} bytes, more than the {MAX_ICC_BYTES:,} a stream holds; "
-                         + _STRIP_HINT)
+        raise ValueError(f"the ICC profile is {len(icc):,} bytes, more than the {MAX_ICC_BYTES:,} a stream holds; " + _STRIP_HINT)
     if len(icc) < 128 or icc[36:40] != b"acsp" or int.from_bytes(icc[:4], "big") != len(icc):
         raise ValueError(f"the ICC profile is damaged (no ICC header of its {len(icc)} bytes); " + _STRIP_HINT)
 
