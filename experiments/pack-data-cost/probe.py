@@ -13,6 +13,7 @@ stages. Writes results.json and probe.png to --out.
 A stopped run resumes from its last checkpoint (every 500 steps); --evaluate-only scores the
 weights the runs have written so far (each checkpoint exports them) without training.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,19 @@ def train_side_by_side(data: dict[str, Path], runs: Path, steps: int) -> None:
     for name in RUNS:
         if weights_step(runs / name) >= steps:
             continue
-        command = [sys.executable, "-m", "vqcodec.train", "--resume", f"data_dir={data[name]}",
-                   f"out_dir={runs / name}", f"steps={steps}", "threads=1", "seed=0", "validate_every=500",
-                   "checkpoint_every=500"]
+        command = [
+            sys.executable,
+            "-m",
+            "vqcodec.train",
+            "--resume",
+            f"data_dir={data[name]}",
+            f"out_dir={runs / name}",
+            f"steps={steps}",
+            "threads=1",
+            "seed=0",
+            "validate_every=500",
+            "checkpoint_every=500",
+        ]
         log = open(runs / f"{name}.log", "a")
         jobs.append((name, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)))
     for name, job in jobs:
@@ -62,8 +73,7 @@ def train_side_by_side(data: dict[str, Path], runs: Path, steps: int) -> None:
 def validation_curve(run: Path) -> dict[int, dict[str, float]]:
     """The run's own validation rows (its held-out crops), by step."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return {row["step"]: {k: v for k, v in row.items() if k.startswith("val/psnr")} for row in rows
-            if "val/psnr_stages1" in row}
+    return {row["step"]: {k: v for k, v in row.items() if k.startswith("val/psnr")} for row in rows if "val/psnr_stages1" in row}
 
 
 def mean_psnr(model, images: list[torch.Tensor]) -> dict[int, float]:
@@ -81,9 +91,10 @@ def test_images(original: Path, kodak: Path) -> dict[str, list[torch.Tensor]]:
     config = TrainConfig()
     _, held_out = split_files(list_images(original), config.validation_images)
     to_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1).float() / 255.0  # noqa: E731
-    return {"held-out photos, original resolution (256² centre crops)":
-            list(CenterCrops(held_out, config.validation_crop)),
-            "Kodak (24 images)": [to_tensor(load_rgb(path, 8)) for path in list_images(kodak)]}
+    return {
+        "held-out photos, original resolution (256² centre crops)": list(CenterCrops(held_out, config.validation_crop)),
+        "Kodak (24 images)": [to_tensor(load_rgb(path, 8)) for path in list_images(kodak)],
+    }
 
 
 def plot(results: dict, path: Path) -> None:
@@ -98,8 +109,12 @@ def plot(results: dict, path: Path) -> None:
         curve = results["curves"][name]
         steps = sorted(curve, key=int)
         for s in (1, 4):
-            axes[0].plot([int(k) for k in steps], [curve[k][f"val/psnr_stages{s}"] for k in steps], style + "o",
-                         label=f"{name}, {s} stage{'s' * (s > 1)}")
+            axes[0].plot(
+                [int(k) for k in steps],
+                [curve[k][f"val/psnr_stages{s}"] for k in steps],
+                style + "o",
+                label=f"{name}, {s} stage{'s' * (s > 1)}",
+            )
     axes[0].set(xlabel="step", ylabel="PSNR (dB)", title="own held-out crops, during training")
     axes[0].legend(fontsize=8)
     for ax, test_set in zip(axes[1:], sets):
@@ -110,8 +125,10 @@ def plot(results: dict, path: Path) -> None:
         ax.title.set_fontsize(9)
         ax.legend(fontsize=8)
     at = sorted(set(results["evaluated_at_step"].values()))
-    fig.suptitle(f"trained on the packed copy vs the original photos: the models at step {'/'.join(map(str, at))} "
-                 f"of {results['steps']}", fontsize=10)
+    fig.suptitle(
+        f"trained on the packed copy vs the original photos: the models at step {'/'.join(map(str, at))} of {results['steps']}",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -132,16 +149,21 @@ def main() -> None:
     torch.set_num_threads(2)
     models = {name: load_codec_file(args.runs / name / "weights.safetensors") for name in RUNS}
     tests = test_images(args.original, args.kodak)
-    final = {test_set: {name: mean_psnr(model, images) for name, model in models.items()}
-             for test_set, images in tests.items()}
+    final = {test_set: {name: mean_psnr(model, images) for name, model in models.items()} for test_set, images in tests.items()}
     evaluated = {name: weights_step(args.runs / name) for name in RUNS}
-    results = {"steps": args.steps, "evaluated_at_step": evaluated,
-               "config": "TrainConfig defaults, steps and threads=1 set, seed 0",
-               "packed_bytes": sum(p.stat().st_size for p in list_images(args.packed)),
-               "original_bytes": sum(p.stat().st_size for p in list_images(args.original)),
-               "curves": {name: validation_curve(args.runs / name) for name in RUNS}, "final": final,
-               "packed_minus_original_db": {test_set: {s: scores["packed"][s] - scores["original"][s]
-                                                       for s in scores["packed"]} for test_set, scores in final.items()}}
+    results = {
+        "steps": args.steps,
+        "evaluated_at_step": evaluated,
+        "config": "TrainConfig defaults, steps and threads=1 set, seed 0",
+        "packed_bytes": sum(p.stat().st_size for p in list_images(args.packed)),
+        "original_bytes": sum(p.stat().st_size for p in list_images(args.original)),
+        "curves": {name: validation_curve(args.runs / name) for name in RUNS},
+        "final": final,
+        "packed_minus_original_db": {
+            test_set: {s: scores["packed"][s] - scores["original"][s] for s in scores["packed"]}
+            for test_set, scores in final.items()
+        },
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     plot(json.loads(json.dumps(results)), args.out / "probe.png")
