@@ -9,6 +9,7 @@ codecs, BD table), `rd_<metric>.png`, `side_by_side.png`, `table.md` and `summar
 
 `make rd-kodak` runs the Kodak benchmark exactly as committed in benchmarks/results/kodak.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,25 +37,39 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", type=Path, help="folder of images (e.g. the 24 Kodak PNGs)")
-    parser.add_argument("--codecs", default="all",
-                        help=f"comma-separated subset of {','.join(CODEC_NAMES)} (default: all)")
+    parser.add_argument("--codecs", default="all", help=f"comma-separated subset of {','.join(CODEC_NAMES)} (default: all)")
     parser.add_argument("--model", default=None, help="vqcodec model name (default: the library default)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images (quick runs)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: benchmarks/results/<dataset folder name>)")
-    parser.add_argument("--reference", type=Path, default=None,
-                        help="CSV of published curves on this dataset to draw and use as BD anchors "
-                             "(e.g. benchmarks/reference/compressai_kodak.csv for Kodak)")
-    parser.add_argument("--compare", default=None,
-                        help="comma-separated image names (without extension) for the side-by-side "
-                             "picture (default: the first 3 images)")
-    parser.add_argument("--compare-stages", type=int, default=None,
-                        help="vqcodec stage count shown in the side-by-side picture (default: all stages)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: benchmarks/results/<dataset folder name>)"
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="CSV of published curves on this dataset to draw and use as BD anchors "
+        "(e.g. benchmarks/reference/compressai_kodak.csv for Kodak)",
+    )
+    parser.add_argument(
+        "--compare",
+        default=None,
+        help="comma-separated image names (without extension) for the side-by-side picture (default: the first 3 images)",
+    )
+    parser.add_argument(
+        "--compare-stages",
+        type=int,
+        default=None,
+        help="vqcodec stage count shown in the side-by-side picture (default: all stages)",
+    )
     parser.add_argument("--crop", type=int, default=256, help="side of the centre crops in the picture")
     parser.add_argument("--max-bpp", type=float, default=2.0, help="right end of the plots' bpp axis")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="images measured in parallel, one single-threaded process each; keep it at "
-                             "or below the number of idle cores so timings stay single-core timings")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="images measured in parallel, one single-threaded process each; keep it at "
+        "or below the number of idle cores so timings stay single-core timings",
+    )
     args = parser.parse_args(argv)
     args.codecs = list(CODEC_NAMES) if args.codecs == "all" else [c.strip() for c in args.codecs.split(",")]
     unknown = sorted(set(args.codecs) - set(CODEC_NAMES))
@@ -78,8 +93,7 @@ def _init_worker(names: list[str], model: str | None) -> None:
 
 def _measure_image(item: tuple[str, object]) -> list[dict]:
     name, rgb = item
-    return [row for codec in _WORKER_CODECS for setting in codec.settings
-            for row in measure(codec, name, rgb, setting)]
+    return [row for codec in _WORKER_CODECS for setting in codec.settings for row in measure(codec, name, rgb, setting)]
 
 
 def run_points(images: dict, codecs: list[Codec], model: str | None, jobs: int) -> list[dict]:
@@ -114,8 +128,7 @@ def _compare_images(images: dict, names: str | None) -> dict:
     return chosen
 
 
-def _side_by_side(args: argparse.Namespace, images: dict, codecs: list[Codec], rows: list[dict],
-                  notes: list[str]) -> Path | None:
+def _side_by_side(args: argparse.Namespace, images: dict, codecs: list[Codec], notes: list[str]) -> Path | None:
     vq = next((c for c in codecs if c.name == "vqcodec"), None)
     chosen = _compare_images(images, args.compare)
     if vq is None or not chosen:
@@ -126,7 +139,7 @@ def _side_by_side(args: argparse.Namespace, images: dict, codecs: list[Codec], r
         notes.append(f"side-by-side picture not drawn: the model has no {stages}-stage setting")
         return None
     path = args.out / "side_by_side.png"
-    draw_side_by_side(matched_panels(chosen, codecs, rows, stages), args.crop, path)
+    draw_side_by_side(matched_panels(chosen, codecs, stages), args.crop, path)
     return path
 
 
@@ -140,12 +153,14 @@ def write_outputs(args: argparse.Namespace, curves: dict, meta: dict, reference:
     bd = bd_table(curves, reference)
     for name, document in curves.items():
         write_json(args.out / f"{name}.json", document)
-    write_json(args.out / "rd.json", {**meta, "curves": {n: f"{n}.json" for n in curves}, "bd": bd,
-                                      "same_rate_jpeg": same_rate_rows(curves)})
+    write_json(
+        args.out / "rd.json",
+        {**meta, "curves": {n: f"{n}.json" for n in curves}, "bd": bd, "same_rate_jpeg": same_rate_rows(curves)},
+    )
     plots = plot_all(curves, reference, f"{meta['dataset']} ({meta['images']} images)", args.out, args.max_bpp)
     figures = {f"RD curves, {m}": _figure_link(p) for m, p in plots.items() if m != "haarpsi"}
     if picture is not None:
-        figures["Side by side at matched bpp"] = _figure_link(picture)
+        figures["Side by side at matched file sizes"] = _figure_link(picture)
     (args.out / "table.md").write_text(tables_markdown(curves, bd, meta))
     (args.out / "summary.md").write_text(summary_markdown(curves, bd, meta, figures))
     print(bd_markdown(bd))
@@ -173,14 +188,24 @@ def main(argv: list[str] | None = None) -> int:
     scales = sorted({r["ms_ssim_scales"] for r in rows})
     if scales != [5]:
         notes.append(f"MS-SSIM used {scales} scales: images under 176 px cannot use 5")
-    picture = _side_by_side(args, images, codecs, rows, notes)
+    picture = _side_by_side(args, images, codecs, notes)
     reference = load_reference(args.reference) if args.reference else {}
-    meta = {"dataset": args.dataset.resolve().name, "images": len(images), "image_names": list(images),
-            "codecs": [c.name for c in codecs], "skipped": skipped, "notes": notes, "ms_ssim_scales": scales,
-            "threads": 1, "jobs": args.jobs, "platform": f"{platform.machine()}, Python {platform.python_version()}",
-            "command": "python benchmarks/rd.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-            "table": _figure_link(args.out / "table.md"), "wall_seconds": time.perf_counter() - start,
-            "cpu_seconds": _cpu_seconds() - start_cpu}
+    meta = {
+        "dataset": args.dataset.resolve().name,
+        "images": len(images),
+        "image_names": list(images),
+        "codecs": [c.name for c in codecs],
+        "skipped": skipped,
+        "notes": notes,
+        "ms_ssim_scales": scales,
+        "threads": 1,
+        "jobs": args.jobs,
+        "platform": f"{platform.machine()}, Python {platform.python_version()}",
+        "command": "python benchmarks/rd.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "table": _figure_link(args.out / "table.md"),
+        "wall_seconds": time.perf_counter() - start,
+        "cpu_seconds": _cpu_seconds() - start_cpu,
+    }
     write_outputs(args, summarize(rows, codecs), meta, reference, picture)
     print(f"wrote {args.out} in {meta['wall_seconds']:.0f} s", file=sys.stderr)
     return 0

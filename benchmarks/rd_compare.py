@@ -1,4 +1,6 @@
-"""Side-by-side crops of vqcodec and classic codecs at matched bit rates."""
+"""Side-by-side crops of vqcodec and classic codecs at matched file sizes: each classic codec's
+quality is searched, per image, for the file size closest to vqcodec's."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,13 +9,27 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from rd_codecs import Codec
+from vqcodec.evaluate import score
 
 COMPARED = ("jpeg", "webp", "avif")  # the codecs people already use on the web
 
 
-def _closest_row(rows: list[dict], curve: str, image: str, bpp: float) -> dict | None:
-    candidates = [r for r in rows if r["curve"] == curve and r["image"] == image]
-    return min(candidates, key=lambda r: abs(r["bpp"] - bpp), default=None)
+def matched_quality(codec: Codec, rgb: np.ndarray, target_bytes: int) -> tuple[int, bytes]:
+    """The integer quality in the codec's sweep range whose file of `rgb` is closest in size to
+    `target_bytes` (bisection: a file grows with quality), and that file."""
+    low, high = int(min(codec.settings)), int(max(codec.settings))
+    files = {}
+
+    def size(quality: int) -> int:
+        if quality not in files:
+            files[quality] = codec.encode(rgb, quality)
+        return len(files[quality])
+
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if size(middle) < target_bytes else (low, middle)
+    best = min((low, high), key=lambda quality: abs(size(quality) - target_bytes))
+    return best, files[best]
 
 
 def _center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -22,17 +38,19 @@ def _center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     return rgb[top : top + size, left : left + size]
 
 
-def matched_panels(images: dict[str, np.ndarray], codecs: list[Codec], rows: list[dict],
-                   stages: int) -> list[list[tuple[str, np.ndarray]]]:
-    """Decode, for each image, vqcodec at `stages` and each compared codec at its closest bpp.
+def _title(name: str, original: np.ndarray, size: int, decoded: np.ndarray) -> str:
+    """A panel's title: what coded it, its file size, bpp and PSNR."""
+    bpp = 8.0 * size / (original.shape[0] * original.shape[1])
+    return f"{name}\n{size:,} B, {bpp:.3f} bpp, {score(original, decoded)['psnr']:.2f} dB"
 
-    Each classic codec uses the setting whose bpp on that image is closest to vqcodec's;
-    pixels come from re-encoding that point (the codecs are deterministic), labels from
-    the measured rows.
+
+def matched_panels(images: dict[str, np.ndarray], codecs: list[Codec], stages: int) -> list[list[tuple[str, np.ndarray]]]:
+    """Decode, for each image, vqcodec at `stages` and each compared codec at the quality whose
+    file is closest in size to vqcodec's (`matched_quality`).
 
     Returns:
         Per image, `(title, rgb [H,W,3] uint8)` panels: original, every vqcodec decoder, then
-        JPEG/WebP/AVIF where they ran.
+        JPEG/WebP/AVIF where they ran, each titled with its bytes, bpp and PSNR.
     """
     by_name = {c.name: c for c in codecs}
     vq = by_name["vqcodec"]
@@ -40,15 +58,14 @@ def matched_panels(images: dict[str, np.ndarray], codecs: list[Codec], rows: lis
     for image, rgb in images.items():
         panels = [(f"{image}\noriginal", rgb)]
         data = vq.encode(rgb, stages)
-        target = 8.0 * len(data) / (rgb.shape[0] * rgb.shape[1])
+
         for decoder in vq.decoders:
-            row = _closest_row(rows, vq.curve(decoder), image, target)
-            panels.append((f"{vq.curve_label(decoder)}, {stages} stages\n{row['bpp']:.3f} bpp, {row['psnr']:.2f} dB",
-                           vq.decode(data, decoder)))
+            decoded = vq.decode(data, decoder)
+            panels.append((_title(f"{vq.curve_label(decoder)}, {stages} stages", rgb, len(data), decoded), decoded))
         for codec in (by_name[n] for n in COMPARED if n in by_name):
-            row = _closest_row(rows, codec.name, image, target)
-            title = f"{codec.label} {codec.setting_name} {row['setting']:g}\n{row['bpp']:.3f} bpp, {row['psnr']:.2f} dB"
-            panels.append((title, codec.decode(codec.encode(rgb, row["setting"]), None)))
+            quality, encoded = matched_quality(codec, rgb, len(data))
+            decoded = codec.decode(encoded, None)
+            panels.append((_title(f"{codec.label} {codec.setting_name} {quality}", rgb, len(encoded), decoded), decoded))
         grid.append(panels)
     return grid
 

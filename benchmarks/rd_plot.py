@@ -1,10 +1,15 @@
-"""Rate–distortion plots: one PNG per metric, measured curves plus published reference lines."""
+"""Rate–distortion plots: one PNG per metric, measured curves plus published reference lines.
+
+The rate axis is logarithmic: codecs' curves span 0.05–3 bpp, and on a linear axis vqcodec's
+0.1–0.4 bpp would be squeezed into the left edge."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # the object API needs no display backend or global state
+from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
 from rd_reference import SOURCE
 from rd_report import TEST_CODEC, ms_ssim_db
@@ -17,6 +22,8 @@ METRICS = {
 }
 # Published curves are grey with one dash pattern each, so measured curves keep the colours.
 REFERENCE_DASHES = ((6, 2), (2, 2), (6, 2, 2, 2), (10, 3), (1, 1), (4, 4))
+MIN_BPP = 0.05  # left end of the rate axis
+RATE_TICKS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0)
 
 
 def _values(points: dict, metric: str) -> tuple[list[float], list[float]]:
@@ -26,8 +33,9 @@ def _values(points: dict, metric: str) -> tuple[list[float], list[float]]:
     return bpp, (transform(values) if transform else values)
 
 
-def plot_metric(curves: dict[str, dict], reference: dict[str, dict[str, list[float]]], metric: str,
-                title: str, path: Path, max_bpp: float) -> None:
+def plot_metric(
+    curves: dict[str, dict], reference: dict[str, dict[str, list[float]]], metric: str, title: str, path: Path, max_bpp: float
+) -> None:
     """Draw `metric` against bpp for every curve and the reference curves that have it.
 
     Args:
@@ -43,15 +51,27 @@ def plot_metric(curves: dict[str, dict], reference: dict[str, dict[str, list[flo
     for curve in curves.values():
         bpp, values = _values(curve["results"], metric)
         is_test = curve["codec"] == TEST_CODEC
-        ax.plot(bpp, values, marker="o", markersize=4 if is_test else 3, linewidth=2.4 if is_test else 1.3,
-                label=curve["label"], zorder=3 if is_test else 2)
+        ax.plot(
+            bpp,
+            values,
+            marker="o",
+            markersize=4 if is_test else 3,
+            linewidth=2.4 if is_test else 1.3,
+            label=curve["label"],
+            zorder=3 if is_test else 2,
+        )
     for (label, points), dashes in zip(reference.items(), REFERENCE_DASHES):
         if metric in points:
             bpp, values = _values(points, metric)
             ax.plot(bpp, values, color="0.3", dashes=dashes, linewidth=1.0, label=f"{label} (published)")
-    ax.set_xlim(0, max_bpp)
+    ax.set_xscale("log")
+    ax.set_xlim(MIN_BPP, max_bpp)
+    ax.xaxis.set_major_locator(FixedLocator([t for t in RATE_TICKS if t <= max_bpp]))
+    ax.xaxis.set_major_formatter(lambda value, _: f"{value:g}")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     _fit_y(ax, curves, reference, metric, max_bpp)
-    ax.set_xlabel("bits per pixel (real file size)")
+    ax.set_xlabel("bits per pixel (real file size, log scale)")
     ax.set_ylabel(METRICS[metric][0])
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -67,7 +87,7 @@ def _fit_y(ax: Axes, curves: dict[str, dict], reference: dict, metric: str, max_
     shown = []
     for points in [c["results"] for c in curves.values()] + [p for p in reference.values() if metric in p]:
         bpp, values = _values(points, metric)
-        shown += [v for b, v in zip(bpp, values) if b <= max_bpp]
+        shown += [v for b, v in zip(bpp, values) if MIN_BPP <= b <= max_bpp]
     if shown:
         margin = 0.03 * (max(shown) - min(shown) or 1.0)
         ax.set_ylim(min(shown) - margin, max(shown) + margin)
