@@ -1,5 +1,6 @@
 """Tests of the .vqc container format (vqcodec.bitstream): round trips, the golden layout,
 every header error, truncation at every byte and single-bit corruption at every bit."""
+
 from __future__ import annotations
 
 import random
@@ -9,26 +10,64 @@ import zlib
 import pytest
 
 from vqcodec.bitstream import (
-    ALPHA_MODES, FORMAT_VERSION, MAGIC, MODES, BitstreamError, Header, pack, read_header, unpack,
+    ALPHA_MODES,
+    FORMAT_VERSION,
+    MAGIC,
+    MAX_EXIF_BYTES,
+    MAX_ICC_BYTES,
+    MODES,
+    BitstreamError,
+    Header,
+    pack,
+    read_header,
+    unpack,
+    unpack_metadata,
 )
 
 # An independent statement of the v1 layout (docs/format.md), so that a change to the
 # module's own structs cannot silently change the format under these tests.
 FIXED = struct.Struct("<4sBBBBHHIBB8s8s")
 
-BASE = dict(model_id="vq-f8", weights_hash=bytes(range(8)), prior="static",
-            prior_hash=bytes(8), width=20, height=13, mode="RGBA", stride=8, codebook_size=256)
+BASE = dict(
+    model_id="vq-f8",
+    weights_hash=bytes(range(8)),
+    prior="static",
+    prior_hash=bytes(8),
+    width=20,
+    height=13,
+    mode="RGBA",
+    stride=8,
+    codebook_size=256,
+)
 ALPHA = b"AL"
 PAYLOADS = [b"s0", b"", b"s2x"]
 # pack(**BASE, alpha=ALPHA, stage_payloads=PAYLOADS), written out byte by byte.
 GOLDEN = bytes.fromhex(
-    "89565143" "01" "00" "02" "08" "1400" "0d00" "00010000" "03" "05"   # magic .. id length
-    "0001020304050607" "0000000000000000"                                # weights, prior hash
-    "76712d6638"                                                         # "vq-f8"
-    "02000000" "0061d1d7"                                                # alpha length, CRC
-    "02000000" "66081263" "00000000" "00000000" "03000000" "64a2581a"    # stages 1..3
-    "375cd5f3"                                                           # header CRC
-    "414c" "7330" "733278"                                               # alpha, stage payloads
+    "89565143"
+    "01"
+    "00"
+    "02"
+    "08"
+    "1400"
+    "0d00"
+    "00010000"
+    "03"
+    "05"  # magic .. id length
+    "0001020304050607"
+    "0000000000000000"  # weights, prior hash
+    "76712d6638"  # "vq-f8"
+    "02000000"
+    "0061d1d7"  # alpha length, CRC
+    "02000000"
+    "66081263"
+    "00000000"
+    "00000000"
+    "03000000"
+    "64a2581a"  # stages 1..3
+    "375cd5f3"  # header CRC
+    "414c"
+    "7330"
+    "733278"  # alpha, stage payloads
 )
 
 
@@ -42,15 +81,37 @@ def raw_header(**changes: object) -> bytes:
     Keyword changes override: the BASE fields (given as raw codes for prior and mode),
     version, stages, id_length, segments (list of (length, crc), alpha first) and magic.
     """
-    fields = dict(magic=MAGIC, version=FORMAT_VERSION, prior=0, mode=1, stride=8, width=20,
-                  height=13, codebook_size=256, stages=1, model_id=b"vq-f8",
-                  weights_hash=bytes(range(8)), prior_hash=bytes(8), segments=[(0, 0), (4, 0)])
+    fields = dict(
+        magic=MAGIC,
+        version=1,
+        prior=0,
+        mode=1,
+        stride=8,
+        width=20,
+        height=13,
+        codebook_size=256,
+        stages=1,
+        model_id=b"vq-f8",
+        weights_hash=bytes(range(8)),
+        prior_hash=bytes(8),
+        segments=[(0, 0), (4, 0)],
+    )
     fields.update(changes)
     id_length = fields.pop("id_length", len(fields["model_id"]))
-    body = FIXED.pack(fields["magic"], fields["version"], fields["prior"], fields["mode"],
-                      fields["stride"], fields["width"], fields["height"],
-                      fields["codebook_size"], fields["stages"], id_length,
-                      fields["weights_hash"], fields["prior_hash"])
+    body = FIXED.pack(
+        fields["magic"],
+        fields["version"],
+        fields["prior"],
+        fields["mode"],
+        fields["stride"],
+        fields["width"],
+        fields["height"],
+        fields["codebook_size"],
+        fields["stages"],
+        id_length,
+        fields["weights_hash"],
+        fields["prior_hash"],
+    )
     body += fields["model_id"] + b"".join(struct.pack("<II", *s) for s in fields["segments"])
     return body + struct.pack("<I", zlib.crc32(body))
 
@@ -61,9 +122,14 @@ def test_golden_bytes():
 
 def test_golden_header_fields():
     header = read_header(GOLDEN)
-    assert header == Header(**BASE, stages=3, alpha_length=2, stage_lengths=(2, 0, 3),
-                            alpha_crc=zlib.crc32(ALPHA),
-                            stage_crcs=tuple(zlib.crc32(p) for p in PAYLOADS))
+    assert header == Header(
+        **BASE,
+        stages=3,
+        alpha_length=2,
+        stage_lengths=(2, 0, 3),
+        alpha_crc=zlib.crc32(ALPHA),
+        stage_crcs=tuple(zlib.crc32(p) for p in PAYLOADS),
+    )
     assert header.grid == (2, 3)
     assert header.header_size == 75
     assert header.total_size == len(GOLDEN) == 82
@@ -92,14 +158,20 @@ def test_round_trip_random_fields():
     for _ in range(200):
         width, height = rng.randint(1, 65535), rng.randint(1, 4096)
         mode = rng.choice(MODES)
-        fields = dict(model_id="".join(rng.choices("abz09._-", k=rng.randint(1, 64))),
-                      weights_hash=rng.randbytes(8), prior="context",
-                      prior_hash=rng.randbytes(8), width=width, height=height, mode=mode,
-                      stride=rng.choice((4, 8, 16)), codebook_size=rng.randint(2, 65536))
+        fields = dict(
+            model_id="".join(rng.choices("abz09._-", k=rng.randint(1, 64))),
+            weights_hash=rng.randbytes(8),
+            prior="context",
+            prior_hash=rng.randbytes(8),
+            width=width,
+            height=height,
+            mode=mode,
+            stride=rng.choice((4, 8, 16)),
+            codebook_size=rng.randint(2, 65536),
+        )
         alpha = rng.randbytes(rng.randint(1, 40)) if mode in ALPHA_MODES else b""
         payloads = [rng.randbytes(rng.randint(0, 40)) for _ in range(rng.randint(1, 16))]
-        header, got_alpha, got_payloads = unpack(pack(**fields, alpha=alpha,
-                                                      stage_payloads=payloads))
+        header, got_alpha, got_payloads = unpack(pack(**fields, alpha=alpha, stage_payloads=payloads))
         assert (got_alpha, got_payloads) == (alpha, payloads)
         assert {k: getattr(header, k) for k in fields} == fields
 
@@ -123,17 +195,16 @@ def test_rejects_non_bytes():
         pack(**BASE, alpha=ALPHA, stage_payloads=["text"])
 
 
-@pytest.mark.parametrize("data", [b"", b"hello world, this is a text file" * 4, b"\x89PNG\r\n",
-                                  b"\x89VQD" + GOLDEN[4:]])
+@pytest.mark.parametrize("data", [b"", b"hello world, this is a text file" * 4, b"\x89PNG\r\n", b"\x89VQD" + GOLDEN[4:]])
 def test_bad_magic(data: bytes):
     with pytest.raises(BitstreamError, match="not a vqcodec file"):
         read_header(data)
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_unsupported_version(version: int):
     data = GOLDEN[:4] + bytes([version]) + GOLDEN[5:]
-    with pytest.raises(BitstreamError, match=f"version {version}; this build reads version 1"):
+    with pytest.raises(BitstreamError, match=f"version {version}; this build reads versions 1, 2"):
         unpack(data)
     # The version is judged before the rest, so a short future-version file says so too.
     with pytest.raises(BitstreamError, match="unsupported vqcodec format version"):
@@ -187,31 +258,43 @@ def test_invalid_header_field(changes: dict, message: str):
 
 
 def test_largest_valid_header():
-    data = raw_header(model_id=b"z" * 64, stages=16, width=65535, height=4096, stride=4,
-                      codebook_size=65536, mode=2, prior=1, prior_hash=b"\xff" * 8,
-                      segments=[(2 * 65535 * 4096 + 1024, 0)] + [(0, 0)] * 16)
+    data = raw_header(
+        model_id=b"z" * 64,
+        stages=16,
+        width=65535,
+        height=4096,
+        stride=4,
+        codebook_size=65536,
+        mode=2,
+        prior=1,
+        prior_hash=b"\xff" * 8,
+        segments=[(2 * 65535 * 4096 + 1024, 0)] + [(0, 0)] * 16,
+    )
     header = read_header(data)
     assert header.header_size == len(data) == 34 + 64 + 8 * 17 + 4
     assert header.grid == (1024, 16384)
 
 
-@pytest.mark.parametrize("changes,message", [
-    (dict(model_id="Model"), "model_id"),
-    (dict(model_id="a" * 65), "model_id"),
-    (dict(model_id="caf\u00e9"), "model_id"),
-    (dict(weights_hash=bytes(7)), "weights_hash"),
-    (dict(prior="learned"), "prior"),
-    (dict(prior_hash=b"\x01" * 8), "prior_hash"),
-    (dict(width=65536), "width"),
-    (dict(height=-1), "height"),
-    (dict(width=20.0), "width"),
-    (dict(mode="CMYK"), "mode"),
-    (dict(stride=32), "stride"),
-    (dict(stride=8.0), "stride"),
-    (dict(codebook_size=70000), "codebook_size"),
-    (dict(mode="RGB"), "alpha_length"),
-    (dict(mode="RGBA", width=1, height=1), "alpha_length"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        (dict(model_id="Model"), "model_id"),
+        (dict(model_id="a" * 65), "model_id"),
+        (dict(model_id="caf\u00e9"), "model_id"),
+        (dict(weights_hash=bytes(7)), "weights_hash"),
+        (dict(prior="learned"), "prior"),
+        (dict(prior_hash=b"\x01" * 8), "prior_hash"),
+        (dict(width=65536), "width"),
+        (dict(height=-1), "height"),
+        (dict(width=20.0), "width"),
+        (dict(mode="CMYK"), "mode"),
+        (dict(stride=32), "stride"),
+        (dict(stride=8.0), "stride"),
+        (dict(codebook_size=70000), "codebook_size"),
+        (dict(mode="RGB"), "alpha_length"),
+        (dict(mode="RGBA", width=1, height=1), "alpha_length"),
+    ],
+)
 def test_pack_rejects_invalid_fields(changes: dict, message: str):
     alpha = b"\x00" * 1100
     with pytest.raises(BitstreamError, match=f"invalid header field {message}"):
@@ -254,15 +337,13 @@ def test_truncation_at_every_offset():
 def test_truncation_messages():
     with pytest.raises(BitstreamError, match="header needs at least 34 bytes, only 20"):
         unpack(GOLDEN[:20])
-    with pytest.raises(BitstreamError, match="expected 82 bytes, got 76; the alpha segment is "
-                                             "incomplete$"):
+    with pytest.raises(BitstreamError, match="expected 82 bytes, got 76; the alpha segment is incomplete$"):
         unpack(GOLDEN[:76])
-    with pytest.raises(BitstreamError, match="expected 82 bytes, got 81; stage 3 of 3 is "
-                                             "incomplete; it can still be decoded with "
-                                             "stages<=2$"):
+    with pytest.raises(
+        BitstreamError, match="expected 82 bytes, got 81; stage 3 of 3 is incomplete; it can still be decoded with stages<=2$"
+    ):
         unpack(GOLDEN[:81])
-    with pytest.raises(BitstreamError, match="expected 79 bytes, got 78; stage 1 of 3 is "
-                                             "incomplete$"):
+    with pytest.raises(BitstreamError, match="expected 79 bytes, got 78; stage 1 of 3 is incomplete$"):
         unpack(GOLDEN[:78], stages=1)
 
 
@@ -290,3 +371,80 @@ def test_payload_checksum_names_the_segment():
 def test_trailing_data(stages: int | None):
     with pytest.raises(BitstreamError, match="trailing data: 1 bytes after the end"):
         unpack(GOLDEN + b"\x00", stages=stages)
+
+
+# Version 2: the ICC profile and EXIF segments, between alpha and the stages.
+ICC, EXIF = b"icc-bytes", b"II*\x00exif"
+
+
+def metadata_file() -> bytes:
+    return pack(**BASE, alpha=ALPHA, stage_payloads=PAYLOADS, icc_profile=ICC, exif=EXIF)
+
+
+def test_metadata_makes_a_version_2_stream_and_comes_back():
+    data = metadata_file()
+    header = read_header(data)
+    assert FORMAT_VERSION == 2 and data[4] == 2 and header.version == 2
+    assert (header.icc_length, header.exif_length) == (len(ICC), len(EXIF))
+    assert header.header_size == 75 + 16 and header.total_size == len(data) == 82 + 16 + len(ICC) + len(EXIF)
+    assert data[header.header_size : header.header_size + 2 + len(ICC) + len(EXIF)] == ALPHA + ICC + EXIF
+    assert unpack(data) == (header, ALPHA, PAYLOADS)
+    assert unpack_metadata(data) == (ICC, EXIF)
+    assert unpack_metadata(data[: header.prefix_size(0)]) == (ICC, EXIF)  # a prefix that holds them is enough
+    assert unpack(data[: header.prefix_size(1)], stages=1)[2] == PAYLOADS[:1]
+    assert unpack_metadata(GOLDEN) == (b"", b"")
+    only_exif = pack(**BASE, alpha=ALPHA, stage_payloads=PAYLOADS, exif=EXIF)
+    assert unpack_metadata(only_exif) == (b"", EXIF)
+
+
+def test_version_2_layout():
+    """The segment table as docs/format.md states it (the CRCs of the little-endian fields)."""
+    data = metadata_file()
+    table = data[34 + 5 : 34 + 5 + 8 * 3]
+    assert struct.unpack("<IIIIII", table) == (2, zlib.crc32(ALPHA), len(ICC), zlib.crc32(ICC), len(EXIF), zlib.crc32(EXIF))
+    assert data[:5] == GOLDEN[:4] + b"\x02" and data[5:39] == GOLDEN[5:39]
+
+
+def test_without_metadata_the_stream_stays_version_1():
+    assert pack(**BASE, alpha=ALPHA, stage_payloads=PAYLOADS, icc_profile=b"", exif=b"") == GOLDEN
+
+
+@pytest.mark.parametrize("segment", ["ICC profile", "EXIF"])
+def test_a_corrupted_metadata_segment_is_detected(segment: str):
+    data = bytearray(metadata_file())
+    header = read_header(data)
+    offset = header.header_size + len(ALPHA) + (0 if segment == "ICC profile" else len(ICC))
+    data[offset] ^= 0x01
+    for reader in (unpack, unpack_metadata):
+        with pytest.raises(BitstreamError, match=f"checksum mismatch in {segment} segment"):
+            reader(bytes(data))
+
+
+def test_metadata_sizes_are_bounded_and_truncation_is_named():
+    with pytest.raises(BitstreamError, match="icc_length"):
+        Header(
+            **BASE,
+            stages=1,
+            alpha_length=2,
+            stage_lengths=(0,),
+            alpha_crc=0,
+            stage_crcs=(0,),
+            icc_length=MAX_ICC_BYTES + 1,
+            version=2,
+        )
+    with pytest.raises(BitstreamError, match="exif_length"):
+        Header(
+            **BASE,
+            stages=1,
+            alpha_length=2,
+            stage_lengths=(0,),
+            alpha_crc=0,
+            stage_crcs=(0,),
+            exif_length=MAX_EXIF_BYTES + 1,
+            version=2,
+        )
+    with pytest.raises(BitstreamError, match="version 1 has no ICC profile"):
+        Header(**BASE, stages=1, alpha_length=2, stage_lengths=(0,), alpha_crc=0, stage_crcs=(0,), icc_length=4)
+    data = metadata_file()
+    with pytest.raises(BitstreamError, match="the alpha or metadata segments are incomplete"):
+        unpack_metadata(data[: read_header(data).header_size + 5])

@@ -1,4 +1,5 @@
 """The vqcodec command line through click's CliRunner: exit codes, --force, no partial outputs."""
+
 from __future__ import annotations
 
 import errno
@@ -6,6 +7,8 @@ import json
 import os
 import stat
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -180,7 +183,18 @@ def test_inpaint_changes_only_the_masked_cells(workdir):
     mask = np.zeros((96, 128), np.uint8)
     mask[32:64, 40:80] = 255
     Image.fromarray(mask).save(workdir / "mask.png")
-    result = run("inpaint", workdir / "a.png", workdir / "mask.png", workdir / "edit.png", "--seed", 1, "--steps", 2, "--decoder", "fidelity")
+    result = run(
+        "inpaint",
+        workdir / "a.png",
+        workdir / "mask.png",
+        workdir / "edit.png",
+        "--seed",
+        1,
+        "--steps",
+        2,
+        "--decoder",
+        "fidelity",
+    )
     assert result.exit_code == 0, result.output
     edited = np.asarray(Image.open(workdir / "edit.png"))
     reconstruction = np.asarray(vqcodec.decompress(vqcodec.compress(workdir / "a.png", rdo=0)))  # nearest codewords
@@ -247,13 +261,18 @@ def test_warnings_are_one_line_without_source_paths(workdir):
     result = CliRunner().invoke(main, ["encode", str(workdir / "deep.png"), str(workdir / "deep.vqc")])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("warning:") and "16-bit" in lines[0] and ".py" not in lines[0]
+    assert len(lines) == 2 and lines[0].startswith("warning:") and "16-bit" in lines[0] and ".py" not in lines[0]
+    assert lines[1].startswith(f"{workdir / 'deep.vqc'}: ")  # the result line
+    quiet = CliRunner().invoke(main, ["encode", "--quiet", "--force", str(workdir / "deep.png"), str(workdir / "deep.vqc")])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
 
 
 def png_header(width: int, height: int) -> bytes:
     """A PNG that declares its size and holds no pixels: enough for Pillow's size checks."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
 
 
@@ -274,7 +293,9 @@ def test_a_batch_goes_on_past_bad_inputs_and_reports_each_once(workdir):
     assert failures[0] == f"Error: {workdir / 'junk.png'} is not an image Pillow can read"
     assert failures[1] == f"Error: {workdir / 'gone.png'}: No such file or directory"
     (workdir / "junk.vqc").write_bytes(b"\x89VQC\x01 cut short")
-    decoded = run("decode", workdir / "enc" / "a.vqc", workdir / "junk.vqc", workdir / "enc" / "b.vqc", "--out-dir", workdir / "dec")
+    decoded = run(
+        "decode", workdir / "enc" / "a.vqc", workdir / "junk.vqc", workdir / "enc" / "b.vqc", "--out-dir", workdir / "dec"
+    )
     assert decoded.exit_code == 1 and sorted(p.name for p in (workdir / "dec").iterdir()) == ["a.png", "b.png"]
     lines = error_lines(decoded)
     assert lines[-2].startswith(f"Error: {workdir / 'junk.vqc'}: file is truncated") and lines[-2].count("junk.vqc") == 1
@@ -287,8 +308,10 @@ def test_jobs_code_files_in_parallel_processes_with_the_same_bytes(workdir):
     inputs = [workdir / "a.png", workdir / "junk.png", workdir / "b.png"]
     result = run("encode", *inputs, "--out-dir", workdir / "par", "--jobs", 2, "--stages", 1)
     assert result.exit_code == 1, result.output
-    assert error_lines(result)[-2:] == [f"Error: {workdir / 'junk.png'} is not an image Pillow can read",
-                                        "encoding: 2 of 3 files done, 1 failed"]
+    assert error_lines(result)[-2:] == [
+        f"Error: {workdir / 'junk.png'} is not an image Pillow can read",
+        "encoding: 2 of 3 files done, 1 failed",
+    ]
     assert run("encode", workdir / "a.png", workdir / "b.png", "--out-dir", workdir / "seq", "--stages", 1).exit_code == 0
     for name in ("a.vqc", "b.vqc"):
         assert (workdir / "par" / name).read_bytes() == (workdir / "seq" / name).read_bytes()
@@ -331,3 +354,75 @@ def test_an_unwritable_output_names_the_output_not_the_temporary_file(workdir, m
     result = run("encode", workdir / "a.png", workdir / "x.vqc")
     assert result.exit_code == 1 and ".tmp" not in result.output
     assert error_lines(result) == [f"Error: {workdir / 'a.png'}: cannot write {workdir / 'x.vqc'}: Read-only file system"]
+
+
+def test_quality_output_option_and_the_result_line(workdir):
+    result = run("encode", workdir / "a.png", "-o", workdir / "q.vqc", "-q", 10, "--threads", 1)
+    assert result.exit_code == 0, result.output
+    assert json.loads(run("info", workdir / "q.vqc", "--json").output)["stages"] == 1  # quality 10 of 4 stages
+    size = (workdir / "q.vqc").stat().st_size
+    assert result.stderr == f"{workdir / 'q.vqc'}: {size:,} bytes, {8 * size / (128 * 96):.4f} bpp\n"
+    stats = run("encode", workdir / "a.png", "--output", workdir / "s.vqc", "--quality", 100, "--stats")
+    assert stats.exit_code == 0 and " dB" in stats.stderr
+    psnr = float(stats.stderr.split("PSNR ")[1].split(" dB")[0])
+    assert 20 < psnr < 60
+    quiet = run("encode", "--quiet", "-", "-", input=(workdir / "a.png").read_bytes())
+    assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout_bytes.startswith(b"\x89VQC")
+    decoded = run("decode", workdir / "q.vqc", "-o", workdir / "q.png", "--quiet", "--threads", 1)
+    assert decoded.exit_code == 0 and decoded.stderr == "" and Image.open(workdir / "q.png").size == (128, 96)
+    for usage in (
+        ["-q", 50, "--stages", 2, workdir / "a.png", workdir / "x.vqc"],
+        ["-q", 101, workdir / "a.png", workdir / "x.vqc"],
+        [workdir / "a.png", workdir / "b.png", "-o", workdir / "x.vqc"],
+        [workdir / "a.png", "-o", workdir / "x.vqc", "--out-dir", workdir / "d"],
+    ):
+        assert run("encode", *usage).exit_code == 2
+    assert not (workdir / "x.vqc").exists()
+
+
+def command_line(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_the_cli_module_imports_no_torch():
+    loaded = command_line("-c", "import sys, vqcodec.cli; print(sorted(m for m in sys.modules if m.startswith('torch')))")
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "[]", loaded.stderr
+
+
+def test_help_and_version_through_python_m():
+    from vqcodec import __version__
+
+    helped = command_line("-m", "vqcodec", "--help")
+    assert helped.returncode == 0 and "encode" in helped.stdout and "train-prior" in helped.stdout
+    version = command_line("-m", "vqcodec", "-V")
+    assert version.returncode == 0 and version.stdout.strip() == f"vqcodec, version {__version__}"
+
+
+def test_training_commands_load_on_use_with_their_own_summary():
+    import click
+
+    from vqcodec.cli import LAZY_COMMANDS
+
+    for name, (_, _, summary) in LAZY_COMMANDS.items():
+        command = main.get_command(click.Context(main), name)
+        assert click.Command(name, help=summary).get_short_help_str(500) == command.get_short_help_str(500)
+    assert run("train-prior", "--help").exit_code == 0
+
+
+def test_metadata_round_trips_through_the_command_line_and_strip_drops_it(workdir):
+    from tests.test_api import write_jpeg_with_metadata
+
+    icc = write_jpeg_with_metadata(workdir / "photo.jpg")
+    assert run("encode", workdir / "photo.jpg", workdir / "photo.vqc", "--stages", 1).exit_code == 0
+    assert json.loads(run("info", workdir / "photo.vqc", "--json").output)["icc_bytes"] == len(icc)
+    assert run("decode", workdir / "photo.vqc", workdir / "photo.png").exit_code == 0
+    with Image.open(workdir / "photo.png") as decoded:
+        assert decoded.size == (32, 48) and decoded.info["icc_profile"] == icc and decoded.getexif()[0x0112] == 1
+    assert run("encode", workdir / "photo.jpg", workdir / "bare.vqc", "--stages", 1, "--strip").exit_code == 0
+    assert run("decode", workdir / "bare.vqc", workdir / "bare.png").exit_code == 0
+    with Image.open(workdir / "bare.png") as decoded:
+        assert decoded.size == (32, 48) and "icc_profile" not in decoded.info and "exif" not in decoded.info
+    Image.open(workdir / "a.png").save(workdir / "bad.png", icc_profile=b"damaged" * 30)
+    refused = run("encode", workdir / "bad.png", workdir / "bad.vqc")
+    assert refused.exit_code == 1 and "ICC profile is damaged" in refused.output and "--strip" in refused.output
+    assert not (workdir / "bad.vqc").exists()

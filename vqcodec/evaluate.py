@@ -5,6 +5,7 @@ vqcodec curves of benchmarks/rd.py.
 Results follow CompressAI's JSON schema (`name`, `description`, `results` with one list per
 metric and one entry per operating point), with the per-image rows next to them.
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,14 @@ from vqcodec.imaging import prepare_image
 from vqcodec.metrics import haarpsi, max_ms_ssim_scales, ms_ssim, psnr
 
 # Row key → key in the CompressAI `results` dict.
-RESULT_KEYS = {"bpp": "bpp", "psnr": "psnr-rgb", "ms_ssim": "ms-ssim-rgb", "haarpsi": "haarpsi-rgb",
-               "encode_s": "encoding_time", "decode_s": "decoding_time"}
+RESULT_KEYS = {
+    "bpp": "bpp",
+    "psnr": "psnr-rgb",
+    "ms_ssim": "ms-ssim-rgb",
+    "haarpsi": "haarpsi-rgb",
+    "encode_s": "encoding_time",
+    "decode_s": "decoding_time",
+}
 
 
 def _tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -50,11 +57,20 @@ def score(original: np.ndarray, decoded: np.ndarray) -> dict[str, float | int | 
         }
 
 
+def stream_psnr(image, data: bytes, **options) -> float:
+    """PSNR (dB, 8-bit RGB) of the stream `data` decoded (`options` as in `decompress`)
+    against `image`, anything `compress` takes, as `compress` saw it."""
+    original = prepare_image(image).rgb
+    decoded = np.asarray(decompress(data, **options).convert("RGB"))
+    with torch.no_grad():
+        return float(psnr(_tensor(original), _tensor(decoded)))
+
+
 class Timer:
     """Wall-clock and process CPU seconds of a block. CPU time stays meaningful on a busy
     machine, where other processes inflate wall time; single-threaded, the two agree when idle."""
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self._wall, self._cpu = time.perf_counter(), time.process_time()
         return self
 
@@ -62,9 +78,16 @@ class Timer:
         self.wall, self.cpu = time.perf_counter() - self._wall, time.process_time() - self._cpu
 
 
-def measure_image(image, *, stages: Iterable[int] | None = None, decoders: Iterable[str] = ("fidelity",),
-                  model: str | Path | None = None, prior_file: str | Path | None = None, rdo: float | None = None,
-                  device: str | torch.device | None = "cpu") -> list[dict]:
+def measure_image(
+    image,
+    *,
+    stages: Iterable[int] | None = None,
+    decoders: Iterable[str] = ("fidelity",),
+    model: str | Path | None = None,
+    prior_file: str | Path | None = None,
+    rdo: float | None = None,
+    device: str | torch.device | None = "cpu",
+) -> list[dict]:
     """Encode `image` (anything `compress` takes) at each stage count and decode each stream
     with each decoder; `model`, `prior_file`, `rdo` and `device` as in `compress`.
 
@@ -82,14 +105,22 @@ def measure_image(image, *, stages: Iterable[int] | None = None, decoders: Itera
             data = compress(source, stages=count, model=model, prior_file=prior_file, rdo=rdo, device=device)
         for decoder in decoders:
             with Timer() as decode_time:
-                decoded = np.asarray(decompress(data, decoder=decoder, model=model, prior_file=prior_file,
-                                                device=device).convert("RGB"))
-            rows.append({
-                "stages": count, "decoder": decoder, "bytes": len(data), "bpp": 8.0 * len(data) / (height * width),
-                **score(prepared.rgb, decoded),
-                "encode_s": encode_time.wall, "decode_s": decode_time.wall,
-                "encode_cpu_s": encode_time.cpu, "decode_cpu_s": decode_time.cpu,
-            })
+                decoded = np.asarray(
+                    decompress(data, decoder=decoder, model=model, prior_file=prior_file, device=device).convert("RGB")
+                )
+            rows.append(
+                {
+                    "stages": count,
+                    "decoder": decoder,
+                    "bytes": len(data),
+                    "bpp": 8.0 * len(data) / (height * width),
+                    **score(prepared.rgb, decoded),
+                    "encode_s": encode_time.wall,
+                    "decode_s": decode_time.wall,
+                    "encode_cpu_s": encode_time.cpu,
+                    "decode_cpu_s": decode_time.cpu,
+                }
+            )
     return rows
 
 
@@ -112,9 +143,17 @@ def _mean(values: list) -> float | None:
     return float(np.mean(present)) if present else None
 
 
-def evaluate(images: Mapping[str, object] | Iterable[str | Path], *, stages: Iterable[int] | None = None,
-             decoder: str = "fidelity", model: str | Path | None = None, prior_file: str | Path | None = None,
-             rdo: float | None = None, device: str | torch.device | None = "cpu", progress: bool = False) -> dict:
+def evaluate(
+    images: Mapping[str, object] | Iterable[str | Path],
+    *,
+    stages: Iterable[int] | None = None,
+    decoder: str = "fidelity",
+    model: str | Path | None = None,
+    prior_file: str | Path | None = None,
+    rdo: float | None = None,
+    device: str | torch.device | None = "cpu",
+    progress: bool = False,
+) -> dict:
     """Measure every image at every operating point (`stages`, default 1..S) with `decoder`.
 
     Args:
@@ -139,12 +178,25 @@ def evaluate(images: Mapping[str, object] | Iterable[str | Path], *, stages: Ite
         for name, image in images.items():
             for count in points:
                 bar.set_description(f"{Path(name).name} {count} stages")
-                rows += [{"image": name, **row} for row in measure_image(
-                    image, stages=[count], decoders=[decoder], model=model, prior_file=prior_file, rdo=rdo, device=device)]
+                rows += [
+                    {"image": name, **row}
+                    for row in measure_image(
+                        image, stages=[count], decoders=[decoder], model=model, prior_file=prior_file, rdo=rdo, device=device
+                    )
+                ]
                 bar.update()
-    results = {key: [_mean([row[row_key] for row in rows if row["stages"] == count]) for count in points]
-               for row_key, key in RESULT_KEYS.items()}
-    description = (f"vqcodec model {info['name']} (weights {info['weights_hash']}), {decoder} decoder, "
-                   f"rdo {'default' if rdo is None else rdo}, {len(images)} image(s); bpp from the real file sizes")
-    return {"name": f"{info['name']}-{decoder}", "description": description, "results": results,
-            "stages": points, "per_image": rows}
+    results = {
+        key: [_mean([row[row_key] for row in rows if row["stages"] == count]) for count in points]
+        for row_key, key in RESULT_KEYS.items()
+    }
+    description = (
+        f"vqcodec model {info['name']} (weights {info['weights_hash']}), {decoder} decoder, "
+        f"rdo {'default' if rdo is None else rdo}, {len(images)} image(s); bpp from the real file sizes"
+    )
+    return {
+        "name": f"{info['name']}-{decoder}",
+        "description": description,
+        "results": results,
+        "stages": points,
+        "per_image": rows,
+    }
