@@ -224,23 +224,21 @@ def _model(model: str | None, weights: Path | None) -> str | Path | None:
     return weights if weights is not None else model
 
 
-# Training commands: their modules import torch at the top, so each is imported only when
-# it is run or asked for its help; the group's --help shows the first sentence given here
-# (a test checks it against the command's own).
+# The training commands live in one module that imports torch at the top, so it is imported
+# only when one of them is run or asked for its help; the group's --help shows the first
+# sentence given here (a test checks it against the command's own).
+TRAINING_COMMANDS = "vqcodec.train.commands"
 LAZY_COMMANDS = {
-    "train": ("vqcodec.train.cli", "train_command", "Train a codec."),
+    "train": ("train_command", "Train a codec."),
     "export-model": (
-        "vqcodec.train.static_prior",
         "export_model_command",
         "Fit the static prior of trained WEIGHTS on DATA_DIR and write shippable OUTPUT weights.",
     ),
     "train-prior": (
-        "vqcodec.train.prior_loop",
         "train_prior_command",
         "Train the context prior on DATA_DIR's images (tokens of the frozen --codec) and write it to OUT.",
     ),
     "pack-data": (
-        "vqcodec.train.pack",
         "pack_data_command",
         "Write a compact copy of the training images under SOURCE to DESTINATION (scaled down, WebP, "
         "same folder tree), e.g. to move a training set to a GPU machine.",
@@ -256,8 +254,8 @@ class _LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in LAZY_COMMANDS:
-            module, attribute, _ = LAZY_COMMANDS[name]
-            return getattr(import_module(module), attribute)
+            attribute, _ = LAZY_COMMANDS[name]
+            return getattr(import_module(TRAINING_COMMANDS), attribute)
         return super().get_command(ctx, name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -267,7 +265,7 @@ class _LazyGroup(click.Group):
             (
                 name,
                 (
-                    click.Command(name, help=LAZY_COMMANDS[name][2]) if name in LAZY_COMMANDS else self.commands[name]
+                    click.Command(name, help=LAZY_COMMANDS[name][1]) if name in LAZY_COMMANDS else self.commands[name]
                 ).get_short_help_str(limit),
             )
             for name in self.list_commands(ctx)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vqcodec import zoo
 from vqcodec.train.data import list_images
-from vqcodec.train.static_prior import count_indices
+from vqcodec.train.export import count_indices
 
 
 def main() -> None:

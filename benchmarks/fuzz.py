@@ -50,7 +50,7 @@ from tests.stream_fuzzer import (
 COVERED_FILES = [
     "vqcodec/bitstream.py",
     "vqcodec/api.py",
-    "vqcodec/entropy/stream.py",
+    "vqcodec/entropy/grid_coding.py",
     "vqcodec/entropy/coder.py",
     "vqcodec/imaging.py",
 ]

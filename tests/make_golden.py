@@ -20,7 +20,7 @@ from PIL import Image
 
 import vqcodec
 from vqcodec import bitstream, zoo
-from vqcodec.entropy.stream import decode_grid
+from vqcodec.entropy.grid_coding import decode_grid
 
 DATA = Path(__file__).parent / "data"
 CROP = (300, 200, 364, 248)

@@ -255,7 +255,7 @@ def test_every_shipped_model_has_golden_streams():
 def test_committed_streams_of_the_shipped_models_keep_decoding(model, prior):
     from vqcodec import bitstream
     from vqcodec.api import _model_for
-    from vqcodec.entropy.stream import decode_grid, encode_grid
+    from vqcodec.entropy.grid_coding import decode_grid, encode_grid
 
     data = (SAMPLE.parent / f"golden-{model}-{prior}.vqc").read_bytes()
     header, _, payloads = bitstream.unpack(data)

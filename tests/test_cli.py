@@ -403,7 +403,7 @@ def test_training_commands_load_on_use_with_their_own_summary():
 
     from vqcodec.cli import LAZY_COMMANDS
 
-    for name, (_, _, summary) in LAZY_COMMANDS.items():
+    for name, (_, summary) in LAZY_COMMANDS.items():
         command = main.get_command(click.Context(main), name)
         assert click.Command(name, help=summary).get_short_help_str(500) == command.get_short_help_str(500)
     assert run("train-prior", "--help").exit_code == 0

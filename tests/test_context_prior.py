@@ -11,14 +11,9 @@ import torch
 
 from vqcodec.entropy.context import ContextPrior, PriorConfig
 from vqcodec.entropy.prior_file import load_prior_file, save_prior_file
-from vqcodec.train.prior_loop import (
-    PriorTrainConfig,
-    coding_bits,
-    fit_neighbour_tables,
-    fit_transitions,
-    make_batch,
-    static_bits,
-)
+from vqcodec.train.config import PriorTrainConfig
+from vqcodec.train.prior_loop import coding_bits, make_batch, static_bits
+from vqcodec.train.prior_tables import fit_neighbour_tables, fit_transitions
 
 SMALL = PriorConfig(stages=2, codebook_size=32, width=16, blocks=2, schedule=("pyramid", "quad"))
 
@@ -252,7 +247,7 @@ def test_fitted_neighbour_tables_favour_pairs_seen_in_training():
 
 
 def test_short_training_beats_the_static_prior_and_codes_losslessly():
-    from vqcodec.entropy.stream import decode_grid, encode_grid
+    from vqcodec.entropy.grid_coding import decode_grid, encode_grid
 
     torch.manual_seed(0)
     config = PriorTrainConfig(prior=SMALL, steps=150, batch_size=8, crop=16, lr=1e-2, warmup_steps=10)
@@ -283,7 +278,7 @@ def test_token_cache_is_rebuilt_when_an_image_changes(tmp_path, capsys):
 
     from vqcodec.model import CodecConfig, VQCodec
     from vqcodec.train.checkpoint import export_weights
-    from vqcodec.train.prior_loop import load_or_build_cache
+    from vqcodec.train.token_cache import load_or_build_cache
 
     codec_path = tmp_path / "codec.safetensors"
     export_weights(
@@ -310,7 +305,7 @@ def test_train_prior_on_a_folder_without_images_is_a_clear_error(tmp_path):
 
     from vqcodec.model import CodecConfig, VQCodec
     from vqcodec.train.checkpoint import export_weights
-    from vqcodec.train.prior_loop import train_prior_command
+    from vqcodec.train.commands import train_prior_command
 
     codec_path = tmp_path / "codec.safetensors"
     export_weights(
@@ -331,7 +326,7 @@ def test_token_cache_from_the_rate_distortion_search_is_keyed_by_its_prior(tmp_p
     from vqcodec.imaging import to_padded_tensor
     from vqcodec.model import CodecConfig, VQCodec
     from vqcodec.train.checkpoint import export_weights
-    from vqcodec.train.prior_loop import load_or_build_cache
+    from vqcodec.train.token_cache import load_or_build_cache
 
     codec = VQCodec(CodecConfig(width_fine=8, width_coarse=8, latent_dim=4, codebook_size=32, stages=2)).eval()
     export_weights(codec, tmp_path / "codec.safetensors", "tiny")

@@ -8,8 +8,8 @@ import torch
 
 from vqcodec.entropy.coder import StageDecoder, StageEncoder, probabilities_from_frequencies
 from vqcodec.entropy.free_tail import limit_free_tails
-from vqcodec.entropy.prior import FREQUENCY_TOTAL, StaticPrior
-from vqcodec.entropy.stream import FREE_TAIL_LIMIT, decode_grid, encode_grid
+from vqcodec.entropy.grid_coding import FREE_TAIL_LIMIT, decode_grid, encode_grid
+from vqcodec.entropy.static_prior import FREQUENCY_TOTAL, StaticPrior
 
 
 def skewed_prior(stages: int = 2, k: int = 16) -> StaticPrior:

@@ -14,9 +14,9 @@ import vqcodec
 from test_context_prior import SMALL, formula_prior
 from vqcodec import zoo
 from vqcodec.bitstream import unpack
-from vqcodec.entropy.prior import StaticPrior
+from vqcodec.entropy.grid_coding import decode_grid, encode_grid
 from vqcodec.entropy.rdo import code_lengths, quantize_for_rate
-from vqcodec.entropy.stream import decode_grid, encode_grid
+from vqcodec.entropy.static_prior import StaticPrior
 from vqcodec.model.quantizer import ResidualQuantizer
 
 K, D, H, W = SMALL.codebook_size, 4, 9, 11

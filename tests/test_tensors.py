@@ -97,7 +97,7 @@ def test_streams_decode_to_the_same_indices_on_cpu_and_gpu(sample_crop):
     from vqcodec import bitstream
     from vqcodec.api import _model_for
     from vqcodec.devices import exact_matmul, on_device
-    from vqcodec.entropy.stream import decode_grid
+    from vqcodec.entropy.grid_coding import decode_grid
 
     def indices(data: bytes, device: str) -> np.ndarray:
         header, _, payloads = bitstream.unpack(data)

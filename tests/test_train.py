@@ -19,12 +19,13 @@ from vqcodec.model import CodecConfig, VQCodec
 from vqcodec.model.discriminator import PatchDiscriminator
 from vqcodec.train import loop
 from vqcodec.train.checkpoint import LATEST, WEIGHTS, config_from_checkpoint, load_checkpoint, restore_run, save_run
-from vqcodec.train.cli import train_command
+from vqcodec.train.commands import train_command
 from vqcodec.train.config import TrainConfig, load_config
 from vqcodec.train.data import split_files
 from vqcodec.train.gan import GanParts, add_realism_decoder, freeze_all_but_realism, gan_step, train_vqgan
 from vqcodec.train.logger import RunLogger
-from vqcodec.train.loop import budget_steps, evaluating, learning_rate, pick_device, train_vqvae, validate, vqvae_step
+from vqcodec.train.loop import budget_steps, evaluating, pick_device, train_vqvae, validate, vqvae_step
+from vqcodec.train.schedule import learning_rate
 from vqcodec.zoo import load_codec_file
 
 torch.set_num_threads(1)

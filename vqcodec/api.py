@@ -26,7 +26,7 @@ from vqcodec.limits import DEFAULT_MAX_PIXELS, MAX_RDO
 
 if TYPE_CHECKING:
     from vqcodec.entropy.context import ContextPrior
-    from vqcodec.entropy.stream import Prior
+    from vqcodec.entropy.grid_coding import Prior
 
 OUTPUTS = ("pil", "numpy", "torch")
 

@@ -20,8 +20,8 @@ from torch import nn
 
 from vqcodec.devices import exact_matmul, on_device
 from vqcodec.entropy.free_tail import limit_free_tails
+from vqcodec.entropy.grid_coding import Prior, decode_grid, encode_grid
 from vqcodec.entropy.rdo import quantize_for_rate
-from vqcodec.entropy.stream import Prior, decode_grid, encode_grid
 from vqcodec.model import VQCodec
 from vqcodec.tiling import decode_pixels, encode_latent
 

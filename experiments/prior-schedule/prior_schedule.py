@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 
 from vqcodec.entropy.prior_file import load_prior_file
-from vqcodec.train.prior_loop import PriorTrainConfig, coding_bits, read_token_cache
+from vqcodec.train.config import PriorTrainConfig
+from vqcodec.train.prior_loop import coding_bits
+from vqcodec.train.token_cache import read_token_cache
 
 SCHEDULES = {
     "quad everywhere": ("quad", "quad", "quad", "quad"),

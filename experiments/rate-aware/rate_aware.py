@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from vqcodec import bitstream, zoo
+from vqcodec.entropy.grid_coding import encode_grid
 from vqcodec.entropy.prior_file import load_prior_file
-from vqcodec.entropy.stream import encode_grid
 from vqcodec.imaging import prepare_image, to_padded_tensor
 from vqcodec.metrics import psnr
 from vqcodec.train.data import list_images

@@ -28,8 +28,10 @@ from tqdm import tqdm
 from vqcodec import zoo
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.imaging import to_padded_tensor
+from vqcodec.train.config import PriorTrainConfig
 from vqcodec.train.data import list_images
-from vqcodec.train.prior_loop import PriorTrainConfig, fit_neighbour_tables, token_image
+from vqcodec.train.prior_tables import fit_neighbour_tables
+from vqcodec.train.token_cache import token_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the RD helpers
 from rd_bd import bd_rate

@@ -22,7 +22,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vqcodec.train.prior_loop import offset_pairs, read_token_cache
+from vqcodec.train.prior_tables import offset_pairs
+from vqcodec.train.token_cache import read_token_cache
 
 SMOOTHING = 4.0
 

@@ -1,9 +1,9 @@
 """Indices that every decoder accepts: no stage ends in a longer run of free zeros than
-`stream.free_tail_allowance` permits.
+`grid_coding.free_tail_allowance` permits.
 
 A stage whose indices end (in coding order) with zeros codes them in no bits, and a decoder
 refuses a long such tail, which it cannot tell from a header claiming more than its payload
-holds (see `stream`). Real images rarely produce one, but a flat region whose colour maps to
+holds (see `grid_coding`). Real images rarely produce one, but a flat region whose colour maps to
 codeword 0 can: then the last index of that stage in coding order takes its nearest non-zero
 codeword instead, and the later stages at that one position are re-picked from the new
 residual (a loss too small to see, in one f×f cell).
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .stream import Prior, coding_order, free_tail_allowance, trailing_zeros
+from .grid_coding import Prior, coding_order, free_tail_allowance, trailing_zeros
 
 
 @torch.no_grad()

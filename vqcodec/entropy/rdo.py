@@ -27,7 +27,7 @@ import torch
 from vqcodec.kernels import nearest_codeword
 
 from .context import ContextPrior
-from .stream import CHUNK_ROWS, Prior, position_blocks
+from .grid_coding import CHUNK_ROWS, Prior, position_blocks
 
 
 def code_lengths(frequencies: np.ndarray) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vqcodec.entropy.prior import StaticPrior
+from vqcodec.entropy.static_prior import StaticPrior
 
 from .config import CodecConfig
 from .decoder import Decoder

@@ -2,7 +2,7 @@
 
 import sys
 
-from .cli import train_command
+from .commands import train_command
 
 if __name__ == "__main__":
     sys.exit(train_command(prog_name="python -m vqcodec.train"))

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vqcodec.entropy.context import PriorConfig
 from vqcodec.model.config import CodecConfig
 
 # A run fitted to a budget times steps [warmup/4, warmup/2) (after start-up and compilation)
@@ -159,3 +160,30 @@ def load_config(path: str | None, overrides: list[str], base: TrainConfig | None
         else:
             fields[key] = _parse_value(value)
     return TrainConfig.from_dict(fields)
+
+
+@dataclass
+class PriorTrainConfig:
+    """One prior training run; stored in its checkpoints. Field names shared with
+    `TrainConfig` (lr, steps, warmup_steps, min_lr_ratio) feed the same `learning_rate`."""
+
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    steps: int = 2000
+    batch_size: int = 16
+    crop: int = 24  # token crop side (24 tokens = 192 pixels)
+    lr: float = 3e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.0
+    schedule_mask_share: float = 0.5  # share of samples masked like the coding schedule
+    max_side: int = 768  # larger training images are downscaled before encoding
+    search_lambda: float = 0.0  # relative λ of the rate–distortion search for the tokens (0: nearest)
+    validation_images: int = 16
+    log_every: int = 25
+    checkpoint_every: int = 250
+    seed: int = 0
+
+    def to_json(self) -> str:
+        fields = dataclasses.asdict(self)
+        fields["prior"] = json.loads(self.prior.to_json())
+        return json.dumps(fields, sort_keys=True)

@@ -29,7 +29,7 @@ from vqcodec.zoo import load_codec_file
 
 from .checkpoint import config_from_checkpoint, load_checkpoint, restore_run, save_run
 from .config import TrainConfig
-from .loop import TrainingRun, autocast, channels_last_on, learning_rate, set_learning_rate
+from .loop import TrainingRun, autocast, channels_last_on
 from .losses import (
     adaptive_gan_weight,
     feature_matching_loss,
@@ -38,6 +38,7 @@ from .losses import (
     reconstruction_loss,
 )
 from .lpips import load_lpips
+from .schedule import learning_rate, set_learning_rate
 
 GAN_BETAS = (0.5, 0.9)  # lower momentum than stage 1: the adversarial target moves every step
 

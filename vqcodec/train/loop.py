@@ -7,12 +7,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -31,6 +30,7 @@ from .data import CenterCrops, RandomCrops, ResidentCrops, list_images, split_fi
 from .logger import RunLogger
 from .losses import reconstruction_loss
 from .rate import RateTerm
+from .schedule import learning_rate, set_learning_rate
 
 
 class StepSampler(Sampler[int]):
@@ -57,30 +57,6 @@ def budget_steps(step: int, steps_per_s: float, seconds_left: float) -> int:
     """Total steps of a run at `step`, training `steps_per_s`, with `seconds_left`: the
     schedule ends after BUDGET_SHARE of that time (at least one step more)."""
     return step + max(1, int(BUDGET_SHARE * seconds_left * steps_per_s))
-
-
-class Schedule(Protocol):
-    """What `learning_rate` reads of a config: a `TrainConfig` or a prior's `PriorTrainConfig`."""
-
-    lr: float
-    steps: int
-    warmup_steps: int
-    min_lr_ratio: float
-
-
-def learning_rate(config: Schedule, step: int, peak: float | None = None) -> float:
-    """Linear warm-up, then cosine decay to `min_lr_ratio`·peak at `steps`; peak defaults to lr."""
-    peak = config.lr if peak is None else peak
-    if step < config.warmup_steps:
-        return peak * (step + 1) / config.warmup_steps
-    progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
-    cosine = 0.5 * (1 + math.cos(math.pi * progress))
-    return peak * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
-
-
-def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
 
 
 def pick_device(name: str) -> torch.device:

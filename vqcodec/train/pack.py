@@ -14,7 +14,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import click
 from PIL import Image
 from tqdm import tqdm
 
@@ -124,28 +123,3 @@ def pack_training_set(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {path: destination / target for path, target in zip(files, targets)}
-
-
-@click.command("pack-data")
-@click.argument("source", type=click.Path(exists=True, file_okay=False))
-@click.argument("destination", type=click.Path())
-@click.option(
-    "--short-side",
-    default=SHORT_SIDE,
-    show_default=True,
-    help="Shorter side of the packed images, in pixels (smaller images are kept as they are); "
-    "at least the largest crop or validation crop training will take.",
-)
-@click.option("--quality", default=QUALITY, show_default=True, help="WebP quality of the packed images (1-100).")
-@click.option("--force", is_flag=True, help="Replace DESTINATION if it exists.")
-def pack_data_command(source: str, destination: str, short_side: int, quality: int, force: bool) -> None:
-    """Write a compact copy of the training images under SOURCE to DESTINATION (scaled down,
-    WebP, same folder tree), e.g. to move a training set to a GPU machine."""
-    source_path, destination_path = Path(source), Path(destination)
-    try:
-        packed = pack_training_set(source_path, destination_path, short_side, quality, force)
-    except (ValueError, OSError) as error:  # OSError covers FileExistsError and FileNotFoundError
-        raise click.ClickException(str(error)) from error
-    before = sum(path.stat().st_size for path in packed)
-    after = sum(path.stat().st_size for path in packed.values())
-    click.echo(f"packed {len(packed)} images: {before / 2**20:.1f} MiB → {after / 2**20:.1f} MiB in {destination}")
