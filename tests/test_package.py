@@ -6,7 +6,7 @@ import importlib.metadata
 from importlib import resources
 from pathlib import Path
 
-import tomllib
+import pytest
 
 import vqcodec
 from vqcodec import zoo
@@ -20,6 +20,7 @@ def test_version_comes_from_the_package_metadata():
 
 
 def test_licence_and_type_marker_ship_with_the_package():
+    tomllib = pytest.importorskip("tomllib")  # in the standard library from Python 3.11
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["license"]["text"] == "MIT"
     licence = (ROOT / "LICENSE").read_text()
