@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from plotting import save_figure
 from rd_bd import bd_rate
 from vqcodec import coding, zoo
 from vqcodec.entropy.prior_file import load_prior_file
@@ -115,11 +116,7 @@ def plot(results: list[dict], path: Path) -> None:
     right.set_xlabel("stages coded")
     right.set_ylabel("context prior's saving over static (%)")
     right.set_title("same indices, both priors")
-    for axis in (left, right):
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, (left, right), path, legend_size=7)
 
 
 def main() -> None:

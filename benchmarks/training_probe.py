@@ -39,6 +39,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from plotting import save_figure
 from vqcodec.model import VQCodec
 from vqcodec.train.config import TrainConfig
 
@@ -113,11 +114,7 @@ def plot(runs: dict[str, dict], out: Path) -> None:
     by_time.set(title="validation PSNR per hour of training (this machine)", xlabel="hours", ylabel="dB")
     # A collapse (few codewords in use) is what a too-high learning rate looks like here.
     usage.set(title="codebook usage of stage 1 (validation crops)", xlabel="step", ylim=(0, 1.05))
-    for axis in (by_step, by_time, usage):
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out, dpi=110)
+    save_figure(figure, (by_step, by_time, usage), out, dpi=110)
 
 
 def main() -> None:

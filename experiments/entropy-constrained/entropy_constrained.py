@@ -35,6 +35,7 @@ from vqcodec.imaging import prepare_image, to_padded_tensor
 from vqcodec.train.data import list_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the RD helpers
+from plotting import save_figure
 from rd_bd import bd_quality, bd_rate
 
 DEFAULT_PROFILES = (
@@ -122,10 +123,7 @@ def plot(results: list[dict], path: Path) -> None:
     axis.set_xlabel("bits per pixel (order-0 code length)")
     axis.set_ylabel("PSNR (dB)")
     axis.set_title("entropy-constrained residual quantization, 1–4 stages")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, (axis,), path)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from vqcodec.train.prior_tables import fit_neighbour_tables
 from vqcodec.train.token_cache import token_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the RD helpers
+from plotting import save_figure
 from rd_bd import bd_rate
 from rdo import latents, measure_image, summarize
 
@@ -70,10 +71,7 @@ def plot(results: list[dict], path: Path) -> None:
     axis.set_xlabel("bits per pixel (stage payloads, context prior)")
     axis.set_ylabel("PSNR (dB), fidelity decoder")
     axis.set_title("Kodak, 1–4 stages (BD-rate vs shipped, nearest)")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, (axis,), path)
 
 
 def main() -> None:
