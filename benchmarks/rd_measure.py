@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rd_codecs import Codec
-from vqcodec.evaluate import Timer, score
+from vqcodec.evaluate import Timer, result_row
 from vqcodec.imaging import prepare_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp"}
@@ -55,21 +55,9 @@ def measure(codec: Codec, image_name: str, rgb: np.ndarray, setting: float) -> l
 def _measure_points(codec: Codec, rgb: np.ndarray, setting: float) -> list[dict]:
     with Timer() as encode_time:
         data = codec.encode(rgb, setting)
-    height, width = rgb.shape[:2]
     rows = []
     for decoder in codec.decoders:
         with Timer() as decode_time:
             decoded = codec.decode(data, decoder)
-        rows.append(
-            {
-                "decoder": decoder,
-                "bytes": len(data),
-                "bpp": 8.0 * len(data) / (height * width),
-                **score(rgb, decoded),
-                "encode_s": encode_time.wall,
-                "decode_s": decode_time.wall,
-                "encode_cpu_s": encode_time.cpu,
-                "decode_cpu_s": decode_time.cpu,
-            }
-        )
+        rows.append(result_row(decoder, data, rgb, decoded, encode_time, decode_time))
     return rows

@@ -97,7 +97,6 @@ def measure_image(
         seconds (wall clock and process CPU).
     """
     prepared = prepare_image(image)
-    height, width = prepared.rgb.shape[:2]
     source = prepared.to_pil()
     rows = []
     for count in stages or range(1, model_info(model)["stages"] + 1):
@@ -108,20 +107,26 @@ def measure_image(
                 decoded = np.asarray(
                     decompress(data, decoder=decoder, model=model, prior_file=prior_file, device=device).convert("RGB")
                 )
-            rows.append(
-                {
-                    "stages": count,
-                    "decoder": decoder,
-                    "bytes": len(data),
-                    "bpp": 8.0 * len(data) / (height * width),
-                    **score(prepared.rgb, decoded),
-                    "encode_s": encode_time.wall,
-                    "decode_s": decode_time.wall,
-                    "encode_cpu_s": encode_time.cpu,
-                    "decode_cpu_s": decode_time.cpu,
-                }
-            )
+            rows.append({"stages": count, **result_row(decoder, data, prepared.rgb, decoded, encode_time, decode_time)})
     return rows
+
+
+def result_row(
+    decoder: str | None, data: bytes, original: np.ndarray, decoded: np.ndarray, encode_time: Timer, decode_time: Timer
+) -> dict:
+    """One measured point: decoder, bytes, bpp (real file size), the scores of `score` and
+    the encode/decode seconds (wall clock and process CPU)."""
+    height, width = original.shape[:2]
+    return {
+        "decoder": decoder,
+        "bytes": len(data),
+        "bpp": 8.0 * len(data) / (height * width),
+        **score(original, decoded),
+        "encode_s": encode_time.wall,
+        "decode_s": decode_time.wall,
+        "encode_cpu_s": encode_time.cpu,
+        "decode_cpu_s": decode_time.cpu,
+    }
 
 
 def image_files(paths: Iterable[str | Path]) -> list[Path]:
