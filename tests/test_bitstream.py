@@ -421,28 +421,18 @@ def test_a_corrupted_metadata_segment_is_detected(segment: str):
 
 
 def test_metadata_sizes_are_bounded_and_truncation_is_named():
-    with pytest.raises(BitstreamError, match="icc_length"):
-        Header(
-            **BASE,
-            stages=1,
-            alpha_length=2,
-            stage_lengths=(0,),
-            alpha_crc=0,
-            stage_crcs=(0,),
-            icc_length=MAX_ICC_BYTES + 1,
-            version=2,
-        )
-    with pytest.raises(BitstreamError, match="exif_length"):
-        Header(
-            **BASE,
-            stages=1,
-            alpha_length=2,
-            stage_lengths=(0,),
-            alpha_crc=0,
-            stage_crcs=(0,),
-            exif_length=MAX_EXIF_BYTES + 1,
-            version=2,
-        )
+    for field, bound in (("icc_length", MAX_ICC_BYTES), ("exif_length", MAX_EXIF_BYTES)):
+        with pytest.raises(BitstreamError, match=field):
+            Header(
+                **BASE,
+                stages=1,
+                alpha_length=2,
+                stage_lengths=(0,),
+                alpha_crc=0,
+                stage_crcs=(0,),
+                version=2,
+                **{field: bound + 1},
+            )
     with pytest.raises(BitstreamError, match="version 1 has no ICC profile"):
         Header(**BASE, stages=1, alpha_length=2, stage_lengths=(0,), alpha_crc=0, stage_crcs=(0,), icc_length=4)
     data = metadata_file()
