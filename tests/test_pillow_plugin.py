@@ -121,3 +121,17 @@ def test_decoding_to_a_vqc_file_is_refused(tmp_path):
     Image.fromarray(smooth_image(16, 8)).save(tmp_path / "x.vqc", stages=1)
     with pytest.raises(ValueError, match="code the image again"):
         vqcodec.decompress_file(tmp_path / "x.vqc", tmp_path / "y.vqc")
+
+
+def test_the_icc_profile_and_exif_come_with_the_opened_image_and_strip_drops_them(tmp_path):
+    from test_api import write_jpeg_with_metadata
+
+    icc = write_jpeg_with_metadata(tmp_path / "photo.jpg")
+    with Image.open(tmp_path / "photo.jpg") as photo:
+        photo.save(tmp_path / "photo.vqc", stages=1)
+        photo.save(tmp_path / "stripped.vqc", stages=1, strip=True)
+    with Image.open(tmp_path / "photo.vqc") as opened:
+        assert opened.info["icc_profile"] == icc and opened.getexif()[0x010F] == "vqcodec tests"
+        assert opened.size == (32, 48)  # the EXIF orientation was applied at encode
+    with Image.open(tmp_path / "stripped.vqc") as opened:
+        assert "icc_profile" not in opened.info and "exif" not in opened.info

@@ -6,7 +6,9 @@ pixels are first needed (`load()`, `convert()`, `np.asarray(...)`). Saving takes
 options of `vqcodec.compress`:
 
     image.save("photo.vqc", quality=80)        # 0..100 → stage count (api.stages_for_quality)
-    image.save("photo.vqc", stages=2)          # or bpp=0.3, model=..., prior=..., rdo=..., device=...
+    image.save("photo.vqc", stages=2)          # or bpp=0.3, model=..., prior=..., rdo=..., device=..., strip=True
+
+`Image.open` gives a stream's ICC profile and EXIF in `image.info` as soon as it is opened.
 
 A stream that ends early fails to load with an OSError, as a truncated PNG does; with
 `ImageFile.LOAD_TRUNCATED_IMAGES = True` it loads from the stages it holds in full (the
@@ -17,13 +19,13 @@ from __future__ import annotations
 
 from PIL import Image, ImageFile
 
-from vqcodec.bitstream import MAGIC, MAX_HEADER_SIZE, BitstreamError, Header, read_header
+from vqcodec.bitstream import MAGIC, MAX_HEADER_SIZE, BitstreamError, Header, read_header, unpack_metadata
 
 FORMAT = "VQC"
 EXTENSION = ".vqc"
 MIME = "image/x-vqc"
 # `compress` options that `Image.save` passes through (others, such as Pillow's own, are ignored).
-SAVE_OPTIONS = ("stages", "bpp", "quality", "model", "prior", "prior_file", "rdo", "device")
+SAVE_OPTIONS = ("stages", "bpp", "quality", "model", "prior", "prior_file", "rdo", "device", "strip")
 
 
 def _accept(prefix: bytes) -> bool:
@@ -40,6 +42,10 @@ class VqcImageFile(ImageFile.ImageFile):
         assert self.fp is not None  # Pillow opens a file before asking a plugin to read it
         try:
             header = read_header(self.fp.read(MAX_HEADER_SIZE))
+            if header.version >= 2:  # the ICC profile and EXIF follow the header (and alpha), before the stages
+                self.fp.seek(0)
+                icc_profile, exif = unpack_metadata(self.fp.read(header.prefix_size(0)))
+                self.info.update({key: value for key, value in (("icc_profile", icc_profile), ("exif", exif)) if value})
         except BitstreamError as error:  # the magic matched: say what is wrong, not "cannot identify"
             raise OSError(f"broken {EXTENSION} file: {error}") from error
         self._size = (header.width, header.height)
