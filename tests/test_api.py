@@ -254,13 +254,13 @@ def test_every_shipped_model_has_golden_streams():
 @pytest.mark.parametrize("prior", ["context", "static"])
 def test_committed_streams_of_the_shipped_models_keep_decoding(model, prior):
     from vqcodec import bitstream
-    from vqcodec.api import _model_for
     from vqcodec.entropy.grid_coding import decode_grid, encode_grid
+    from vqcodec.provenance import model_for_stream
 
     data = (SAMPLE.parent / f"golden-{model}-{prior}.vqc").read_bytes()
     header, _, payloads = bitstream.unpack(data)
     assert (header.model_id, header.prior) == (model, prior)
-    _, coding_prior = _model_for(header)
+    _, coding_prior = model_for_stream(header)
     indices = decode_grid(coding_prior, payloads, *header.grid, header.codebook_size)
     assert hashlib.sha256(indices.astype("<i2").tobytes()).hexdigest() == GOLDEN_INDICES_SHA256[model]
     assert encode_grid(coding_prior, indices) == payloads  # and the encoder side writes the same bytes

@@ -95,13 +95,13 @@ def test_unavailable_devices_are_clear_errors(rgb_stream, device, message):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_streams_decode_to_the_same_indices_on_cpu_and_gpu(sample_crop):
     from vqcodec import bitstream
-    from vqcodec.api import _model_for
     from vqcodec.devices import exact_matmul, on_device
     from vqcodec.entropy.grid_coding import decode_grid
+    from vqcodec.provenance import model_for_stream
 
     def indices(data: bytes, device: str) -> np.ndarray:
         header, _, payloads = bitstream.unpack(data)
-        _, prior = _model_for(header)
+        _, prior = model_for_stream(header)
         with exact_matmul():
             return decode_grid(on_device(prior, torch.device(device)), payloads, *header.grid, header.codebook_size)
 
