@@ -62,7 +62,7 @@ def measure_image(
 ) -> dict:
     """Payload bits per stage under both priors and PSNR at every stage count, for one image
     quantized against `context_prior`."""
-    codebooks = coding.codebooks(codec)
+    codebooks = codec.quantizer.codebooks()
     indices = quantize_for_rate(latent, codebooks, context_prior, lambdas, lookahead=lookahead)  # [S, h, w]
     row = {
         name: [8 * len(p) for p in coding.encode_stages(prior, indices)]

@@ -340,7 +340,7 @@ def test_token_cache_from_the_rate_distortion_search_is_keyed_by_its_prior(tmp_p
     assert "rebuilding" in capsys.readouterr().out  # another search, another cache
     with torch.inference_mode():
         latent = codec.encoder(to_padded_tensor(image, 8))[0]
-    expected = quantize_for_rate(latent, [stage.codebook for stage in codec.quantizer.stages], formula_prior(), [8.0, 8.0])
+    expected = quantize_for_rate(latent, codec.quantizer.codebooks(), formula_prior(), [8.0, 8.0])
     np.testing.assert_array_equal(searched, expected)
     assert not np.array_equal(searched, nearest)
     small = PriorConfig(stages=2, codebook_size=16, width=4, blocks=0, schedule=("quad", "quad"))

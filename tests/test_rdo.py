@@ -37,7 +37,7 @@ def skewed_static_prior() -> StaticPrior:
 
 
 def codebooks(quantizer: ResidualQuantizer) -> list[torch.Tensor]:
-    return [stage.codebook for stage in quantizer.stages]
+    return quantizer.codebooks()
 
 
 def stage_bits(prior, indices: np.ndarray, stage: int) -> float:
@@ -179,7 +179,7 @@ def test_shipped_encoder_gets_a_fifth_off_the_static_prior_at_every_stage_count(
     pixels = to_padded_tensor(prepare_image(sample_crop).rgb, loaded.codec.config.stride)
     with torch.inference_mode():
         latent = loaded.codec.encoder(pixels)[0]
-    codebooks = [stage.codebook for stage in loaded.codec.quantizer.stages]
+    codebooks = loaded.codec.quantizer.codebooks()
     savings = {}
     for name, lambdas in (("nearest", [0.0] * len(codebooks)), ("shipped", loaded.rdo_lambdas)):
         indices = quantize_for_rate(latent, codebooks, loaded.context_prior, lambdas)

@@ -28,11 +28,6 @@ from vqcodec.tiling import decode_pixels, encode_latent
 CPU = torch.device("cpu")
 
 
-def codebooks(codec: VQCodec, stages: int | None = None) -> list[torch.Tensor]:
-    """The `[K, D]` codebooks of the first `stages` stages (default all), in stage order."""
-    return codec.quantizer.codebooks(stages)
-
-
 @torch.no_grad()
 def latent_of(codec: VQCodec, rgb: np.ndarray, device: torch.device = CPU) -> torch.Tensor:
     """The encoder's latent `[D, h, w]` (on the CPU) of a uint8 image `[H, W, 3]`, h = ceil(H/f)."""
@@ -61,7 +56,7 @@ def quantize(
     if lambdas is not None and prior is None:
         raise ValueError("the rate-distortion search needs the prior that will code the indices")
     latent = latent_of(codec, rgb, device)  # [D, h, w]
-    books = codebooks(codec, stages)
+    books = codec.quantizer.codebooks(stages)
     if lambdas is None:
         indices = on_device(codec, device).quantizer.encode(latent[None].to(device), stages)[0].cpu().numpy()
     else:
@@ -106,7 +101,7 @@ def reconstruct(
     """Indices `[s, h, w]` → the decoded image, uint8 `[height, width, 3]` (≤ h·f × w·f: the
     stride padding is cropped away)."""
     model = on_device(codec, device)
-    grid = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor) else indices)
+    grid = torch.as_tensor(indices)
     return decode_pixels(
         lambda window: model.decode_indices(window, decoder), grid[None].to(device), height, width, codec.config.stride
     )

@@ -90,7 +90,7 @@ def fit_code_bits(all_indices: list[torch.Tensor], codebook_size: int) -> list[t
 
 
 def evaluate_profile(codec, weights: list[float], train: list, test: list, rounds: int) -> dict:
-    codebooks = [stage.codebook for stage in codec.quantizer.stages]
+    codebooks = codec.quantizer.codebooks()
     k, stages = codec.config.codebook_size, codec.config.stages
     flat_bits = [torch.zeros(k)] * stages
     code_bits = fit_code_bits([quantize(codebooks, v, flat_bits, [0.0] * stages) for _, v in train], k)

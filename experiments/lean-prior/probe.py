@@ -31,7 +31,7 @@ from vqcodec.zoo import load_model
 
 
 def encoded_indices(files: list[Path], codec, prior, lambdas: list[float]) -> list[np.ndarray]:
-    codebooks = [stage.codebook for stage in codec.quantizer.stages]
+    codebooks = codec.quantizer.codebooks()
     grids = []
     for path in files:
         pixels = to_padded_tensor(prepare_image(path).rgb, codec.config.stride)

@@ -42,7 +42,7 @@ from rdo import latents, measure_image, summarize
 def training_grids(loaded: zoo.LoadedModel, files: list[Path], lambdas: list[float]) -> dict[str, list[np.ndarray]]:
     """Token grids of the training images (sized as the prior's token cache), nearest and searched."""
     config, codec = PriorTrainConfig(), loaded.codec
-    codebooks = [stage.codebook for stage in codec.quantizer.stages]
+    codebooks = codec.quantizer.codebooks()
     grids = {"nearest": [], "searched": []}
     for path in tqdm(files, desc="training tokens"):
         rgb = token_image(path, config.crop * codec.config.stride, config.max_side)
