@@ -231,14 +231,20 @@ def _with_prior_file(loaded: LoadedModel, path: Path) -> LoadedModel:
     if not path.is_file():
         raise FileNotFoundError(f"no context prior file {path}")
     sha256 = file_sha256(path)
-    prior = _load_prior_file(str(path.resolve()), sha256)
-    config = loaded.codec.config
-    prior.config.check_fits(config.stages, config.codebook_size, f"the context prior {path}")
+    prior = _fitting_prior(path, sha256, loaded.codec, f"the context prior {path}")
     return replace(loaded, context_prior=prior, prior_hash=bytes.fromhex(sha256)[:HASH_SIZE], rdo_lambdas=())
+
+
+def _fitting_prior(path: Path, sha256: str, codec: VQCodec, what: str) -> ContextPrior:
+    """The context prior in `path` (whose sha256 is `sha256`), checked to fit `codec`."""
+    prior = _load_prior_file(str(path.resolve()), sha256)
+    prior.config.check_fits(codec.config.stages, codec.config.codebook_size, what)
+    return prior
 
 
 @lru_cache(maxsize=4)
 def _load_prior_file(path: str, sha256: str) -> ContextPrior:
+    """One load per file content (the key holds its sha256)."""
     from vqcodec.entropy.prior_file import load_prior_file
 
     return load_prior_file(path)
@@ -305,10 +311,8 @@ def _load_model(name: str, prior_file: WeightsFile | None) -> LoadedModel:
     weights_hash = bytes.fromhex(entry.weights.sha256)[:HASH_SIZE]
     if prior_file is None:
         return LoadedModel(name, codec, weights_hash)
-    from vqcodec.entropy.prior_file import load_prior_file
-
-    prior = load_prior_file(_verified_path(f"context prior {prior_file.sha256[:16]} of model {name!r}", prior_file))
-    prior.config.check_fits(codec.config.stages, codec.config.codebook_size, f"the context prior of model {name!r}")
+    prior_path = _verified_path(f"context prior {prior_file.sha256[:16]} of model {name!r}", prior_file)
+    prior = _fitting_prior(prior_path, prior_file.sha256, codec, f"the context prior of model {name!r}")
     if entry.rdo_lambdas and len(entry.rdo_lambdas) != codec.config.stages:
         raise ValueError(f"model {name!r} needs one rdo λ per stage ({codec.config.stages}), has {len(entry.rdo_lambdas)}")
     return LoadedModel(name, codec, weights_hash, prior, bytes.fromhex(prior_file.sha256)[:HASH_SIZE], entry.rdo_lambdas)
