@@ -143,22 +143,21 @@ def test_vqvae_steps_on_a_gpu_learn_under_bf16_autocast(tmp_path):
     assert codec.encode_indices(fixed_batch()).shape == (4, 2, 4, 4)
 
 
-def test_gan_step_trains_only_realism_decoder_and_discriminator():
+def tiny_gan(lpips=None) -> tuple[VQCodec, PatchDiscriminator, GanParts]:
+    """A tiny codec whose codebooks are initialised (as stage 1 would have), frozen but for
+    its realism decoder, a discriminator, and the GAN step's parts over them."""
     torch.manual_seed(0)
-    model = add_realism_decoder(VQCodec(TINY))
-    model.train()
-    with torch.no_grad():  # initialise the codebooks as stage 1 would have
+    model = add_realism_decoder(VQCodec(TINY)).train()
+    with torch.no_grad():
         model(fixed_batch())
     freeze_all_but_realism(model)
     disc = PatchDiscriminator(width=8, layers=2)
-    parts = GanParts(
-        model,
-        model.decoders["realism"],
-        disc,
-        disc,
-        torch.optim.Adam(model.decoders["realism"].parameters(), lr=1e-3),
-        torch.optim.Adam(disc.parameters(), lr=1e-3),
-    )
+    optimizers = (torch.optim.Adam(model.decoders["realism"].parameters(), lr=1e-3), torch.optim.Adam(disc.parameters(), lr=1e-3))
+    return model, disc, GanParts(model, model.decoders["realism"], disc, disc, *optimizers, lpips)
+
+
+def test_gan_step_trains_only_realism_decoder_and_discriminator():
+    model, disc, parts = tiny_gan()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     disc_before = {k: v.clone() for k, v in disc.state_dict().items()}
     terms = gan_step(parts, fixed_batch(), torch.full((4,), 2), TrainConfig(model=TINY, ms_ssim_scales=2), True)
@@ -177,22 +176,7 @@ def test_gan_step_trains_only_realism_decoder_and_discriminator():
 def test_gan_step_adds_lpips_to_the_decoder_loss_when_given(tmp_path):
     from test_lpips import random_lpips
 
-    lpips = random_lpips().requires_grad_(False).eval()
-    torch.manual_seed(0)
-    model = add_realism_decoder(VQCodec(TINY))
-    with torch.no_grad():
-        model(fixed_batch())
-    freeze_all_but_realism(model)
-    disc = PatchDiscriminator(width=8, layers=2)
-    parts = GanParts(
-        model,
-        model.decoders["realism"],
-        disc,
-        disc,
-        torch.optim.Adam(model.decoders["realism"].parameters(), lr=1e-3),
-        torch.optim.Adam(disc.parameters(), lr=1e-3),
-        lpips,
-    )
+    _, _, parts = tiny_gan(random_lpips().requires_grad_(False).eval())
     config = TrainConfig(model=TINY, ms_ssim_scales=2, phase="vqgan", lpips_weights="x", lpips_weight=2.0)
     terms = gan_step(parts, fixed_batch(), torch.full((4,), 2), config, False)
     assert terms["lpips"] > 0
