@@ -25,13 +25,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageCms
 
 import vqcodec
-from vqcodec import BitstreamError, bitstream
+from vqcodec import BitstreamError, bitstream, tiling
 
 # The layout of docs/format.md, stated independently of the module under test.
 FIXED = struct.Struct("<4sBBBBHHIBB8s8s")
 SEGMENT = struct.Struct("<II")
+TILE = struct.Struct("<H")  # version 3: after the segment table
+TILE_LENGTH = struct.Struct("<I")  # version 3: one entry of a stage segment's tile table
 
 # decompress runs under this claim bound, so an input decodes at most a 256×256 image: fast
 # enough for thousands of inputs, large enough for multi-block grids.
@@ -52,8 +55,10 @@ class Unexpected(Exception):
 
 @dataclass
 class Parts:
-    """A stream taken apart: raw header fields (codes, not names) and its segments, alpha
-    first. `table` overrides segment-table entries (index → (length, crc)) to make the header
+    """A stream taken apart: raw header fields (codes, not names) and its segments in stream
+    order (alpha, then from version 2 the ICC profile and EXIF, then the stages); the
+    layout written follows the version field, whatever the segments. `table` overrides
+    segment-table entries (index → (length, crc)) to make the header
     lie about its segments; `fix_crcs` False keeps `header_crc` as given."""
 
     fields: dict
@@ -64,9 +69,11 @@ class Parts:
     @classmethod
     def parse(cls, stream: bytes) -> Parts:
         header, alpha, payloads = bitstream.unpack(stream)
+        metadata = list(bitstream.unpack_metadata(stream)) if header.version >= 2 else []
         fields = dict(
             magic=bitstream.MAGIC,
-            version=header.version,  # the seeds hold no metadata: version 1, this layout
+            version=header.version,
+            tile=header.tile,
             prior=bitstream.PRIORS.index(header.prior),
             mode=bitstream.MODES.index(header.mode),
             stride=header.stride,
@@ -78,12 +85,13 @@ class Parts:
             weights_hash=header.weights_hash,
             prior_hash=header.prior_hash,
         )
-        return cls(fields, [alpha, *payloads])
+        return cls(fields, [alpha, *metadata, *payloads])
 
     def build(self) -> bytes:
         f = self.fields
-        stages = f["stages"] & 0xFF
-        segments = (self.segments + [b""] * stages)[: 1 + stages]
+        stages, version = f["stages"] & 0xFF, f["version"] & 0xFF
+        leading = 3 if version >= 2 else 1
+        segments = (self.segments + [b""] * (leading + stages))[: leading + stages]
         table = [self.table.get(i, (len(s), zlib.crc32(s))) for i, s in enumerate(segments)]
         body = FIXED.pack(
             f["magic"],
@@ -100,13 +108,16 @@ class Parts:
             f["prior_hash"],
         )
         body += f["model_id"] + b"".join(SEGMENT.pack(length & 0xFFFFFFFF, crc & 0xFFFFFFFF) for length, crc in table)
+        if version >= 3:
+            body += TILE.pack(f["tile"] & 0xFFFF)
         crc = zlib.crc32(body) if self.header_crc is None else self.header_crc
         return body + struct.pack("<I", crc) + b"".join(segments)
 
 
 def seed_streams() -> dict[str, bytes]:
     """Real streams by name: the default model's, with both priors, every mode, 1 and all
-    stages, a 1×1 and a multi-block grid; plus the committed golden streams (those under
+    stages, a 1×1 and a multi-block grid, metadata (version 2) and a grid coded in the
+    smallest tiles (version 3); plus the committed golden streams (those under
     tests/data/retired/ name models or priors this installation may lack)."""
     rng = np.random.default_rng(0)
     gradient = np.linspace(0, 255, 96 * 128 * 3).reshape(96, 128, 3)
@@ -123,13 +134,32 @@ def seed_streams() -> dict[str, bytes]:
         for name, image in images.items():
             seeds[f"{name}-{prior}"] = vqcodec.compress(image, prior=prior)
         seeds[f"rgb-{prior}-1-stage"] = vqcodec.compress(photo, prior=prior, stages=1)
+        seeds[f"metadata-{prior}"] = vqcodec.compress(_with_metadata(photo[:32, :48]), prior=prior, stages=2)
+        seeds[f"tiled-{prior}"] = _tiled(np.tile(photo, (2, 2, 1))[:, :232], prior=prior)  # a 24×29 grid
     data = Path(__file__).parent / "data"
     seeds.update((str(path.relative_to(data)), path.read_bytes()) for path in sorted(data.rglob("*.vqc")))
     return seeds
 
 
+def _with_metadata(rgb: np.ndarray) -> Image.Image:
+    image = Image.fromarray(rgb)
+    image.info["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return image
+
+
+def _tiled(rgb: np.ndarray, **options) -> bytes:
+    """A stream coded in tiles of the smallest side the format allows: 2×2 tiles here."""
+    shipped = tiling.TILE_TOKENS
+    tiling.TILE_TOKENS = bitstream.MIN_TILE_TOKENS
+    try:
+        return vqcodec.compress(rgb, **options)
+    finally:
+        tiling.TILE_TOKENS = shipped
+
+
 INTERESTING = {
-    "version": [0, 1, 2, 255],
+    "version": [0, 1, 2, 3, 4, 255],
+    "tile": [0, 1, 15, 16, 17, 29, 256, 65535],
     "prior": [0, 1, 2, 255],
     "mode": [0, 1, 2, 3, 4, 255],
     "stride": [0, 1, 4, 8, 16, 12, 255],
@@ -206,7 +236,23 @@ def _mutate_table(rng: random.Random, parts: Parts, seeds: list[Parts]) -> None:
     parts.table[index] = (length, crc)
 
 
-STRUCTURED = [_mutate_field, _mutate_segment, _mutate_segment, _mutate_claim, _mutate_table]
+def _mutate_tile_table(rng: random.Random, parts: Parts, seeds: list[Parts]) -> None:
+    """A tile table (version 3) that lies about one tile's length, or a table put in front of
+    a stage segment; the segment's CRC is recomputed, so the table itself is judged."""
+    leading = 3 if parts.fields["version"] >= 2 else 1
+    index = rng.randrange(leading, max(leading + 1, len(parts.segments)))
+    data = bytearray(parts.segments[index] if index < len(parts.segments) else b"")
+    entries = len(data) // TILE_LENGTH.size
+    if entries == 0 or rng.random() < 0.2:  # a table on a segment that had none
+        data[:0] = TILE_LENGTH.pack(rng.choice([0, 1, 4, len(data), 2**32 - 1]))
+    else:
+        entry = rng.randrange(min(entries, 64))
+        length = rng.choice([0, 1, 4, 2**31, 2**32 - 1, rng.randrange(1 << 10)])
+        TILE_LENGTH.pack_into(data, TILE_LENGTH.size * entry, length)
+    parts.segments[index : index + 1] = [bytes(data)]
+
+
+STRUCTURED = [_mutate_field, _mutate_segment, _mutate_segment, _mutate_claim, _mutate_table, _mutate_tile_table]
 
 
 def _raw_edit(rng: random.Random, data: bytes) -> bytes:

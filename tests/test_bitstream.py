@@ -15,11 +15,14 @@ from vqcodec.bitstream import (
     MAGIC,
     MAX_EXIF_BYTES,
     MAX_ICC_BYTES,
+    MIN_TILE_TOKENS,
     MODES,
     BitstreamError,
     Header,
+    join_tiles,
     pack,
     read_header,
+    split_tiles,
     unpack,
     unpack_metadata,
 )
@@ -201,10 +204,10 @@ def test_bad_magic(data: bytes):
         read_header(data)
 
 
-@pytest.mark.parametrize("version", [0, 3, 255])
+@pytest.mark.parametrize("version", [0, 4, 255])
 def test_unsupported_version(version: int):
     data = GOLDEN[:4] + bytes([version]) + GOLDEN[5:]
-    with pytest.raises(BitstreamError, match=f"version {version}; this build reads versions 1, 2"):
+    with pytest.raises(BitstreamError, match=f"version {version}; this build reads versions 1, 2, 3"):
         unpack(data)
     # The version is judged before the rest, so a short future-version file says so too.
     with pytest.raises(BitstreamError, match="unsupported vqcodec format version"):
@@ -384,7 +387,7 @@ def metadata_file() -> bytes:
 def test_metadata_makes_a_version_2_stream_and_comes_back():
     data = metadata_file()
     header = read_header(data)
-    assert FORMAT_VERSION == 2 and data[4] == 2 and header.version == 2
+    assert data[4] == 2 and header.version == 2
     assert (header.icc_length, header.exif_length) == (len(ICC), len(EXIF))
     assert header.header_size == 75 + 16 and header.total_size == len(data) == 82 + 16 + len(ICC) + len(EXIF)
     assert data[header.header_size : header.header_size + 2 + len(ICC) + len(EXIF)] == ALPHA + ICC + EXIF
@@ -438,3 +441,65 @@ def test_metadata_sizes_are_bounded_and_truncation_is_named():
     data = metadata_file()
     with pytest.raises(BitstreamError, match="the alpha or metadata segments are incomplete"):
         unpack_metadata(data[: read_header(data).header_size + 5])
+
+
+# A grid of 25×38 indices (300×200 pixels at stride 8) in tiles of 16: 2×3 tiles.
+TILED = dict(BASE, width=300, height=200)
+TILE_PAYLOADS = [[b"t%d%d" % (stage, tile) * (tile + 1) for tile in range(6)] for stage in range(3)]
+
+
+def tiled_file(**options: object) -> bytes:
+    payloads = [join_tiles(tiles) for tiles in TILE_PAYLOADS]
+    return pack(**TILED, alpha=ALPHA, stage_payloads=payloads, tile=MIN_TILE_TOKENS, **options)
+
+
+def test_a_tiled_grid_makes_a_version_3_stream_and_its_tiles_come_back():
+    data = tiled_file()
+    header = read_header(data)
+    assert FORMAT_VERSION == 3 and data[4] == 3 and (header.version, header.tile, header.tiles) == (3, 16, 6)
+    assert header.header_size == 75 + 16 + 2 and header.total_size == len(data)
+    _, alpha, payloads = unpack(data)
+    assert alpha == ALPHA and [split_tiles(header, p, s) for s, p in enumerate(payloads)] == TILE_PAYLOADS
+    # Stage by stage as before: a prefix decodes with fewer stages, every tile of them.
+    _, _, first = unpack(data[: header.prefix_size(1)], stages=1)
+    assert split_tiles(header, first[0], 0) == TILE_PAYLOADS[0]
+    assert unpack_metadata(tiled_file(icc_profile=ICC, exif=EXIF)) == (ICC, EXIF)
+    assert split_tiles(read_header(GOLDEN), b"abc", 0) == [b"abc"]  # a grid coded whole is one tile
+
+
+def test_version_3_layout():
+    """The tile side follows the segment table, and a stage segment is its tile table
+    (one little-endian length per tile) followed by the tile payloads, as docs/format.md states."""
+    data = tiled_file()
+    header = read_header(data)
+    table_end = 34 + 5 + 8 * (3 + 3)
+    assert struct.unpack_from("<H", data, table_end) == (16,)
+    assert struct.unpack_from("<I", data, table_end + 2) == (zlib.crc32(data[: table_end + 2]),)
+    first_stage = data[header.prefix_size(0) : header.prefix_size(1)]
+    assert struct.unpack_from("<6I", first_stage) == tuple(len(tile) for tile in TILE_PAYLOADS[0])
+    assert first_stage[24:] == b"".join(TILE_PAYLOADS[0])
+
+
+def test_tile_fields_are_checked():
+    fields = dict(TILED, stages=1, alpha_length=2, stage_lengths=(0,), alpha_crc=0, stage_crcs=(0,))
+    with pytest.raises(BitstreamError, match="invalid header field tile: 8"):
+        Header(**fields, version=3, tile=MIN_TILE_TOKENS // 2)
+    with pytest.raises(BitstreamError, match="invalid header field tile: 0"):
+        Header(**fields, version=3)
+    with pytest.raises(BitstreamError, match="versions 1 and 2 code the grid whole"):
+        Header(**fields, version=2, tile=16)
+
+
+def test_a_tile_table_that_does_not_fit_its_segment_is_refused():
+    with pytest.raises(BitstreamError, match="tile table of stage 1 of 1 does not fit"):
+        pack(**TILED, alpha=ALPHA, stage_payloads=[b"not a table"], tile=MIN_TILE_TOKENS)
+    # The same inside a stream whose CRCs all agree: lengths that add up to more than the segment.
+    data = bytearray(tiled_file())
+    header = read_header(data)
+    start = header.prefix_size(0)
+    struct.pack_into("<I", data, start, 1000)
+    stage_crc = 34 + 5 + 8 * 3 + 4
+    struct.pack_into("<I", data, stage_crc, zlib.crc32(data[start : header.prefix_size(1)]))
+    struct.pack_into("<I", data, header.header_size - 4, zlib.crc32(data[: header.header_size - 4]))
+    with pytest.raises(BitstreamError, match="tile table of stage 1 of 3 does not fit its segment"):
+        unpack(bytes(data))

@@ -1,5 +1,6 @@
 """Tiled encoding and decoding (`vqcodec.tiling`): the same tokens and pixels as the
-whole-image pass, no seam along tile borders, and the API's use of it on large images."""
+whole-image pass, no seam along tile borders, and the API's coding of large images tile by
+tile (format version 3)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from PIL import Image
 
 import vqcodec
 from tests.conftest import SAMPLE
-from vqcodec import tiling, zoo
+from vqcodec import bitstream, coding, tiling, zoo
+from vqcodec.bitstream import MIN_TILE_TOKENS
 from vqcodec.imaging import to_padded_tensor
 
 TILE = 4  # tokens: 32 pixels, so a small crop spans many tiles
@@ -75,16 +77,40 @@ def test_tiled_decoder_gives_the_whole_image_pixels_and_no_seam(codec, photo):
     assert border_excess(decoded(codec, indices, photo, tile=TILE, margin=0)) > 1.2
 
 
-def test_large_images_go_through_the_api_in_tiles(monkeypatch, photo):
+def test_large_images_are_coded_tile_by_tile_in_a_version_3_stream(monkeypatch, photo):
+    """Tiling changes how the grid is coded (each tile a grid of its own), not its tokens."""
     whole = vqcodec.compress(photo, stages=2, rdo=0)
-    monkeypatch.setattr(tiling, "TILE_TOKENS", TILE)
-    tiled_grids, real_tiles = [], tiling.tiles
-    monkeypatch.setattr(tiling, "tiles", lambda *grid: tiled_grids.append(grid) or real_tiles(*grid))
+    monkeypatch.setattr(tiling, "TILE_TOKENS", MIN_TILE_TOKENS)
     tiled = vqcodec.compress(photo, stages=2, rdo=0)
-    assert tiled_grids == [(20, 26, TILE)]
-    assert tiled == whole  # same tokens, same file
-    monkeypatch.setattr(tiling, "TILE_TOKENS", 1000)
+    header = bitstream.read_header(tiled)
+    assert (header.version, header.tile, header.tiles) == (3, MIN_TILE_TOKENS, 4)  # a 20×26 grid
+    assert bitstream.read_header(whole).version == 1
+    _, _, payloads = bitstream.unpack(tiled)
+    loaded = zoo.load_model()
+    tile_payloads = [bitstream.split_tiles(header, payload, stage) for stage, payload in enumerate(payloads)]
+    tokens = coding.decode_tiles(loaded.context_prior, tile_payloads, 20, 26, header.codebook_size, header.tile)
+    assert np.array_equal(tokens, coding.quantize(loaded.codec, photo, 2))  # the nearest codewords, tile borders or not
+    # Each tile's payload is what coding the tile's tokens as a grid of its own gives.
+    assert tile_payloads[0][3] == coding.encode_stages(loaded.context_prior, tokens[:, 16:, 16:])[0]
     whole_image = np.asarray(vqcodec.decompress(whole)).astype(int)
-    monkeypatch.setattr(tiling, "TILE_TOKENS", TILE)
     assert np.abs(np.asarray(vqcodec.decompress(tiled)).astype(int) - whole_image).max() <= 1
-    assert len(tiled_grids) == 2
+    one_stage = np.asarray(vqcodec.decompress(tiled[: header.prefix_size(1)], stages=1)).astype(int)
+    assert np.abs(one_stage - np.asarray(vqcodec.decompress(whole, stages=1))).max() <= 1
+
+
+def test_a_damaged_tile_is_named(monkeypatch, photo):
+    monkeypatch.setattr(tiling, "TILE_TOKENS", MIN_TILE_TOKENS)
+    header, _, payloads = bitstream.unpack(vqcodec.compress(photo, stages=1, rdo=0))
+    tiles = bitstream.split_tiles(header, payloads[0], 0)
+    fields = {name: getattr(header, name) for name in ("model_id", "weights_hash", "prior", "prior_hash", "width", "height")}
+    forged = bitstream.pack(
+        **fields,
+        mode=header.mode,
+        stride=header.stride,
+        codebook_size=header.codebook_size,
+        alpha=b"",
+        stage_payloads=[bitstream.join_tiles([tiles[0], b"", *tiles[2:]])],
+        tile=header.tile,
+    )
+    with pytest.raises(bitstream.BitstreamError, match=r"tile 2 \(indices 0..15 × 16..25\): stage 1 payload runs out"):
+        vqcodec.decompress(forged)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vqcodec import bitstream, coding, metadata, zoo
+from vqcodec import bitstream, coding, metadata, tiling, zoo
 from vqcodec.bitstream import BitstreamError, Header
 from vqcodec.devices import resolve_device
 from vqcodec.files import check_folder, same_file, write_atomic
@@ -166,8 +166,10 @@ def compress(
         image = image.copy()  # torch warns on (and cannot share) read-only arrays
     prepared = prepare_image(image, keep_metadata=not strip)
     height, width = prepared.rgb.shape[:2]
-    indices = coding.quantize(loaded.codec, prepared.rgb, count, coding_prior, lambdas, device)
-    payloads = coding.encode_stages(coding_prior, indices, device)
+    tile = tiling.TILE_TOKENS
+    tile_payloads = coding.encode_tiles(loaded.codec, prepared.rgb, count, coding_prior, lambdas, device, tile)
+    tiled = len(tile_payloads[0]) > 1  # else the grid is coded whole, as a version 1 or 2 stream
+    payloads = [bitstream.join_tiles(stage) if tiled else stage[0] for stage in tile_payloads]
     fields = dict(
         model_id=loaded.name,
         weights_hash=loaded.weights_hash,
@@ -181,6 +183,7 @@ def compress(
         alpha=encode_alpha(prepared.alpha) if prepared.alpha is not None else b"",
         icc_profile=prepared.icc_profile,
         exif=prepared.exif,
+        tile=tile if tiled else 0,
     )
     if bpp is not None:
         sizes = [len(bitstream.pack(**fields, stage_payloads=payloads[:n])) for n in range(1, len(payloads) + 1)]
@@ -241,7 +244,8 @@ def decompress(
     loaded, coding_prior = model_for_stream(header, model, prior_file)
     h, w = header.grid
     try:
-        indices = coding.decode_stages(coding_prior, payloads, h, w, header.codebook_size, device)
+        tile_payloads = [bitstream.split_tiles(header, payload, stage) for stage, payload in enumerate(payloads)]
+        indices = coding.decode_tiles(coding_prior, tile_payloads, h, w, header.codebook_size, header.tile or max(h, w), device)
         alpha = decode_alpha(alpha_bytes, header.width, header.height) if header.mode in bitstream.ALPHA_MODES else None
     except ValueError as error:
         raise BitstreamError(str(error)) from error

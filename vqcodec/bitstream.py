@@ -1,4 +1,4 @@
-"""Container format of a .vqc stream (format versions 1 and 2): pack, parse and validate.
+"""Container format of a .vqc stream (format versions 1, 2 and 3): pack, parse and validate.
 
 This module is the only implementation of the byte layout, validation rules and version
 policy described in docs/format.md. It imports no torch, so a stream can be inspected and
@@ -7,6 +7,7 @@ validated without loading a model. Payloads are opaque here: the entropy coder o
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import re
 import struct
@@ -25,16 +26,21 @@ __all__ = [
     "STRIDES",
     "MAX_ICC_BYTES",
     "MAX_EXIF_BYTES",
+    "MIN_TILE_TOKENS",
+    "join_tiles",
     "pack",
     "read_header",
+    "split_tiles",
     "unpack",
     "unpack_metadata",
 ]
 
 # Version 2 adds two segments, the ICC profile and the EXIF. A stream without them is written
 # as version 1, byte for byte as before: older readers still take it and it spends no byte.
-FORMAT_VERSION = 2
-VERSIONS = (1, 2)
+# Version 3 codes a large image's token grid in tiles, each stage segment a table of tile
+# payloads; an image that fits one tile is still written as version 1 or 2.
+FORMAT_VERSION = 3
+VERSIONS = (1, 2, 3)
 # A non-ASCII first byte (as in PNG) so that no text file is ever taken for a stream.
 MAGIC = b"\x89VQC"
 PRIORS = ("static", "context")
@@ -55,6 +61,10 @@ MAX_STAGES = 16
 STAGE_BYTES_PER_INDEX = 4
 ALPHA_BYTES_PER_PIXEL = 2
 SEGMENT_SLACK = 1024
+# Tiles of at least 16×16 indices keep the tile tables, and the per-tile slack, to a few
+# bytes per index at most, so the bounds above stay linear in the declared pixel count.
+MIN_TILE_TOKENS = 16
+_TILE_LENGTH = struct.Struct("<I")  # one entry of a stage's tile table
 # Metadata fits what JPEG can carry, so every stream's metadata can be written back to a
 # JPEG: an ICC profile in at most 255 APP2 markers of 65,519 bytes, an EXIF block in one
 # APP1 marker of 65,533 bytes after its 6-byte "Exif\0\0" prefix.
@@ -66,6 +76,7 @@ _MODEL_ID = re.compile(rb"[a-z0-9._-]{1,%d}" % MAX_MODEL_ID)
 # model_id length, weights_hash, prior_hash: the fixed part, 34 bytes.
 _FIXED = struct.Struct("<4sBBBBHHIBB8s8s")
 _SEGMENT = struct.Struct("<II")  # one segment table entry: length, CRC32
+_TILE = struct.Struct("<H")  # version 3: the tile side in indices, after the segment table
 _CRC = struct.Struct("<I")
 _ZERO_HASH = bytes(HASH_SIZE)
 
@@ -96,7 +107,10 @@ class Header:
         icc_length: bytes of the ICC profile segment, 0..MAX_ICC_BYTES; 0 in version 1.
         exif_length: bytes of the EXIF segment, 0..MAX_EXIF_BYTES; 0 in version 1.
         icc_crc, exif_crc: CRC32 of those segments.
-        version: the format version, one of VERSIONS; 2 has the two metadata segments.
+        version: the format version, one of VERSIONS; 2 has the two metadata segments, 3
+            has them too and codes the grid in tiles.
+        tile: side of the square tiles of the index grid, MIN_TILE_TOKENS..65535, in
+            version 3; 0 (one tile, the whole grid) in versions 1 and 2.
     """
 
     model_id: str
@@ -118,6 +132,7 @@ class Header:
     icc_crc: int = 0
     exif_crc: int = 0
     version: int = 1
+    tile: int = 0
 
     def __post_init__(self) -> None:
         _validate_identity(self)
@@ -128,6 +143,14 @@ class Header:
     def grid(self) -> tuple[int, int]:
         """(h, w) of the index grid: (ceil(height / stride), ceil(width / stride))."""
         return -(-self.height // self.stride), -(-self.width // self.stride)
+
+    @property
+    def tiles(self) -> int:
+        """Tiles of the index grid, each coded as a grid of its own: 1 in versions 1 and 2."""
+        if not self.tile:
+            return 1
+        h, w = self.grid
+        return -(-h // self.tile) * -(-w // self.tile)
 
     @property
     def pixels(self) -> int:
@@ -166,11 +189,13 @@ def pack(
     stage_payloads: list[bytes],
     icc_profile: bytes = b"",
     exif: bytes = b"",
+    tile: int = 0,
 ) -> bytes:
     """Build a stream from header fields, the alpha and metadata segments and the stage payloads.
 
     Lengths and CRC32s are computed here; the field rules are those of `Header`. The stream
-    is version 2 when it holds an ICC profile or EXIF, else version 1.
+    is version 3 when its grid is coded in tiles, else version 2 when it holds an ICC profile
+    or EXIF, else version 1.
 
     Args:
         model_id, weights_hash, prior, prior_hash, width, height, mode, stride,
@@ -179,6 +204,8 @@ def pack(
         stage_payloads: 1..16 coded stages in residual order; each may be empty.
         icc_profile: an ICC profile, up to MAX_ICC_BYTES, or b"".
         exif: an EXIF block (TIFF structure, no "Exif\0\0" prefix), up to MAX_EXIF_BYTES, or b"".
+        tile: the tile side of a grid coded in tiles (each stage payload then made by
+            `join_tiles` from its tiles' payloads), or 0 for a grid coded whole.
 
     Returns:
         The stream, `Header.total_size` bytes.
@@ -208,10 +235,38 @@ def pack(
         exif_length=len(exif),
         icc_crc=zlib.crc32(icc_profile),
         exif_crc=zlib.crc32(exif),
-        version=2 if icc_profile or exif else 1,
+        version=3 if tile else 2 if icc_profile or exif else 1,
+        tile=tile,
     )
+    for stage, payload in enumerate(payloads):
+        split_tiles(header, payload, stage)  # a table that does not fit its segment is refused here
     metadata = [icc_profile, exif] if header.version >= 2 else []
     return b"".join([_encode_header(header), alpha, *metadata, *payloads])
+
+
+def join_tiles(payloads: list[bytes]) -> bytes:
+    """The stage segment of a tiled (version 3) stream: its tiles' lengths, then their payloads."""
+    return b"".join([*(_TILE_LENGTH.pack(len(payload)) for payload in payloads), *payloads])
+
+
+def split_tiles(header: Header, segment: bytes, stage: int) -> list[bytes]:
+    """The tile payloads of stage `stage`'s (0-based) segment, in row-major tile order: the
+    segment itself for a stream coded whole.
+
+    Raises:
+        BitstreamError: the tile table does not fit the segment.
+    """
+    if not header.tile:
+        return [segment]
+    count, table = header.tiles, _TILE_LENGTH.size * header.tiles
+    lengths = [length for (length,) in _TILE_LENGTH.iter_unpack(segment[:table])] if len(segment) >= table else []
+    if len(lengths) != count or table + sum(lengths) != len(segment):
+        raise BitstreamError(
+            f"tile table of stage {stage + 1} of {header.stages} does not fit its segment "
+            f"({count} tiles in {len(segment)} bytes): the file is corrupt"
+        )
+    offsets = list(itertools.accumulate(lengths, initial=table))
+    return [segment[start:stop] for start, stop in zip(offsets, offsets[1:])]
 
 
 def read_header(data: bytes | bytearray | memoryview) -> Header:
@@ -256,7 +311,8 @@ def unpack(data: bytes | bytearray | memoryview, stages: int | None = None) -> t
 
     Raises:
         BitstreamError: any `read_header` error, a bad `stages` request, truncation,
-            a payload checksum mismatch or trailing data after the stream.
+            a payload checksum mismatch, a tile table that does not fit its segment or
+            trailing data after the stream.
         TypeError: data is not bytes-like.
     """
     view = _as_view(data)
@@ -277,7 +333,10 @@ def unpack(data: bytes | bytearray | memoryview, stages: int | None = None) -> t
     if len(view) < needed:
         raise _truncation_error(header, len(view), needed)
     segments = _read_segments(view, header, wanted)
-    return header, segments[0], segments[len(segments) - wanted :]
+    payloads = segments[len(segments) - wanted :]
+    for stage, payload in enumerate(payloads):
+        split_tiles(header, payload, stage)
+    return header, segments[0], payloads
 
 
 def unpack_metadata(data: bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
@@ -309,7 +368,8 @@ def _leading_segments(version: int) -> int:
 
 
 def _header_size(id_length: int, stages: int, version: int) -> int:
-    return _FIXED.size + id_length + _SEGMENT.size * (_leading_segments(version) + stages) + _CRC.size
+    tile = _TILE.size if version >= 3 else 0
+    return _FIXED.size + id_length + _SEGMENT.size * (_leading_segments(version) + stages) + tile + _CRC.size
 
 
 # The longest header any valid stream can have: readers fetch this much before trusting sizes.
@@ -340,6 +400,8 @@ def _decode_header(view: memoryview, fields: tuple) -> Header:
     table = [_SEGMENT.unpack_from(view, _FIXED.size + id_length + _SEGMENT.size * i) for i in range(leading + stages)]
     lengths, crcs = zip(*table)
     metadata = dict(icc_length=lengths[1], exif_length=lengths[2], icc_crc=crcs[1], exif_crc=crcs[2]) if version >= 2 else {}
+    if version >= 3:
+        (metadata["tile"],) = _TILE.unpack_from(view, _FIXED.size + id_length + _SEGMENT.size * (leading + stages))
     return Header(
         model_id=raw_id.decode("ascii"),
         weights_hash=weights_hash,
@@ -376,7 +438,8 @@ def _encode_header(header: Header) -> bytes:
         header.prior_hash,
     )
     table = b"".join(_SEGMENT.pack(length, crc) for _, length, crc in _segments(header, header.stages))
-    body = fixed + header.model_id.encode("ascii") + table
+    tile = _TILE.pack(header.tile) if header.version >= 3 else b""
+    body = fixed + header.model_id.encode("ascii") + table + tile
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -493,8 +556,13 @@ def _validate_segments(header: Header) -> None:
             header.alpha_length,
             f'must be 0 for mode "{header.mode}"; only {" and ".join(ALPHA_MODES)} carry alpha',
         )
+    if header.version >= 3:
+        _check_range("tile", header.tile, MIN_TILE_TOKENS, 65535)
+    else:
+        _check(header.tile == 0, "tile", header.tile, "versions 1 and 2 code the grid whole")
     grid_h, grid_w = header.grid
-    stage_max = STAGE_BYTES_PER_INDEX * grid_h * grid_w + SEGMENT_SLACK
+    # Each tile is a grid of its own, with its own coder overhead and an entry in the table.
+    stage_max = STAGE_BYTES_PER_INDEX * grid_h * grid_w + (SEGMENT_SLACK + _TILE_LENGTH.size * bool(header.tile)) * header.tiles
     for i, length in enumerate(header.stage_lengths):
         _check_range(f"stage_lengths[{i}]", length, 0, stage_max)
     for i, crc in enumerate((header.alpha_crc, *header.stage_crcs)):

@@ -1,8 +1,9 @@
 """The one quantize-and-code pipeline, from pixels to stage payloads and back:
 
-    pixels ─► encoder (in tiles on large images) ─► nearest codewords or the rate–distortion
-           search against the coding prior ─► no free tail a decoder refuses ─► stage payloads
-    payloads ─► indices ─► codebook lookup + decoder (in tiles) ─► pixels
+    pixels ─► encoder ─► nearest codewords or the rate–distortion search against the coding
+           prior ─► no free tail a decoder refuses ─► stage payloads (tile by tile on large
+           images: `encode_tiles`)
+    payloads ─► indices (tile by tile) ─► codebook lookup + decoder (in tiles) ─► pixels
 
 Everything that writes or reads indices the way `vqcodec encode` does (the API, inpainting,
 prior training's token cache, the export, the benchmarks) goes through these functions, so
@@ -23,7 +24,7 @@ from vqcodec.entropy.free_tail import limit_free_tails
 from vqcodec.entropy.grid_coding import Prior, decode_grid, encode_grid
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.model import VQCodec
-from vqcodec.tiling import decode_pixels, encode_latent
+from vqcodec.tiling import decode_pixels, encode_latent, latent_tiles, tiles
 
 CPU = torch.device("cpu")
 
@@ -55,14 +56,50 @@ def quantize(
     """
     if lambdas is not None and prior is None:
         raise ValueError("the rate-distortion search needs the prior that will code the indices")
-    latent = latent_of(codec, rgb, device)  # [D, h, w]
+    return _indices_of(codec, latent_of(codec, rgb, device), stages, prior, lambdas, device)
+
+
+def _indices_of(
+    codec: VQCodec,
+    latent: torch.Tensor,
+    stages: int,
+    prior: Prior | None,
+    lambdas: Sequence[float] | None,
+    device: torch.device,
+) -> np.ndarray:
+    """`quantize` from the latent `[D, h, w]` on."""
     books = codec.quantizer.codebooks(stages)
     if lambdas is None:
         indices = on_device(codec, device).quantizer.encode(latent[None].to(device), stages)[0].cpu().numpy()
     else:
-        assert prior is not None  # checked above, before the encoder ran
+        assert prior is not None  # `quantize` checks it before the encoder runs; `encode_tiles` needs one
         indices = quantize_for_rate(latent, books, prior, lambdas)
     return indices if prior is None else limit_free_tails(indices, latent, books, prior)
+
+
+@torch.no_grad()
+def encode_tiles(
+    codec: VQCodec,
+    rgb: np.ndarray,
+    stages: int,
+    prior: Prior,
+    lambdas: Sequence[float] | None = None,
+    device: torch.device = CPU,
+    tile: int | None = None,
+) -> list[list[bytes]]:
+    """Per stage, the payloads of the tiles of the token grid (`tiling.tiles` order), each tile
+    quantized and coded as a grid of its own, so memory stays bounded at any image size.
+
+    An image whose grid fits one tile (at most `tile`, default `TILE_TOKENS`, a side) is one
+    tile: its payloads are exactly `encode_stages(prior, quantize(...))`. Arguments as in
+    `quantize`.
+    """
+    payloads: list[list[bytes]] = [[] for _ in range(stages)]
+    for _, _, latent in latent_tiles(on_device(codec, device).encoder, rgb, codec.config.stride, device, tile):
+        indices = _indices_of(codec, latent[0], stages, prior, lambdas, device)
+        for stage, payload in enumerate(encode_stages(prior, indices, device)):
+            payloads[stage].append(payload)
+    return payloads
 
 
 def encode_stages(prior: Prior, indices: np.ndarray, device: torch.device = CPU) -> list[bytes]:
@@ -81,6 +118,38 @@ def decode_stages(
     """
     with exact_matmul():
         return decode_grid(_prior_on(prior, device), payloads, h, w, codebook_size)
+
+
+def decode_tiles(
+    prior: Prior,
+    payloads: list[list[bytes]],
+    h: int,
+    w: int,
+    codebook_size: int,
+    tile: int,
+    device: torch.device = CPU,
+) -> np.ndarray:
+    """Per stage, the payloads of the `[h, w]` grid's tiles of side `tile` (as `encode_tiles`
+    writes them) → indices `[n, h, w]` int64 of the first n = len(payloads) stages.
+
+    Raises:
+        ValueError: a tile payload that is corrupt, runs dry or holds data past its tile.
+    """
+    indices = np.empty((len(payloads), h, w), dtype=np.int64)
+    for number, (rows, cols) in enumerate(tiles(h, w, tile)):
+        part = [stage[number] for stage in payloads]
+        try:
+            indices[:, rows, cols] = decode_stages(
+                prior, part, rows.stop - rows.start, cols.stop - cols.start, codebook_size, device
+            )
+        except ValueError as error:
+            where = (
+                f"tile {number + 1} (indices {rows.start}..{rows.stop - 1} × {cols.start}..{cols.stop - 1}): "
+                if h > tile or w > tile
+                else ""
+            )
+            raise ValueError(where + str(error)) from error
+    return indices
 
 
 def _prior_on(prior: Prior, device: torch.device) -> Prior:

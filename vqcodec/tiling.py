@@ -5,8 +5,11 @@ the pixels around it and a pixel only on the tokens around it (the shipped model
 receptive fields reach about 7 tokens for the encoder and 11 for the decoder). Each tile is
 computed from a window that reaches `MARGIN_TOKENS` past it on every side, and only its
 centre is kept: the result equals the whole-image pass up to float rounding, with no seam,
-and the token grid, and so the file, is the one the whole-image encoder gives. An image of
-at most `TILE_TOKENS` tokens a side runs in one piece, exactly as before.
+and the token grid is the one the whole-image encoder gives. An image of at most
+`TILE_TOKENS` tokens a side runs in one piece, exactly as before.
+
+The same tiles cut the grid for the entropy coder (`coding.encode_tiles`, format version 3),
+so that no step of encoding or decoding holds more than a tile's worth of work.
 """
 
 from __future__ import annotations
@@ -39,15 +42,15 @@ def _centre(part: slice, window: slice) -> slice:
 
 
 @torch.no_grad()
-def encode_latent(
+def latent_tiles(
     encoder: Callable[[torch.Tensor], torch.Tensor],
     rgb: np.ndarray,
     stride: int,
     device: torch.device,
     tile: int | None = None,
     margin: int = MARGIN_TOKENS,
-) -> torch.Tensor:
-    """The encoder's latent of an image, tile by tile where it is large.
+) -> Iterator[tuple[slice, slice, torch.Tensor]]:
+    """The encoder's latent of an image, one tile of the token grid at a time.
 
     Args:
         encoder: padded pixels `[1,3,H',W']` in [0,1] → latent `[1,D,H'/f,W'/f]`.
@@ -55,14 +58,16 @@ def encode_latent(
         stride: f, the encoder's downsampling.
         tile, margin: tile side and margin in tokens (default `TILE_TOKENS`, `MARGIN_TOKENS`).
 
-    Returns:
-        float `[1,D,ceil(H/f),ceil(W/f)]` on the CPU.
+    Yields:
+        (rows, columns) of the tile in the grid `[ceil(H/f), ceil(W/f)]` (`tiles` order) and
+        its latent, float `[1,D,rows,columns]` on the CPU; one tile, the whole image computed
+        in one piece, where the grid fits one.
     """
     height, width = rgb.shape[:2]
     h, w, tile = -(-height // stride), -(-width // stride), tile or TILE_TOKENS
     if h <= tile and w <= tile:
-        return encoder(to_padded_tensor(rgb, stride).to(device)).cpu()
-    latent = None
+        yield slice(0, h), slice(0, w), encoder(to_padded_tensor(rgb, stride).to(device)).cpu()
+        return
     for rows, cols in tiles(h, w, tile):
         window_rows, window_cols = _window(rows, h, margin), _window(cols, w, margin)
         # A window at the bottom or right edge ends inside the image's stride padding, which
@@ -71,10 +76,27 @@ def encode_latent(
             window_rows.start * stride : window_rows.stop * stride, window_cols.start * stride : window_cols.stop * stride
         ]
         out = encoder(to_padded_tensor(np.ascontiguousarray(pixels), stride).to(device))  # [1, D, rows+margins, cols+margins]
+        yield rows, cols, out[:, :, _centre(rows, window_rows), _centre(cols, window_cols)].cpu()
+
+
+@torch.no_grad()
+def encode_latent(
+    encoder: Callable[[torch.Tensor], torch.Tensor],
+    rgb: np.ndarray,
+    stride: int,
+    device: torch.device,
+    tile: int | None = None,
+    margin: int = MARGIN_TOKENS,
+) -> torch.Tensor:
+    """The encoder's latent of a whole image, float `[1,D,ceil(H/f),ceil(W/f)]` on the CPU,
+    assembled from `latent_tiles` (same arguments)."""
+    h, w = -(-rgb.shape[0] // stride), -(-rgb.shape[1] // stride)
+    latent = None
+    for rows, cols, part in latent_tiles(encoder, rgb, stride, device, tile, margin):
         if latent is None:
-            latent = torch.empty((1, out.shape[1], h, w), dtype=out.dtype)
-        latent[:, :, rows, cols] = out[:, :, _centre(rows, window_rows), _centre(cols, window_cols)].cpu()
-    assert latent is not None  # the image is larger than one tile, so there were tiles
+            latent = torch.empty((1, part.shape[1], h, w), dtype=part.dtype)
+        latent[:, :, rows, cols] = part
+    assert latent is not None  # every image has at least one tile
     return latent
 
 
