@@ -71,7 +71,7 @@ def _read_stream(path: str, allow_trailing: bool = False) -> bytes:
             handle.close()
 
 
-def _write_output(path: str, data: bytes) -> None:
+def _write_output(path: str, data: bytes | memoryview) -> None:
     from vqcodec.files import write_atomic
 
     if path == STDIO:

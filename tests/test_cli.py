@@ -327,7 +327,7 @@ def test_decode_refuses_claims_above_max_pixels(workdir):
     assert run("decode", workdir / "a.vqc", workdir / "o.png", "--max-pixels", 0).exit_code == 2
 
 
-@pytest.mark.parametrize("width,height", [(12000, 9000), (20000, 20000)])
+@pytest.mark.parametrize("width,height", [(12000, 12000), (20000, 20000)])
 def test_huge_images_get_one_vqcodec_message(workdir, width, height):
     (workdir / "huge.png").write_bytes(png_header(width, height))
     result = run("encode", workdir / "huge.png", workdir / "huge.vqc")

@@ -72,6 +72,6 @@ def _png_header(width: int, height: int) -> bytes:
 
 def test_too_many_pixels_are_refused_before_decoding(tmp_path):
     path = tmp_path / "huge.png"
-    path.write_bytes(_png_header(12_000, 6_000))  # 72 M pixels, over the codec's 2**26
+    path.write_bytes(_png_header(12_000, 12_000))  # 144 M pixels, over the codec's 2**27
     with pytest.raises(ValueError, match="too large"):
         prepare_image(path)

@@ -162,8 +162,6 @@ def compress(
         stages = stages_for_quality(quality, config.stages)
     count = _stage_count(stages, config.stages) if bpp is None else config.stages
     lambdas = _rdo_lambdas(loaded, prior_name, rdo, count)
-    if isinstance(image, np.ndarray) and not image.flags.writeable:
-        image = image.copy()  # torch warns on (and cannot share) read-only arrays
     prepared = prepare_image(image, keep_metadata=not strip)
     height, width = prepared.rgb.shape[:2]
     tile = tiling.TILE_TOKENS
@@ -400,9 +398,10 @@ def decompress_file(src: str | Path, dst: str | Path, **options) -> Image.Image:
     return image
 
 
-def encode_image(image: Image.Image, suffix: str) -> bytes:
+def encode_image(image: Image.Image, suffix: str) -> memoryview:
     """Image file bytes in the format named by `suffix` (".png" when empty), with the image's
-    ICC profile and EXIF where the format holds them (PNG, JPEG, WebP, TIFF).
+    ICC profile and EXIF where the format holds them (PNG, JPEG, WebP, TIFF): a view of the
+    buffer they were written to, as a copy of a large image's file would cost its size again.
 
     Refuses formats Pillow only reads, and formats that would silently change the image:
     another size (icons) or a lost alpha channel (JPEG, GIF, BMP, PPM, ...).
@@ -424,8 +423,9 @@ def encode_image(image: Image.Image, suffix: str) -> bytes:
     if formats[extension] not in Image.OPEN:  # write-only formats (PDF): nothing to check against
         if image.mode in bitstream.ALPHA_MODES:
             raise ValueError(f"{extension} may drop the alpha channel of this image; write .png instead")
-        return buffer.getvalue()
-    with Image.open(io.BytesIO(buffer.getvalue())) as written:  # header only: size and bands
+        return buffer.getbuffer()
+    buffer.seek(0)
+    with Image.open(buffer) as written:  # header only: size and bands
         if written.size != image.size:
             raise ValueError(
                 f"{extension} would store this image at {written.size[0]}×{written.size[1]}, "
@@ -433,4 +433,4 @@ def encode_image(image: Image.Image, suffix: str) -> bytes:
             )
         if image.mode in bitstream.ALPHA_MODES and "A" not in written.getbands():
             raise ValueError(f"{extension} cannot hold the alpha channel of this image; write .png instead")
-    return buffer.getvalue()
+    return buffer.getbuffer()

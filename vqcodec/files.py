@@ -21,7 +21,7 @@ def check_folder(path: Path) -> None:
         raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes | memoryview) -> None:
     """Temp file in the same folder, then rename: readers never see a partial file.
 
     Writing through a symlink replaces the file it points to (the link stays a link), and a

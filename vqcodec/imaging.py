@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from vqcodec import metadata
 from vqcodec.bitstream import MAX_SIDE
@@ -83,12 +83,19 @@ def _from_pil(image: Image.Image, noticed_16bit: bool = False, keep_metadata: bo
     """The pixels turned upright by their EXIF orientation, with the image's ICC profile and
     EXIF when `keep_metadata` (checked first: damaged metadata to keep is an error)."""
     icc_profile, exif = metadata.from_image(image) if keep_metadata else (b"", b"")
-    try:
-        upright = ImageOps.exif_transpose(image)
-    except (SyntaxError, ValueError, struct.error):  # Pillow's words for EXIF it cannot parse
-        upright = image  # no orientation to apply (the metadata goes, as asked)
-    prepared = _pixels_from_pil(upright, noticed_16bit)
+    prepared = _pixels_from_pil(_upright(image), noticed_16bit)
     return replace(prepared, icc_profile=metadata.profile_for(icc_profile, prepared.mode), exif=exif)
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """`image` turned by its EXIF orientation: a new image where it has one, else `image`
+    itself (Pillow's `exif_transpose` would copy it, 4 bytes a pixel of a photo that may be
+    100 MP)."""
+    try:
+        turned = image.getexif().get(ExifTags.Base.Orientation, 1) not in (1, None)
+        return ImageOps.exif_transpose(image) if turned else image
+    except (SyntaxError, ValueError, struct.error):  # Pillow's words for EXIF it cannot parse
+        return image  # no orientation to apply (the metadata goes, as asked)
 
 
 def _pixels_from_pil(image: Image.Image, noticed_16bit: bool) -> PreparedImage:
@@ -108,12 +115,15 @@ def _pixels_from_pil(image: Image.Image, noticed_16bit: bool) -> PreparedImage:
         return _from_array(np.array(image.convert("RGBA")))
     if mode in ("1", "L"):
         return _from_array(np.array(image.convert("L")))
+    if mode == "RGB":  # read-only pixels, no copy: the encoder copies one window at a time
+        return _from_array(np.asarray(image))
     return _from_array(np.array(image.convert("RGB")))
 
 
-# The model runs on a whole image at once (about 80 bytes of activations per pixel), so the
-# codec refuses images whose peak memory would run to many GB, though the format allows more.
-MAX_CODEC_PIXELS = 1 << 26
+# Encoding and decoding hold the image itself (about 7 bytes a pixel at the peak: the pixels
+# and Pillow's copy) on top of one tile's work, so 2**27 pixels (134 MP) stay near 1.5 GB
+# (docs/results.md, "Large images"), though the format allows 2**28.
+MAX_CODEC_PIXELS = 1 << 27
 SIZE_LIMIT = f"at most {MAX_SIDE} per side and {MAX_CODEC_PIXELS} pixels"
 
 
@@ -201,7 +211,9 @@ def prepare_image(image, keep_metadata: bool = False) -> PreparedImage:
 def to_padded_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:
     """`[H,W,3]` uint8 → `[1,3,H',W']` float in [0,1], H' and W' rounded up to `stride` by
     edge replication (replicated edges cost fewer bits than zeros and are cropped away)."""
-    tensor = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float() / 255.0  # [1, 3, H, W]
+    # torch cannot share read-only memory (an image read without a copy): it gets a copy.
+    pixels = torch.from_numpy(rgb) if rgb.flags.writeable else torch.tensor(rgb)
+    tensor = pixels.permute(2, 0, 1).unsqueeze(0).float() / 255.0  # [1, 3, H, W]
     height, width = rgb.shape[:2]
     pad_h, pad_w = -height % stride, -width % stride
     if pad_h or pad_w:
