@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from vqcodec.kernels import nearest_codeword
-from vqcodec.kernels.torch_nearest import CPU_CHUNK_BYTES, chunk_rows, nearest_codeword_torch
+from vqcodec.kernels.torch_nearest import chunk_rows, default_chunk_bytes, nearest_codeword_torch
 
 Search = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 GOAL = {"N": 2**20, "K": 16384, "D": 32, "min_speedup": 3.0}  # the target on an H200
@@ -169,7 +169,13 @@ def chunk_sweep(n: int, k: int, d: int, rounds: int) -> dict:
     for mb in CHUNK_SWEEP_MB:
         methods[f"{mb}MB"] = lambda a, b, cb=int(mb * 2**20): nearest_codeword_torch(a, b, chunk_bytes=cb)
     methods["addmm_argmin"] = addmm_argmin
-    return {"N": n, "K": k, "D": d, "default_chunk_MB": CPU_CHUNK_BYTES / 2**20, **interleaved(methods, x, codebook, rounds)}
+    return {
+        "N": n,
+        "K": k,
+        "D": d,
+        "default_chunk_MB": default_chunk_bytes(torch.device("cpu"), torch.get_num_threads()) / 2**20,
+        **interleaved(methods, x, codebook, rounds),
+    }
 
 
 def plot(report: dict, path: Path) -> None:

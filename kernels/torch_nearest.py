@@ -7,18 +7,36 @@ from __future__ import annotations
 
 import torch
 
-# Size of the [chunk, K] float32 distance temporary. On the CPU a chunk that stays in the
-# last-level cache lets the argmin pass read what the matmul just wrote; the value is the
-# fastest of those timed by `benchmarks/kernel.py` (results/kernel). On a GPU small chunks
-# would cost one launch each, so the bound there is larger, still far below N×K.
+# Bounds on the [chunk, K] float32 distance temporary. With one thread a chunk that stays in
+# the cache lets the argmin pass read what the matmul just wrote: 2 MiB is the fastest of the
+# sizes timed by `benchmarks/kernel.py` (results/kernel), and larger chunks lose that.
 CPU_CHUNK_BYTES = 2 * 1024 * 1024
+# With several threads every chunk's addmm and min is a parallel region ending in a barrier,
+# and on cores shared with another multi-threaded process (a second codec, a test suite) each
+# barrier waits for a thread the scheduler has set aside. Hundreds of small regions then made
+# the search several times slower than one cdist; chunks that give each thread tens of MiB
+# of work keep it faster than cdist under such load, for a little of its idle speed
+# (`benchmarks/quantizer_load.py`, results/quantizer_load, and docs/results.md).
+CPU_CHUNK_BYTES_PER_THREAD = 32 * 1024 * 1024
+# On a GPU small chunks would cost one launch each, so the bound there is larger, still far
+# below N×K; it also caps the per-thread bound on many-core CPUs.
 GPU_CHUNK_BYTES = 256 * 1024 * 1024
 
 
+def default_chunk_bytes(device: torch.device, threads: int) -> int:
+    """Bound on the distance temporary for a search on `device` with `threads` CPU threads."""
+    if device.type != "cpu":
+        return GPU_CHUNK_BYTES
+    if threads <= 1:
+        return CPU_CHUNK_BYTES
+    return min(threads * CPU_CHUNK_BYTES_PER_THREAD, GPU_CHUNK_BYTES)
+
+
 def chunk_rows(k: int, device: torch.device, chunk_bytes: int | None = None) -> int:
-    """Rows of x per chunk so that the `[rows, K]` float32 temporary fits `chunk_bytes`."""
+    """Rows of x per chunk so that the `[rows, K]` float32 temporary fits `chunk_bytes`
+    (None: `default_chunk_bytes` for torch's current thread count)."""
     if chunk_bytes is None:
-        chunk_bytes = CPU_CHUNK_BYTES if device.type == "cpu" else GPU_CHUNK_BYTES
+        chunk_bytes = default_chunk_bytes(device, torch.get_num_threads())
     return max(1, chunk_bytes // (4 * k))
 
 
@@ -30,7 +48,8 @@ def nearest_codeword_torch(
     Args:
         x: `[N, D]` float vectors.
         codebook: `[K, D]` float codewords, K ≥ 1, same device as x.
-        chunk_bytes: bound on the distance temporary; None picks the per-device default.
+        chunk_bytes: bound on the distance temporary; None picks the default for the
+            device and torch's thread count (`default_chunk_bytes`).
 
     Returns:
         indices `[N]` int64 in [0, K) (ties resolve to the lowest index) and squared

@@ -21,7 +21,13 @@ import torch
 
 from vqcodec.kernels import nearest_codeword
 from vqcodec.kernels.dispatch import interpreter_requested
-from vqcodec.kernels.torch_nearest import nearest_codeword_torch
+from vqcodec.kernels.torch_nearest import (
+    CPU_CHUNK_BYTES,
+    CPU_CHUNK_BYTES_PER_THREAD,
+    GPU_CHUNK_BYTES,
+    default_chunk_bytes,
+    nearest_codeword_torch,
+)
 
 # Where the Triton backend's tests put their tensors: the interpreter runs on CPU tensors.
 TRITON_DEVICE = "cpu" if interpreter_requested() else "cuda"
@@ -171,6 +177,15 @@ def test_torch_path_chunks_agree_with_one_chunk():
     assert torch.equal(whole[0], chunked[0])
     # BLAS may sum in another order for another row count: equal up to fp32 rounding.
     assert torch.allclose(whole[1], chunked[1], rtol=1e-6, atol=1e-6)
+
+
+def test_cpu_chunks_grow_with_threads_and_stay_bounded():
+    cpu = torch.device("cpu")
+    assert default_chunk_bytes(cpu, 1) == CPU_CHUNK_BYTES  # one thread: cache-sized chunks
+    # Several threads: a large slab of work per thread in every parallel region.
+    assert default_chunk_bytes(cpu, 2) == 2 * CPU_CHUNK_BYTES_PER_THREAD > CPU_CHUNK_BYTES
+    assert default_chunk_bytes(cpu, 64) == GPU_CHUNK_BYTES  # never unbounded
+    assert default_chunk_bytes(torch.device("meta"), 1) == GPU_CHUNK_BYTES
 
 
 @pytest.mark.parametrize(
