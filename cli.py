@@ -160,10 +160,14 @@ def _encode_file(source: str, target: str, options: dict, stats: bool = False) -
 
 
 def _decode_file(source: str, target: str, options: dict) -> None:
-    from vqcodec.api import decompress, encode_image
+    from vqcodec.api import decompress, encode_image, write_image
+    from vqcodec.files import write_atomic
 
     image = decompress(_read_stream(source), **options)
-    _write_output(target, encode_image(image, "" if target == STDIO else Path(target).suffix))
+    if target == STDIO:
+        _write_output(target, encode_image(image, ""))
+    else:  # straight to the file: a large image's file is never held in memory as well
+        write_atomic(Path(target), lambda handle: write_image(image, handle, Path(target).suffix))
 
 
 JOBS_OPTION = click.option(

@@ -19,8 +19,10 @@ kernel schedules a session as a separate job, as it would another user's program
 
 The context prior's group loop runs in the same conditions: `coding.encode_stages` and
 `coding.decode_stages` of the shipped model's indices of one Kodak image with its shipped
-context prior; its times are reported relative to the same call at 1 thread with no added
-load, next to cdist's on the same footing, to see whether it suffers as the search does.
+context prior, as shipped (on one thread whatever torch's setting: `devices.serial_on_cpu`)
+and, as `*_all_threads`, the same loops on torch's threads (as they ran before); its times
+are reported relative to the same call at 1 thread with no added load, next to cdist's on
+the same footing, to see whether it suffers as the search does.
 
     python benchmarks/quantizer_load.py --out benchmarks/results/quantizer_load
 """
@@ -49,6 +51,8 @@ import torch
 from kernel import addmm_argmin, cdist_argmin
 from plotting import save_figure
 from vqcodec import coding
+from vqcodec.devices import exact_matmul
+from vqcodec.entropy.grid_coding import decode_grid, encode_grid
 from vqcodec.imaging import prepare_image
 from vqcodec.kernels.torch_nearest import CPU_CHUNK_BYTES, default_chunk_bytes, nearest_codeword_torch
 from vqcodec.zoo import load_model
@@ -130,13 +134,16 @@ def measure_prior(loaded, indices: np.ndarray, payloads: list[bytes], rounds: in
     """Seconds (min, median, max) to encode every stage of `indices` and to decode `payloads`
     (their stream: the same at any thread count)."""
     prior, (_, h, w), k = loaded.context_prior, indices.shape, loaded.codec.config.codebook_size
-    times = rounds_of(
-        {
-            "encode_stages": lambda: coding.encode_stages(prior, indices),
-            "decode_stages": lambda: coding.decode_stages(prior, payloads, h, w, k),
-        },
-        rounds,
-    )
+    with exact_matmul():  # as coding's own calls run them, less the single thread
+        times = rounds_of(
+            {
+                "encode_stages": lambda: coding.encode_stages(prior, indices),
+                "decode_stages": lambda: coding.decode_stages(prior, payloads, h, w, k),
+                "encode_stages_all_threads": lambda: encode_grid(prior, indices),
+                "decode_stages_all_threads": lambda: decode_grid(prior, payloads, h, w, k),
+            },
+            rounds,
+        )
     return {name: spread(t) for name, t in times.items()}
 
 

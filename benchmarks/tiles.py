@@ -3,7 +3,8 @@ asked, the whole-image path beside it.
 
 Each photo is a mosaic of training images scaled up to about 1 MP apiece (3:2, the size of a
 camera's frame), stored as PPM so that reading and writing it costs little next to the
-codec. Each command runs in its own process; peak RSS is that process's, time is wall time.
+codec. Each command runs in its own process; peak RSS is that process's own (VmHWM, read as
+it exits), time is wall time.
 A process's fixed cost (starting Python, loading torch, the model and the prior) is measured
 in the same run, as the same commands on a 64×64 image, and taken off before time is divided
 by megapixels. The whole-image path is the same command with one tile larger than the image
@@ -61,16 +62,29 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * np.log10(255.0**2 / (squared / a.size))
 
 
+# The child's own peak, read from /proc as it exits: the kernel's ru_maxrss of a child also
+# counts the RSS its parent had when it started (kept across exec), and this process holds
+# the photos, up to 100 MP.
+REPORT_PEAK = """
+import atexit, os
+def _report_peak():
+    with open("/proc/self/status") as status, open(os.environ["PEAK_RSS_FILE"], "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+atexit.register(_report_peak)
+"""
+
+
 def run(arguments: list[str], setup: str = "") -> dict:
     """Wall seconds and peak RSS (MB) of one `vqcodec` command in a fresh process."""
-    code = f"{setup}\nfrom vqcodec.cli import main\nmain()"
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", code, *arguments])
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise RuntimeError(f"vqcodec {' '.join(arguments)} failed with status {status}")
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    code = f"{REPORT_PEAK}\n{setup}\nfrom vqcodec.cli import main\nmain()"
+    with tempfile.NamedTemporaryFile(suffix=".peak") as peak:
+        started = time.perf_counter()
+        status = subprocess.run([sys.executable, "-c", code, *arguments], env={**os.environ, "PEAK_RSS_FILE": peak.name})
+        seconds = time.perf_counter() - started
+        if status.returncode != 0:
+            raise RuntimeError(f"vqcodec {' '.join(arguments)} failed with status {status.returncode}")
+        peak_kib = int(Path(peak.name).read_text())
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_kib / 1024, 1)}
 
 
 def startup(folder: Path) -> dict:

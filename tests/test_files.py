@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import vqcodec
 from vqcodec.files import write_atomic
@@ -63,3 +64,28 @@ def test_a_failed_write_names_the_target_even_when_the_cleanup_fails_too(tmp_pat
     with pytest.raises(OSError, match=f"cannot write {tmp_path / 'x.vqc'}: Read-only file system") as raised:
         write_atomic(tmp_path / "x.vqc", b"data")
     assert raised.value.errno == errno.EROFS and ".tmp" not in str(raised.value)
+
+
+def test_a_writer_function_writes_in_place_and_its_failure_leaves_nothing(tmp_path, sample_crop):
+    write_atomic(tmp_path / "out.bin", lambda handle: handle.write(b"streamed"))
+    assert (tmp_path / "out.bin").read_bytes() == b"streamed"
+
+    def fails_halfway(handle):
+        handle.write(b"partial")
+        raise ValueError("the encoder gave up")
+
+    (tmp_path / "kept.bin").write_bytes(b"old")
+    with pytest.raises(ValueError, match="gave up"):
+        write_atomic(tmp_path / "kept.bin", fails_halfway)
+    assert (tmp_path / "kept.bin").read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "kept.bin",
+        "out.bin",
+    ]
+    # An image decoded to a file goes through such a function: written, then read back and checked.
+    stream = vqcodec.compress(sample_crop.convert("RGBA"), stages=1)
+    (tmp_path / "a.vqc").write_bytes(stream)
+    with pytest.raises(ValueError, match="cannot hold the alpha channel"):
+        vqcodec.decompress_file(tmp_path / "a.vqc", tmp_path / "a.jpg")
+    assert not (tmp_path / "a.jpg").exists()
+    vqcodec.decompress_file(tmp_path / "a.vqc", tmp_path / "a.png")
+    assert vqcodec.decompress(stream).tobytes() == Image.open(tmp_path / "a.png").tobytes()

@@ -11,6 +11,7 @@ from PIL import Image
 
 import vqcodec
 from tests.conftest import smooth_image
+from vqcodec.devices import serial_on_cpu
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +111,24 @@ def test_streams_decode_to_the_same_indices_on_cpu_and_gpu(sample_crop):
             data = vqcodec.compress(sample_crop, prior=prior, device=written_on)
             assert np.array_equal(indices(data, "cpu"), indices(data, "cuda"))
             assert vqcodec.decompress(data, device="cuda").size == sample_crop.size
+
+
+def test_the_prior_loops_run_on_one_cpu_thread_and_the_setting_comes_back(rgb_stream, monkeypatch):
+    seen = []
+    real_decode = vqcodec.coding.decode_grid
+    monkeypatch.setattr(vqcodec.coding, "decode_grid", lambda *args: seen.append(torch.get_num_threads()) or real_decode(*args))
+    outside = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        vqcodec.decompress(rgb_stream)
+        assert seen == [1] and torch.get_num_threads() == 2
+        # Nested blocks: the setting returns only when the outermost one ends.
+        with serial_on_cpu(torch.device("cpu")):
+            with serial_on_cpu(torch.device("cpu")):
+                assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 1
+            with serial_on_cpu(torch.device("cuda")):  # no CPU threads to spare there: a no-op
+                pass
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(outside)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import io
 import math
 import numbers
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import torch
@@ -394,17 +395,29 @@ def decompress_file(src: str | Path, dst: str | Path, **options) -> Image.Image:
     """Decode the stream at `src` and save the image at `dst` (format from its suffix; never over `src`)."""
     _check_destination(Path(src), Path(dst))
     image = decompress(Path(src).read_bytes(), **options)
-    write_atomic(Path(dst), encode_image(image, Path(dst).suffix))
+    write_atomic(Path(dst), lambda handle: write_image(image, handle, Path(dst).suffix))
     return image
 
 
 def encode_image(image: Image.Image, suffix: str) -> memoryview:
-    """Image file bytes in the format named by `suffix` (".png" when empty), with the image's
-    ICC profile and EXIF where the format holds them (PNG, JPEG, WebP, TIFF): a view of the
-    buffer they were written to, as a copy of a large image's file would cost its size again.
+    """Image file bytes in the format named by `suffix`, as `write_image` writes them: a view
+    of the buffer they were written to (a copy would cost a large image's file size again)."""
+    buffer = io.BytesIO()
+    write_image(image, buffer, suffix)
+    return buffer.getbuffer()
+
+
+def write_image(image: Image.Image, handle: BinaryIO, suffix: str) -> None:
+    """Write `image` to the seekable binary file `handle` (from its current position, which is
+    read back) in the format named by `suffix` (".png" when empty), with the image's ICC
+    profile and EXIF where the format holds them (PNG, JPEG, WebP, TIFF).
 
     Refuses formats Pillow only reads, and formats that would silently change the image:
     another size (icons) or a lost alpha channel (JPEG, GIF, BMP, PPM, ...).
+
+    Raises:
+        ValueError: the format cannot be written or cannot hold the image.
+        OSError: writing to `handle` failed.
     """
     extension = (suffix or ".png").lower()
     formats = Image.registered_extensions()
@@ -414,23 +427,26 @@ def encode_image(image: Image.Image, suffix: str) -> memoryview:
         raise ValueError(f"unknown output image format {extension!r}; use .png, .webp, .bmp, .tif, ...")
     if formats[extension] not in Image.SAVE:
         raise ValueError(f"cannot write {extension} images (Pillow only reads them); use .png, .webp, .tif, ...")
-    buffer = io.BytesIO()
+    start = handle.tell()
     try:
-        image.save(buffer, format=formats[extension], **metadata.save_options(image))
+        image.save(handle, format=formats[extension], **metadata.save_options(image))
     except (OSError, KeyError, ValueError) as error:  # no writer for the mode (JPEG and alpha)
+        if isinstance(error, OSError) and error.errno is not None:
+            raise  # the file's error (a full disk), not the format's
         what = "the alpha channel of this image" if image.mode in bitstream.ALPHA_MODES else f"a {image.mode} image"
         raise ValueError(f"{extension} cannot hold {what} ({error}); write .png instead") from error
     if formats[extension] not in Image.OPEN:  # write-only formats (PDF): nothing to check against
         if image.mode in bitstream.ALPHA_MODES:
             raise ValueError(f"{extension} may drop the alpha channel of this image; write .png instead")
-        return buffer.getbuffer()
-    buffer.seek(0)
-    with Image.open(buffer) as written:  # header only: size and bands
-        if written.size != image.size:
-            raise ValueError(
-                f"{extension} would store this image at {written.size[0]}×{written.size[1]}, "
-                f"not {image.size[0]}×{image.size[1]}; write .png instead"
-            )
-        if image.mode in bitstream.ALPHA_MODES and "A" not in written.getbands():
-            raise ValueError(f"{extension} cannot hold the alpha channel of this image; write .png instead")
-    return buffer.getbuffer()
+        return
+    handle.seek(start)
+    with warnings.catch_warnings():  # the image was just written here: no decompression bomb
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(handle) as written:  # header only: size and bands
+            size, bands = written.size, written.getbands()
+    if size != image.size:
+        raise ValueError(
+            f"{extension} would store this image at {size[0]}×{size[1]}, not {image.size[0]}×{image.size[1]}; write .png instead"
+        )
+    if image.mode in bitstream.ALPHA_MODES and "A" not in bands:
+        raise ValueError(f"{extension} cannot hold the alpha channel of this image; write .png instead")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vqcodec.devices import exact_matmul, on_device
+from vqcodec.devices import exact_matmul, on_device, serial_on_cpu
 from vqcodec.entropy.free_tail import limit_free_tails
 from vqcodec.entropy.grid_coding import Prior, decode_grid, encode_grid
 from vqcodec.entropy.rdo import quantize_for_rate
@@ -73,7 +73,8 @@ def _indices_of(
         indices = on_device(codec, device).quantizer.encode(latent[None].to(device), stages)[0].cpu().numpy()
     else:
         assert prior is not None  # `quantize` checks it before the encoder runs; `encode_tiles` needs one
-        indices = quantize_for_rate(latent, books, prior, lambdas)
+        with serial_on_cpu(CPU):  # the search runs on the CPU, as the latent
+            indices = quantize_for_rate(latent, books, prior, lambdas)
     return indices if prior is None else limit_free_tails(indices, latent, books, prior)
 
 
@@ -104,7 +105,7 @@ def encode_tiles(
 
 def encode_stages(prior: Prior, indices: np.ndarray, device: torch.device = CPU) -> list[bytes]:
     """Indices `[S, h, w]` → one entropy-coded payload per stage."""
-    with exact_matmul():
+    with exact_matmul(), serial_on_cpu(device):
         return encode_grid(_prior_on(prior, device), indices)
 
 
@@ -116,7 +117,7 @@ def decode_stages(
     Raises:
         ValueError: a payload that is corrupt, runs dry or holds data past its grid.
     """
-    with exact_matmul():
+    with exact_matmul(), serial_on_cpu(device):
         return decode_grid(_prior_on(prior, device), payloads, h, w, codebook_size)
 
 

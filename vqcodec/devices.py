@@ -6,11 +6,13 @@ the CPU's in the last bits, which may move an index between two nearly equidista
 but never breaks a stream. The context prior must compute the very same frequencies
 everywhere; its sums are exact in float32 (`vqcodec.entropy.fixedpoint`), and TF32 is
 switched off around it all the same, so no reduced-precision matmul can ever touch it.
+On the CPU the prior's loops run on one thread (`serial_on_cpu`).
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -69,3 +71,39 @@ def exact_matmul() -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+# Threads of the blocks inside `serial_on_cpu` (torch's setting is per process): how many run
+# now, and the setting to restore when the last one ends.
+_serial = threading.Lock()
+_serial_blocks = 0
+_threads_outside = 1
+
+
+@contextmanager
+def serial_on_cpu(device: torch.device) -> Iterator[None]:
+    """torch on one thread inside the block when it runs on the CPU (restored after the last
+    such block ends, so concurrent and nested blocks are safe).
+
+    For the context prior's coding loop and the rate–distortion search: long chains of small
+    operations, each a parallel region whose threads wait for one another at its end. On an
+    idle machine a second thread makes them 15–40 % faster; on cores shared with other work
+    every such wait may stall until the scheduler runs the other thread again, and the same
+    loops ran 10–20 times slower (benchmarks/results/quantizer_load).
+    """
+    global _serial_blocks, _threads_outside
+    if device.type != "cpu":
+        yield
+        return
+    with _serial:
+        if _serial_blocks == 0:
+            _threads_outside = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _serial_blocks += 1
+    try:
+        yield
+    finally:
+        with _serial:
+            _serial_blocks -= 1
+            if _serial_blocks == 0:
+                torch.set_num_threads(_threads_outside)

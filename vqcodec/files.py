@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -21,8 +23,12 @@ def check_folder(path: Path) -> None:
         raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
 
 
-def write_atomic(path: Path, data: bytes | memoryview) -> None:
+def write_atomic(path: Path, data: bytes | memoryview | Callable[[BinaryIO], object]) -> None:
     """Temp file in the same folder, then rename: readers never see a partial file.
+
+    `data` is the bytes to write, or a function that writes them to the open (readable,
+    seekable) file, so that a large image's encoder writes to disk without a copy in memory;
+    whatever it raises leaves no file behind.
 
     Writing through a symlink replaces the file it points to (the link stays a link), and a
     file that is replaced keeps its permission bits, as an in-place write would. Errors name
@@ -32,8 +38,11 @@ def write_atomic(path: Path, data: bytes | memoryview) -> None:
     target = Path(os.path.realpath(path))
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
+        with open(tmp, "w+b") as handle:
+            if callable(data):
+                data(handle)
+            else:
+                handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         if target.exists():

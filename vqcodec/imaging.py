@@ -87,6 +87,9 @@ def _from_pil(image: Image.Image, noticed_16bit: bool = False, keep_metadata: bo
     return replace(prepared, icc_profile=metadata.profile_for(icc_profile, prepared.mode), exif=exif)
 
 
+PIXEL_BAND_ROWS = 256  # a band of a 12,000-pixel-wide photo is about 12 MB in Pillow
+
+
 def _upright(image: Image.Image) -> Image.Image:
     """`image` turned by its EXIF orientation: a new image where it has one, else `image`
     itself (Pillow's `exif_transpose` would copy it, 4 bytes a pixel of a photo that may be
@@ -115,9 +118,21 @@ def _pixels_from_pil(image: Image.Image, noticed_16bit: bool) -> PreparedImage:
         return _from_array(np.array(image.convert("RGBA")))
     if mode in ("1", "L"):
         return _from_array(np.array(image.convert("L")))
-    if mode == "RGB":  # read-only pixels, no copy: the encoder copies one window at a time
-        return _from_array(np.asarray(image))
+    if mode == "RGB":
+        return _from_array(_rgb_in_bands(image))
     return _from_array(np.array(image.convert("RGB")))
+
+
+def _rgb_in_bands(image: Image.Image) -> np.ndarray:
+    """uint8 `[H,W,3]` pixels of an RGB image, taken a band of rows at a time: `np.asarray` of
+    a whole image holds two more copies of its bytes at once (Pillow's `tobytes` joins a
+    list of chunks), 6 bytes a pixel next to Pillow's own 4 on a photo that may be 100 MP."""
+    width, height = image.size
+    pixels = np.empty((height, width, 3), dtype=np.uint8)
+    for top in range(0, height, PIXEL_BAND_ROWS):
+        bottom = min(top + PIXEL_BAND_ROWS, height)
+        pixels[top:bottom] = np.asarray(image.crop((0, top, width, bottom)))
+    return pixels
 
 
 # Encoding and decoding hold the image itself (about 7 bytes a pixel at the peak: the pixels
