@@ -85,6 +85,11 @@ def test_large_images_are_coded_tile_by_tile_in_a_version_3_stream(monkeypatch, 
     header = bitstream.read_header(tiled)
     assert (header.version, header.tile, header.tiles) == (3, MIN_TILE_TOKENS, 4)  # a 20×26 grid
     assert bitstream.read_header(whole).version == 1
+    assert {key: vqcodec.api.describe_stream(tiled)[key] for key in ("version", "tile", "tiles")} == {
+        "version": 3,
+        "tile": MIN_TILE_TOKENS,
+        "tiles": 4,
+    }
     _, _, payloads = bitstream.unpack(tiled)
     loaded = zoo.load_model()
     tile_payloads = [bitstream.split_tiles(header, payload, stage) for stage, payload in enumerate(payloads)]

@@ -290,6 +290,8 @@ def describe_stream(data: bytes, file_bytes: int | None = None) -> dict:
         "codebook_size": header.codebook_size,
         "stages": header.stages,
         "version": header.version,
+        "tile": header.tile,  # 0: the grid is coded whole
+        "tiles": header.tiles,
         "header_bytes": header.header_size,
         "alpha_bytes": header.alpha_length,
         "icc_bytes": header.icc_length,
