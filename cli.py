@@ -159,15 +159,21 @@ def _encode_file(source: str, target: str, options: dict, stats: bool = False) -
     return line
 
 
-def _decode_file(source: str, target: str, options: dict) -> None:
-    from vqcodec.api import decompress, encode_image, write_image
+def _write_image(target: str, image) -> None:
+    """Write a PIL image to `target` ("-": stdout, as PNG) in the format of its suffix."""
+    from vqcodec.api import encode_image, write_image
     from vqcodec.files import write_atomic
 
-    image = decompress(_read_stream(source), **options)
     if target == STDIO:
         _write_output(target, encode_image(image, ""))
     else:  # straight to the file: a large image's file is never held in memory as well
         write_atomic(Path(target), lambda handle: write_image(image, handle, Path(target).suffix))
+
+
+def _decode_file(source: str, target: str, options: dict) -> None:
+    from vqcodec.api import decompress
+
+    _write_image(target, decompress(_read_stream(source), **options))
 
 
 JOBS_OPTION = click.option(
@@ -532,7 +538,7 @@ def models(as_json) -> None:
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT.")
 def generate(output, size, seed, steps, temperature, decoder, force) -> None:
     """Sample a new image from the model's prior and write it to OUTPUT."""
-    from vqcodec.api import encode_image, generate as generate_image
+    from vqcodec.api import generate as generate_image
 
     try:
         width, height = (int(part) for part in size.lower().split("x"))
@@ -542,12 +548,8 @@ def generate(output, size, seed, steps, temperature, decoder, force) -> None:
         [("", output)],
         force,
         "generating",
-        lambda _, target: _write_output(
-            target,
-            encode_image(
-                generate_image(width, height, seed=seed, steps=steps, temperature=temperature, decoder=decoder),
-                "" if target == STDIO else Path(target).suffix,
-            ),
+        lambda _, target: _write_image(
+            target, generate_image(width, height, seed=seed, steps=steps, temperature=temperature, decoder=decoder)
         ),
     )
 
@@ -563,18 +565,14 @@ def generate(output, size, seed, steps, temperature, decoder, force) -> None:
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT.")
 def inpaint(image, mask, output, seed, steps, temperature, decoder, force) -> None:
     """Re-sample the part of IMAGE under MASK's white pixels; write the result to OUTPUT."""
-    from vqcodec.api import encode_image, inpaint as inpaint_image
+    from vqcodec.api import inpaint as inpaint_image
 
     _run_all(
         [(image, output)],
         force,
         "inpainting",
-        lambda source, target: _write_output(
-            target,
-            encode_image(
-                inpaint_image(source, mask, seed=seed, steps=steps, temperature=temperature, decoder=decoder),
-                "" if target == STDIO else Path(target).suffix,
-            ),
+        lambda source, target: _write_image(
+            target, inpaint_image(source, mask, seed=seed, steps=steps, temperature=temperature, decoder=decoder)
         ),
         shared_inputs=(mask,),
     )
