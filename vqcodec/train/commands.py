@@ -32,6 +32,8 @@ def train_command(config_path: str | None, resume: bool, overrides: tuple[str, .
 
     phase=vqvae trains encoder, codebooks and the fidelity decoder; phase=vqgan
     init_from=RUN/latest.pt fine-tunes a realism decoder on them with a discriminator.
+    phase=vqvae init_from=RUN/latest.pt model.stages=8 starts a fresh schedule from a trained
+    VQ-VAE, with residual stages added after its own.
     """
     from .checkpoint import WEIGHTS, resume_run
     from .gan import train_vqgan

@@ -23,7 +23,9 @@ class TrainConfig:
     data_dir: str = "data/train"
     out_dir: str = "runs/vqvae"
     phase: str = "vqvae"  # "vqvae" (encoder, codebooks, fidelity decoder) or "vqgan" (realism decoder)
-    init_from: str = ""  # for "vqgan": the VQ-VAE checkpoint whose encoder/codebooks are frozen
+    # A VQ-VAE checkpoint or weights file: for "vqgan" the codec whose encoder and codebooks are
+    # frozen; for "vqvae" the weights a fresh run starts from, with stages added if model.stages is larger.
+    init_from: str = ""
     model: CodecConfig = field(default_factory=CodecConfig)
     crop: int = 128
     batch_size: int = 16

@@ -25,9 +25,8 @@ from torch import nn
 from vqcodec.model import VQCodec
 from vqcodec.model.codec import DECODER_NAMES
 from vqcodec.model.discriminator import PatchDiscriminator
-from vqcodec.zoo import load_codec_file
 
-from .checkpoint import config_from_checkpoint, load_checkpoint, restore_run, save_run
+from .checkpoint import config_from_checkpoint, restore_run, save_run
 from .config import TrainConfig
 from .loop import TrainingRun, autocast, channels_last_on
 from .losses import (
@@ -39,24 +38,9 @@ from .losses import (
 )
 from .lpips import load_lpips
 from .schedule import learning_rate, set_learning_rate
+from .warm_start import load_vqvae
 
 GAN_BETAS = (0.5, 0.9)  # lower momentum than stage 1: the adversarial target moves every step
-
-
-def load_vqvae(path: str | Path) -> VQCodec:
-    """The stage-1 codec from a `vqvae` training checkpoint (`latest.pt`) or exported weights."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"init_from not found: {path}")
-    if path.suffix == ".safetensors":
-        return load_codec_file(path)
-    state = load_checkpoint(path)
-    source = config_from_checkpoint(state)
-    if source.phase != "vqvae":
-        raise ValueError(f"init_from must be a vqvae checkpoint, {path} is phase {source.phase!r}")
-    model = VQCodec(source.model)
-    model.load_state_dict(state["model"], strict=True)
-    return model
 
 
 def add_realism_decoder(base: VQCodec) -> VQCodec:

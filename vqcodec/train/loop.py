@@ -31,6 +31,7 @@ from .logger import RunLogger
 from .losses import reconstruction_loss
 from .rate import RateTerm
 from .schedule import learning_rate, set_learning_rate
+from .warm_start import grown, load_vqvae
 
 
 class StepSampler(Sampler[int]):
@@ -362,11 +363,14 @@ def vqvae_step(
 
 
 def train_vqvae(config: TrainConfig, state: dict | None = None) -> VQCodec:
-    """Stage 1: encoder, residual codebooks and fidelity decoder, from scratch or from the
-    checkpoint `state` (`checkpoint.resume_run`). Returns the trained model; rank 0 writes
+    """Stage 1: encoder, residual codebooks and fidelity decoder, from scratch, from the
+    weights `config.init_from` (with stages added where `config.model` has more:
+    `warm_start.grown`; a fresh optimizer and schedule) or from the checkpoint `state`
+    (`checkpoint.resume_run`). Returns the trained model; rank 0 writes
     `latest.pt` and `weights.safetensors` in `config.out_dir`."""
     run = TrainingRun(config)
-    model = channels_last_on(VQCodec(config.model), run.device)
+    initial = grown(load_vqvae(config.init_from), config.model) if config.init_from and not state else VQCodec(config.model)
+    model = channels_last_on(initial, run.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
     start = restore_run(state, model, optimizer, config.weight_decay) if state else 0
     rate_term = RateTerm(load_prior_file(config.rate_prior), config.model, run.device) if config.rate_weight > 0 else None
