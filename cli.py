@@ -201,6 +201,11 @@ WEIGHTS_OPTION = click.option(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A .safetensors codec weights file instead of a zoo model (its files decode only with it).",
 )
+PRIOR_OPTION = click.option(
+    "--prior",
+    type=click.Choice(["context", "static"]),
+    help="Entropy model: context (default: 24-33% fewer bits on Kodak) or static (faster).",
+)
 PRIOR_FILE_OPTION = click.option(
     "--prior-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -299,18 +304,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @OUTPUT_OPTION
-@click.option("-q", "--quality", type=click.IntRange(0, 100), help="0..100, mapped onto the stage counts (higher = larger file).")
+@click.option(
+    "-q",
+    "--quality",
+    type=click.IntRange(0, 100),
+    help="0..100, smallest to largest file: picks the stage count and the rdo strength.",
+)
 @click.option("--stages", type=click.IntRange(1, 16), help="Residual stages to code (fewer = smaller file).")
 @click.option(
     "--bpp", type=click.FloatRange(min=0, min_open=True), help="Largest stage count that fits this many bits per pixel."
 )
 @MODEL_OPTION
 @WEIGHTS_OPTION
-@click.option(
-    "--prior",
-    type=click.Choice(["context", "static"]),
-    help="Entropy model: context (default: 24-33% fewer bits on Kodak) or static (faster).",
-)
+@PRIOR_OPTION
 @PRIOR_FILE_OPTION
 @RDO_OPTION
 @DEVICE_OPTION
@@ -348,6 +354,8 @@ def encode(
     given = [name for name, value in (("--quality", quality), ("--stages", stages), ("--bpp", bpp)) if value is not None]
     if len(given) > 1:
         raise click.UsageError(f"give one of --quality, --stages and --bpp, not both {given[0]} and {given[1]}")
+    if quality is not None and rdo is not None:
+        raise click.UsageError("give --quality or --rdo, not both: --quality sets the rdo strength too")
     options = dict(
         quality=quality,
         stages=stages,
@@ -438,6 +446,7 @@ def info(path, as_json) -> None:
 )
 @MODEL_OPTION
 @WEIGHTS_OPTION
+@PRIOR_OPTION
 @PRIOR_FILE_OPTION
 @RDO_OPTION
 @click.option("--decoder", type=click.Choice(["fidelity", "realism"]), default="fidelity", show_default=True)
@@ -451,7 +460,7 @@ def info(path, as_json) -> None:
     help="Write the results as JSON (CompressAI's schema plus per-image rows) to OUT ('-' or no value: stdout).",
 )
 @click.option("--force", is_flag=True, help="Overwrite the --json file.")
-def evaluate(paths, stages, model, weights, prior_file, rdo, decoder, device, json_out, force) -> None:
+def evaluate(paths, stages, model, weights, prior, prior_file, rdo, decoder, device, json_out, force) -> None:
     """Encode and decode images (files, or the images in folders) at every stage count; print
     the mean bpp, PSNR and MS-SSIM of each, or write every figure as JSON."""
     from vqcodec.evaluate import evaluate as run_evaluation, image_files
@@ -468,6 +477,7 @@ def evaluate(paths, stages, model, weights, prior_file, rdo, decoder, device, js
             stages=list(stages) or None,
             decoder=decoder,
             model=model,
+            prior=prior,
             prior_file=prior_file,
             rdo=rdo,
             device=device,

@@ -49,6 +49,18 @@ def test_full_sample_image_round_trip():
     assert len(data) * 8 / (768 * 512) < 0.2
 
 
+def test_bpp_rises_with_quality_through_every_operating_point(sample_crop):
+    first_quality = {}
+    for quality in range(101):
+        first_quality.setdefault(vqcodec.operating_point(quality, vqcodec.model_info()["stages"]), quality)
+    sizes = [len(vqcodec.compress(sample_crop, quality=q)) for q in first_quality.values()]
+    assert len(sizes) == 16 and sizes == sorted(sizes) and sizes[0] < sizes[3] < sizes[4] < sizes[-1]
+    with pytest.raises(ValueError, match="quality or rdo"):
+        vqcodec.compress(sample_crop, quality=50, rdo=1)
+    static = vqcodec.compress(sample_crop, quality=100, prior="static")  # no search: stage counts only
+    assert vqcodec.read_header(static).stages == 4
+
+
 def test_fewer_stages_give_smaller_files_and_lower_quality(sample_crop):
     sizes, scores = [], []
     stages = vqcodec.model_info()["stages"]

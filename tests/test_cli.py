@@ -111,6 +111,8 @@ def test_usage_errors_exit_2(workdir):
     assert run("encode", workdir / "a.png").exit_code == 2
     assert run("encode", "--stages", 1, "--bpp", 0.5, workdir / "a.png", workdir / "x.vqc").exit_code == 2
     assert run("encode", "--stages", 0, workdir / "a.png", workdir / "x.vqc").exit_code == 2
+    both = run("encode", "-q", 50, "--rdo", 1, workdir / "a.png", workdir / "x.vqc")
+    assert both.exit_code == 2 and "--quality sets the rdo strength too" in both.output
     assert run("frobnicate").exit_code == 2
 
 

@@ -65,3 +65,13 @@ def test_library_takes_named_images_and_scores_exact_copies_at_the_psnr_cap():
 def test_image_files_expand_folders_and_leave_streams_out(folder):
     (folder / "c.vqc").write_bytes(b"\x89VQC")
     assert image_files([folder]) == [folder / "a.png", folder / "b.png"]
+
+
+def test_evaluate_codes_with_the_prior_asked_for(tmp_path, folder):
+    image = str(folder / "a.png")
+    static = json.loads(CliRunner().invoke(main, ["evaluate", image, "--stages", "2", "--prior", "static", "--json"]).stdout)
+    context = evaluate([image], stages=[2], prior="context")
+    assert "static prior" in static["description"] and "context prior" in context["description"]
+    assert static["per_image"][0]["bytes"] != context["per_image"][0]["bytes"]
+    refused = CliRunner().invoke(main, ["evaluate", image, "--prior", "static", "--rdo", "1"])
+    assert refused.exit_code == 1 and "rdo needs the context prior" in refused.output

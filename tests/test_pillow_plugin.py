@@ -72,10 +72,12 @@ def test_save_options_pick_the_operating_point(tmp_path):
         image.save(tmp_path / "bad.vqc", quality=101)
 
 
-def test_quality_maps_monotonically_onto_every_stage_count():
-    counts = [vqcodec.stages_for_quality(q, 4) for q in range(101)]
-    assert counts == sorted(counts) and set(counts) == {1, 2, 3, 4}
-    assert (counts[0], counts[25], counts[26], counts[100]) == (1, 1, 2, 4)
+def test_quality_steps_through_every_operating_point_in_order():
+    points = [vqcodec.operating_point(q, 4) for q in range(101)]
+    assert sorted(set(points), key=points.index) == vqcodec.api.operating_points(4)
+    assert points[0] == (1, 2.0) and points[100] == (4, 0.0) and len(set(points)) == 16
+    assert [count for count, _ in points] == sorted(count for count, _ in points)
+    assert [vqcodec.operating_point(q, 4, (0.0,)) for q in (0, 25, 26, 100)] == [(1, 0.0), (1, 0.0), (2, 0.0), (4, 0.0)]
 
 
 def test_truncated_files_fail_cleanly_and_load_from_whole_stages_when_allowed(tmp_path):

@@ -28,7 +28,7 @@ _LAZY = {
     "inpaint": "vqcodec.api",
     "model_info": "vqcodec.api",
     "read_header": "vqcodec.api",
-    "stages_for_quality": "vqcodec.api",
+    "operating_point": "vqcodec.api",
     "Codec": "vqcodec.tensors",
 }
 

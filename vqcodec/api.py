@@ -47,12 +47,27 @@ def _stage_count(requested: int | None, available: int) -> int:
     return available if requested is None else _integer(requested, "stages", 1, available)
 
 
-def stages_for_quality(quality: int, stages: int) -> int:
-    """Stage count for a JPEG-style `quality` in 0..100 on a model of `stages` stages: the
-    range cut into equal bins, lowest bin 1 stage, highest all (4 stages: 0-25 → 1, 26-50 → 2,
-    51-75 → 3, 76-100 → 4). Monotone; the rdo strength stays the model's own."""
+# The rdo strengths a quality setting steps through within each stage count, most bits last.
+# On Kodak (benchmarks/results/rdo/kodak: λ 0.16, 0.08, 0.04 and 0 on the shipped model) each
+# step adds bits and PSNR, and one stage more at the strongest adds more than the last step.
+QUALITY_RDO_STRENGTHS = (2.0, 1.0, 0.5, 0.0)
+
+
+def operating_points(stages: int, strengths: tuple[float, ...] = QUALITY_RDO_STRENGTHS) -> list[tuple[int, float]]:
+    """The (stage count, rdo strength) pairs `quality` steps through, smallest files first:
+    each stage count at every strength, from the strongest (fewest bits) to the weakest."""
+    return [(count, strength) for count in range(1, stages + 1) for strength in strengths]
+
+
+def operating_point(quality: int, stages: int, strengths: tuple[float, ...] = QUALITY_RDO_STRENGTHS) -> tuple[int, float]:
+    """(stage count, rdo strength) for a JPEG-style `quality` in 0..100 on a model of `stages`
+    stages: the operating points cut 0..100 into equal bins, 0 the smallest file and 100 the
+    largest (4 stages with the context prior: 16 points, 0-6 → 1 stage at strength 2, …,
+    94-100 → 4 stages with the nearest codewords). `strengths` is (0.0,) where no rdo search
+    is possible (the static prior), leaving one point per stage count."""
     quality = _integer(quality, "quality", 0, 100)
-    return max(1, math.ceil(quality * stages / 100))
+    points = operating_points(stages, strengths)
+    return points[max(0, math.ceil(quality * len(points) / 100) - 1)]
 
 
 def _fit_bpp(bpp: float, prefix_sizes: list[int], pixels: int) -> int:
@@ -130,8 +145,9 @@ def compress(
         stages: residual stages to code (1..S, default all): fewer stages, fewer bits.
         bpp: instead of `stages`, the largest stage count whose real file fits this many bits
             per pixel.
-        quality: instead of `stages`, 0..100 mapped onto the stage counts by
-            `stages_for_quality` (as Pillow's `save(quality=...)`).
+        quality: instead of `stages` (and `rdo`), 0..100 mapped onto operating points,
+            stage count and rdo strength, by `operating_point` (as Pillow's
+            `save(quality=...)`): a higher quality never gives a smaller file on average.
         model: a zoo model name (default `vqcodec.zoo.DEFAULT_MODEL`), or the path of a
             `.safetensors` codec weights file (a `Path`, or a string ending in
             `.safetensors`); its streams record the file's name and sha256, and decode only
@@ -160,7 +176,10 @@ def compress(
     prior_name, coding_prior, prior_hash = _coding_prior(loaded, prior)
     config = loaded.codec.config
     if quality is not None:
-        stages = stages_for_quality(quality, config.stages)
+        if rdo is not None:
+            raise ValueError("give quality or rdo, not both: quality sets the rdo strength too")
+        searchable = prior_name == "context" and bool(loaded.rdo_lambdas)
+        stages, rdo = operating_point(quality, config.stages, QUALITY_RDO_STRENGTHS if searchable else (0.0,))
     count = _stage_count(stages, config.stages) if bpp is None else config.stages
     lambdas = _rdo_lambdas(loaded, prior_name, rdo, count)
     prepared = prepare_image(image, keep_metadata=not strip)

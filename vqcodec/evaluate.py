@@ -84,12 +84,13 @@ def measure_image(
     stages: Iterable[int] | None = None,
     decoders: Iterable[str] = ("fidelity",),
     model: str | Path | None = None,
+    prior: str | None = None,
     prior_file: str | Path | None = None,
     rdo: float | None = None,
     device: str | torch.device | None = "cpu",
 ) -> list[dict]:
     """Encode `image` (anything `compress` takes) at each stage count and decode each stream
-    with each decoder; `model`, `prior_file`, `rdo` and `device` as in `compress`.
+    with each decoder; `model`, `prior`, `prior_file`, `rdo` and `device` as in `compress`.
 
     Returns:
         One row per (stage count, decoder): stages, decoder, bytes, bpp (real file size, mode
@@ -101,7 +102,7 @@ def measure_image(
     rows = []
     for count in stages or range(1, model_info(model)["stages"] + 1):
         with Timer() as encode_time:
-            data = compress(source, stages=count, model=model, prior_file=prior_file, rdo=rdo, device=device)
+            data = compress(source, stages=count, model=model, prior=prior, prior_file=prior_file, rdo=rdo, device=device)
         for decoder in decoders:
             with Timer() as decode_time:
                 decoded = np.asarray(
@@ -154,6 +155,7 @@ def evaluate(
     stages: Iterable[int] | None = None,
     decoder: str = "fidelity",
     model: str | Path | None = None,
+    prior: str | None = None,
     prior_file: str | Path | None = None,
     rdo: float | None = None,
     device: str | torch.device | None = "cpu",
@@ -163,7 +165,7 @@ def evaluate(
 
     Args:
         images: image paths, or `{name: image}` with anything `compress` takes.
-        stages, model, prior_file, rdo, device: as in `measure_image`.
+        stages, model, prior, prior_file, rdo, device: as in `measure_image`.
         progress: show a progress bar on stderr.
 
     Returns:
@@ -186,7 +188,14 @@ def evaluate(
                 rows += [
                     {"image": name, **row}
                     for row in measure_image(
-                        image, stages=[count], decoders=[decoder], model=model, prior_file=prior_file, rdo=rdo, device=device
+                        image,
+                        stages=[count],
+                        decoders=[decoder],
+                        model=model,
+                        prior=prior,
+                        prior_file=prior_file,
+                        rdo=rdo,
+                        device=device,
                     )
                 ]
                 bar.update()
@@ -196,7 +205,8 @@ def evaluate(
     }
     description = (
         f"vqcodec model {info['name']} (weights {info['weights_hash']}), {decoder} decoder, "
-        f"rdo {'default' if rdo is None else rdo}, {len(images)} image(s); bpp from the real file sizes"
+        f"{prior or 'default'} prior, rdo {'default' if rdo is None else rdo}, {len(images)} image(s); "
+        "bpp from the real file sizes"
     )
     return {
         "name": f"{info['name']}-{decoder}",

@@ -5,7 +5,7 @@ Opening reads the header only (size and mode, no torch import); the model runs w
 pixels are first needed (`load()`, `convert()`, `np.asarray(...)`). Saving takes the
 options of `vqcodec.compress`:
 
-    image.save("photo.vqc", quality=80)        # 0..100 → stage count (api.stages_for_quality)
+    image.save("photo.vqc", quality=80)        # 0..100 → stage count and rdo strength (api.operating_point)
     image.save("photo.vqc", stages=2)          # or bpp=0.3, model=..., prior=..., rdo=..., device=..., strip=True
 
 `Image.open` gives a stream's ICC profile and EXIF in `image.info` as soon as it is opened.
