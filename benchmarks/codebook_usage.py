@@ -19,10 +19,10 @@ from vqcodec.train.export import count_indices
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", type=Path)
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model", default=None, help="a zoo name or a codec weights file (default: the shipped model)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    loaded = zoo.load_model(args.model)
+    loaded = zoo.load(args.model)
     config = loaded.codec.config
     files = list_images(args.dataset)
     counts = count_indices(loaded.codec, files)  # [S, K]

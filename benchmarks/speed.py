@@ -1,7 +1,12 @@
-"""Encode/decode time of a 768×512 image with the shipped model, per stage count and thread
-count, next to Pillow's JPEG in the same run (a reference for how loaded the machine is).
+"""Encode/decode time of a 768×512 image per model, stage count and thread count, next to
+Pillow's JPEG in the same run (a reference for how loaded the machine is).
 
     python benchmarks/speed.py [IMAGE] [--repeats 5] [--out benchmarks/results/speed]
+    python benchmarks/speed.py --models vqc-f8-s4-v3 runs/next.safetensors --threads 2 --out DIR
+
+With several models (zoo names or codec weights files, the first the reference), every row
+also gives its time as a multiple of the reference model's at the reference's top stage
+count, same thread count: the "top rate costs at most 2× today's" check of a new model.
 """
 
 from __future__ import annotations
@@ -48,16 +53,18 @@ def jpeg_seconds(image: Image.Image, repeats: int) -> tuple[float, float]:
     return median_seconds(encode, repeats), median_seconds(lambda: Image.open(io.BytesIO(data)).load(), repeats)
 
 
-def measure(image: Image.Image, threads: int, repeats: int) -> list[dict]:
+def measure(image: Image.Image, model: str | None, threads: int, repeats: int) -> list[dict]:
     torch.set_num_threads(threads)
     jpeg_encode, jpeg_decode = jpeg_seconds(image, repeats)
+    info = vqcodec.model_info(model)
     rows = []
-    for stages in range(1, vqcodec.model_info()["stages"] + 1):
-        data = vqcodec.compress(image, stages=stages)
-        encode = median_seconds(functools.partial(vqcodec.compress, image, stages=stages), repeats)
-        decode = median_seconds(functools.partial(vqcodec.decompress, data), repeats)
+    for stages in range(1, info["stages"] + 1):
+        data = vqcodec.compress(image, stages=stages, model=model)
+        encode = median_seconds(functools.partial(vqcodec.compress, image, stages=stages, model=model), repeats)
+        decode = median_seconds(functools.partial(vqcodec.decompress, data, model=model), repeats)
         rows.append(
             {
+                "model": info["name"],
                 "threads": threads,
                 "stages": stages,
                 "prior": vqcodec.read_header(data).prior,
@@ -70,21 +77,41 @@ def measure(image: Image.Image, threads: int, repeats: int) -> list[dict]:
                 "jpeg_decode_s": jpeg_decode,
             }
         )
-        print(f"threads={threads} stages={stages}: encode {encode:.3f}s decode {decode:.3f}s")
+        print(f"{info['name']} threads={threads} stages={stages}: encode {encode:.3f}s decode {decode:.3f}s")
     return rows
+
+
+def add_reference_ratios(rows: list[dict]) -> None:
+    """`encode_vs_reference` / `decode_vs_reference` on every row: its time over the first
+    model's at that model's top stage count, on the same thread count."""
+    reference = rows[0]["model"]
+    for threads in {row["threads"] for row in rows}:
+        top = max((r for r in rows if r["model"] == reference and r["threads"] == threads), key=lambda r: r["stages"])
+        for row in rows:
+            if row["threads"] == threads:
+                row["encode_vs_reference"] = row["encode_s"] / top["encode_s"]
+                row["decode_vs_reference"] = row["decode_s"] / top["decode_s"]
 
 
 def plot(rows: list[dict], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(6, 4))
-    for threads in sorted({r["threads"] for r in rows}):
-        subset = [r for r in rows if r["threads"] == threads]
-        axis.plot([r["stages"] for r in subset], [r["encode_s"] for r in subset], "o-", label=f"encode, {threads} thread(s)")
-        axis.plot([r["stages"] for r in subset], [r["decode_s"] for r in subset], "s--", label=f"decode, {threads} thread(s)")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for threads in sorted({r["threads"] for r in rows}):
+            subset = [r for r in rows if r["threads"] == threads and r["model"] == model]
+            label = f"{model}, {threads} thread(s)"
+            (line,) = axis.plot([r["stages"] for r in subset], [r["encode_s"] for r in subset], "o-", label=f"encode, {label}")
+            axis.plot(
+                [r["stages"] for r in subset],
+                [r["decode_s"] for r in subset],
+                "s--",
+                color=line.get_color(),
+                label=f"decode, {label}",
+            )
     axis.axhline(1.0, color="grey", lw=0.8, ls=":", label="1 s target")
     axis.set_xlabel("stages coded")
     axis.set_ylabel("seconds (median)")
     axis.set_title("vqcodec on a 768×512 image (CPU)")
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -94,15 +121,22 @@ def main() -> None:
     parser.add_argument("image", nargs="?", type=Path, default=DEFAULT_IMAGE)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=[None],
+        help="zoo names or codec weights files, the reference first (default: the shipped model)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/speed"))
     args = parser.parse_args()
     image = Image.open(args.image).convert("RGB")
-    rows = [row for threads in args.threads for row in measure(image, threads, args.repeats)]
+    rows = [row for model in args.models for threads in args.threads for row in measure(image, model, threads, args.repeats)]
+    add_reference_ratios(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {
         "image": args.image.name,
         "size": list(image.size),
-        "model": vqcodec.model_info()["name"],
+        "models": list(dict.fromkeys(row["model"] for row in rows)),
         "machine": {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
         "repeats": args.repeats,
         "rows": rows,
