@@ -24,6 +24,7 @@ from vqcodec.entropy.free_tail import limit_free_tails
 from vqcodec.entropy.grid_coding import Prior, decode_grid, encode_grid
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.model import VQCodec
+from vqcodec.refine import refine_latent
 from vqcodec.tiling import decode_pixels, encode_latent, latent_tiles, tiles
 
 CPU = torch.device("cpu")
@@ -43,6 +44,7 @@ def quantize(
     prior: Prior | None = None,
     lambdas: Sequence[float] | None = None,
     device: torch.device = CPU,
+    refine_steps: int = 0,
 ) -> np.ndarray:
     """Indices `[stages, h, w]` int64 of a uint8 image `[H, W, 3]`.
 
@@ -53,21 +55,27 @@ def quantize(
             that are never coded (training caches), nearest codewords only.
         lambdas: relative λ per stage for the rate–distortion search (`quantize_for_rate`);
             None: the nearest codeword at every stage, searched on `device`.
+        refine_steps: gradient steps on the latent before it is quantized
+            (`vqcodec.refine`; 0: the encoder's latent as it is).
     """
     if lambdas is not None and prior is None:
         raise ValueError("the rate-distortion search needs the prior that will code the indices")
-    return _indices_of(codec, latent_of(codec, rgb, device), stages, prior, lambdas, device)
+    return _indices_of(codec, rgb, latent_of(codec, rgb, device), stages, prior, lambdas, device, refine_steps)
 
 
 def _indices_of(
     codec: VQCodec,
+    rgb: np.ndarray,
     latent: torch.Tensor,
     stages: int,
     prior: Prior | None,
     lambdas: Sequence[float] | None,
     device: torch.device,
+    refine_steps: int,
 ) -> np.ndarray:
-    """`quantize` from the latent `[D, h, w]` on."""
+    """`quantize` from the latent `[D, h, w]` of `rgb` on."""
+    if refine_steps:
+        latent = refine_latent(codec, rgb, latent, stages, refine_steps, device)
     books = codec.quantizer.codebooks(stages)
     if lambdas is None:
         indices = on_device(codec, device).quantizer.encode(latent[None].to(device), stages)[0].cpu().numpy()
@@ -87,17 +95,20 @@ def encode_tiles(
     lambdas: Sequence[float] | None = None,
     device: torch.device = CPU,
     tile: int | None = None,
+    refine_steps: int = 0,
 ) -> list[list[bytes]]:
     """Per stage, the payloads of the tiles of the token grid (`tiling.tiles` order), each tile
     quantized and coded as a grid of its own, so memory stays bounded at any image size.
 
     An image whose grid fits one tile (at most `tile`, default `TILE_TOKENS`, a side) is one
     tile: its payloads are exactly `encode_stages(prior, quantize(...))`. Arguments as in
-    `quantize`.
+    `quantize`; the tiles of a large image are refined each against its own pixels.
     """
     payloads: list[list[bytes]] = [[] for _ in range(stages)]
-    for _, _, latent in latent_tiles(on_device(codec, device).encoder, rgb, codec.config.stride, device, tile):
-        indices = _indices_of(codec, latent[0], stages, prior, lambdas, device)
+    stride = codec.config.stride
+    for rows, cols, latent in latent_tiles(on_device(codec, device).encoder, rgb, stride, device, tile):
+        pixels = rgb[rows.start * stride : rows.stop * stride, cols.start * stride : cols.stop * stride]
+        indices = _indices_of(codec, pixels, latent[0], stages, prior, lambdas, device, refine_steps)
         for stage, payload in enumerate(encode_stages(prior, indices, device)):
             payloads[stage].append(payload)
     return payloads

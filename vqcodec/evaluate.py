@@ -87,10 +87,11 @@ def measure_image(
     prior: str | None = None,
     prior_file: str | Path | None = None,
     rdo: float | None = None,
+    refine: int = 0,
     device: str | torch.device | None = "cpu",
 ) -> list[dict]:
     """Encode `image` (anything `compress` takes) at each stage count and decode each stream
-    with each decoder; `model`, `prior`, `prior_file`, `rdo` and `device` as in `compress`.
+    with each decoder; `model`, `prior`, `prior_file`, `rdo`, `refine` and `device` as in `compress`.
 
     Returns:
         One row per (stage count, decoder): stages, decoder, bytes, bpp (real file size, mode
@@ -102,7 +103,9 @@ def measure_image(
     rows = []
     for count in stages or range(1, model_info(model)["stages"] + 1):
         with Timer() as encode_time:
-            data = compress(source, stages=count, model=model, prior=prior, prior_file=prior_file, rdo=rdo, device=device)
+            data = compress(
+                source, stages=count, model=model, prior=prior, prior_file=prior_file, rdo=rdo, refine=refine, device=device
+            )
         for decoder in decoders:
             with Timer() as decode_time:
                 decoded = np.asarray(
@@ -158,6 +161,7 @@ def evaluate(
     prior: str | None = None,
     prior_file: str | Path | None = None,
     rdo: float | None = None,
+    refine: int = 0,
     device: str | torch.device | None = "cpu",
     progress: bool = False,
 ) -> dict:
@@ -165,7 +169,7 @@ def evaluate(
 
     Args:
         images: image paths, or `{name: image}` with anything `compress` takes.
-        stages, model, prior, prior_file, rdo, device: as in `measure_image`.
+        stages, model, prior, prior_file, rdo, refine, device: as in `measure_image`.
         progress: show a progress bar on stderr.
 
     Returns:
@@ -195,6 +199,7 @@ def evaluate(
                         prior=prior,
                         prior_file=prior_file,
                         rdo=rdo,
+                        refine=refine,
                         device=device,
                     )
                 ]
@@ -205,7 +210,7 @@ def evaluate(
     }
     description = (
         f"vqcodec model {info['name']} (weights {info['weights_hash']}), {decoder} decoder, "
-        f"{prior or 'default'} prior, rdo {'default' if rdo is None else rdo}, {len(images)} image(s); "
+        f"{prior or 'default'} prior, rdo {'default' if rdo is None else rdo}, refine {refine}, {len(images)} image(s); "
         "bpp from the real file sizes"
     )
     return {

@@ -25,7 +25,7 @@ FORMAT = "VQC"
 EXTENSION = ".vqc"
 MIME = "image/x-vqc"
 # `compress` options that `Image.save` passes through (others, such as Pillow's own, are ignored).
-SAVE_OPTIONS = ("stages", "bpp", "quality", "model", "prior", "prior_file", "rdo", "device", "strip")
+SAVE_OPTIONS = ("stages", "bpp", "quality", "model", "prior", "prior_file", "rdo", "refine", "device", "strip")
 
 
 def _accept(prefix: bytes) -> bool:

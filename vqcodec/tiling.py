@@ -32,13 +32,14 @@ def tiles(h: int, w: int, tile: int) -> Iterator[tuple[slice, slice]]:
             yield slice(top, min(top + tile, h)), slice(left, min(left + tile, w))
 
 
-def _window(part: slice, size: int, margin: int) -> slice:
+def window(part: slice, size: int, margin: int) -> slice:
+    """`part` of an axis of `size` widened by `margin` on both sides, within the axis."""
     return slice(max(part.start - margin, 0), min(part.stop + margin, size))
 
 
-def _centre(part: slice, window: slice) -> slice:
-    """Where `part` lies inside `window`, in the window's coordinates."""
-    return slice(part.start - window.start, part.stop - window.start)
+def centre(part: slice, span: slice) -> slice:
+    """Where `part` lies inside `span` (a `window` around it), in the span's coordinates."""
+    return slice(part.start - span.start, part.stop - span.start)
 
 
 @torch.no_grad()
@@ -69,14 +70,14 @@ def latent_tiles(
         yield slice(0, h), slice(0, w), encoder(to_padded_tensor(rgb, stride).to(device)).cpu()
         return
     for rows, cols in tiles(h, w, tile):
-        window_rows, window_cols = _window(rows, h, margin), _window(cols, w, margin)
+        window_rows, window_cols = window(rows, h, margin), window(cols, w, margin)
         # A window at the bottom or right edge ends inside the image's stride padding, which
         # `to_padded_tensor` replicates from the edge exactly as for the whole image.
         pixels = rgb[
             window_rows.start * stride : window_rows.stop * stride, window_cols.start * stride : window_cols.stop * stride
         ]
         out = encoder(to_padded_tensor(np.ascontiguousarray(pixels), stride).to(device))  # [1, D, rows+margins, cols+margins]
-        yield rows, cols, out[:, :, _centre(rows, window_rows), _centre(cols, window_cols)].cpu()
+        yield rows, cols, out[:, :, centre(rows, window_rows), centre(cols, window_cols)].cpu()
 
 
 @torch.no_grad()
@@ -127,7 +128,7 @@ def decode_pixels(
         return to_uint8(decoder(indices)[0, :, :height, :width].cpu())
     out = np.empty((height, width, 3), dtype=np.uint8)
     for rows, cols in tiles(h, w, tile):
-        window_rows, window_cols = _window(rows, h, margin), _window(cols, w, margin)
+        window_rows, window_cols = window(rows, h, margin), window(cols, w, margin)
         pixels = decoder(indices[:, :, window_rows, window_cols])[0].cpu()  # [3, window h·f, window w·f]
         top, left = rows.start * stride, cols.start * stride
         bottom, right = min(rows.stop * stride, height), min(cols.stop * stride, width)
