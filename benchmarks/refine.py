@@ -34,7 +34,11 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="zoo name or codec weights file (default: the shipped model)")
     parser.add_argument("--codecs", type=Path, help="folder of the RD benchmark's codec JSON files (CompressAI schema)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--replot", action="store_true", help="redraw refine.png from the folder's refine.json")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads((args.out / "refine.json").read_text()), args.out / "refine.png")
+        return
     files = image_files([args.dataset])[:: args.every]
     curves = {}
     for steps in args.steps:
@@ -68,22 +72,33 @@ def main() -> None:
         "note": "bpp from the real file sizes; BD against the other codecs uses each one's committed curve "
         "(measured on every image of the dataset)",
         "curves": {str(steps): curve for steps, curve in curves.items()},
+        "codecs": {name: {"bpp": o["bpp"], "psnr": o["psnr"]} for name, o in others.items()},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "refine.json").write_text(json.dumps(report, indent=1) + "\n")
+    plot(report, args.out / "refine.png")
+    print(f"wrote {args.out}")
+
+
+def plot(report: dict, path: Path) -> None:
+    """RD curves (the other codecs thin, for reference) and encode time per stage count."""
     figure, (rd, timing) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name, other in others.items():
-        rd.plot(other["bpp"], other["psnr"], ":", color="grey", alpha=0.6, label=name)
+    for name, other in report["codecs"].items():
+        rd.plot(other["bpp"], other["psnr"], "--", lw=1, alpha=0.7, label=name)
+    curves = report["curves"]
+    anchor = next(iter(curves))
     for steps, curve in curves.items():
         bd = curve["bd_rate_vs_anchor"]
-        label = f"refine {steps}" + (f" (BD-rate {bd:+.1f} %)" if steps != args.steps[0] and bd is not None else "")
-        rd.plot(curve["bpp"], curve["psnr"], "o-", label=label)
+        label = f"refine {steps}" + (f" (BD-rate {bd:+.1f} %)" if steps != anchor and bd is not None else "")
+        rd.plot(curve["bpp"], curve["psnr"], "o-", lw=2.2, label=label)
         timing.plot(range(1, len(curve["bpp"]) + 1), curve["encode_s"], "o-", label=f"refine {steps}")
     top = max(max(c["bpp"]) for c in curves.values())
-    rd.set(xlim=(0, top * 1.3), title=f"latent refinement, {args.dataset.name}", xlabel="bpp", ylabel="PSNR (dB)")
+    low = min(min(c["psnr"]) for c in curves.values())
+    high = max(max(c["psnr"]) for c in curves.values())
+    rd.set(xlim=(0, top * 1.25), ylim=(low - 1.5, high + 1.5), xlabel="bpp", ylabel="PSNR (dB)")
+    rd.set_title(f"latent refinement, {report['dataset']} ({report['model']})")
     timing.set(title="encode time per image (s, mean)", xlabel="stages", ylabel="s")
-    save_figure(figure, (rd, timing), args.out / "refine.png", dpi=110)
-    print(f"wrote {args.out}")
+    save_figure(figure, (rd, timing), path, dpi=110)
 
 
 if __name__ == "__main__":

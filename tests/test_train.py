@@ -1,5 +1,6 @@
 """Training: one step learns, resume replays exactly, DDP keeps ranks identical, the GAN phase
-trains only the realism decoder, configs survive checkpoints, the CLI dispatches on phase."""
+trains only the realism decoder, configs survive checkpoints, the CLI dispatches on phase, a
+run grown from trained weights keeps them and refuses weights that do not fit."""
 
 import dataclasses
 import json
@@ -26,6 +27,7 @@ from vqcodec.train.gan import GanParts, add_realism_decoder, freeze_all_but_real
 from vqcodec.train.logger import RunLogger
 from vqcodec.train.loop import budget_steps, evaluating, pick_device, train_vqvae, validate, vqvae_step
 from vqcodec.train.schedule import learning_rate
+from vqcodec.train.warm_start import grown, load_vqvae
 from vqcodec.zoo import load_codec_file
 
 torch.set_num_threads(1)
@@ -547,3 +549,42 @@ def test_ddp_two_gloo_processes_end_identical(tmp_path):
     # Each rank saw different crops, so identical weights mean gradients and codebooks were synchronised.
     assert sorted(train_rows(tmp_path / "gan")) == [3, 6, 9, 12]
     assert max(train_rows(tmp_path / "vqvae")) == 24
+
+
+def test_grown_codec_keeps_every_trained_part_and_adds_uninitialised_stages(vqvae_run):
+    source = load_vqvae(vqvae_run / "run" / LATEST)
+    model = grown(add_realism_decoder(source), dataclasses.replace(TINY, stages=4))
+    assert list(model.decoders) == ["fidelity"]
+    for key, value in source.state_dict().items():
+        if not key.startswith("prior."):
+            assert torch.equal(model.state_dict()[key], value), key
+    assert [bool(model.quantizer.stage(s).initialized) for s in range(4)] == [True, True, False, False]
+    image = torch.rand(1, 3, 32, 32)
+    assert torch.equal(model.encode_indices(image, 2), source.encode_indices(image, 2))
+
+
+@pytest.mark.parametrize("change", [dict(stages=1), dict(latent_dim=4), dict(codebook_size=32), dict(decoder_blocks=(2, 1))])
+def test_grown_refuses_another_architecture_or_fewer_stages(change):
+    with pytest.raises(ValueError, match="same architecture and at least as many stages"):
+        grown(VQCodec(TINY), dataclasses.replace(TINY, **change))
+
+
+def test_a_vqvae_run_from_weights_with_more_stages_trains_them_from_k_means(vqvae_run, tmp_path):
+    config = tiny_config(
+        vqvae_run, "grown", init_from=str(vqvae_run / "run" / WEIGHTS), model=dataclasses.replace(TINY, stages=3)
+    )
+    model = train_vqvae(config)
+    state = load_checkpoint(Path(config.out_dir) / LATEST)
+    assert state["step"] == config.steps
+    assert all(bool(model.quantizer.stage(s).initialized) for s in range(3))
+    source = load_vqvae(vqvae_run / "run" / WEIGHTS)
+    assert not torch.equal(model.quantizer.stage(0).codebook, source.quantizer.stage(0).codebook)  # it trained on
+
+
+def test_a_vqvae_run_refuses_an_init_that_does_not_fit_before_writing_anything(vqvae_run, tmp_path):
+    config = tiny_config(
+        vqvae_run, "bad", init_from=str(vqvae_run / "run" / WEIGHTS), model=dataclasses.replace(TINY, latent_dim=4)
+    )
+    with pytest.raises(ValueError, match="same architecture"):
+        train_vqvae(config)
+    assert not Path(config.out_dir).exists()

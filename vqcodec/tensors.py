@@ -27,7 +27,7 @@ class Codec:
         model: zoo name or path of a `.safetensors` codec weights file (default: the
             shipped model), loaded and checked here, once.
         stages: residual stages to code (1..S, default all).
-        prior, prior_file, rdo: as in `vqcodec.compress`.
+        prior, prior_file, rdo, refine: as in `vqcodec.compress`.
         decoder: "fidelity" or "realism", for `decompress`.
         device: where the networks run: "cpu" (default), "cuda", "cuda:N" or "auto".
     """
@@ -40,13 +40,14 @@ class Codec:
         prior: str | None = None,
         prior_file: str | Path | None = None,
         rdo: float | None = None,
+        refine: int = 0,
         decoder: str = "fidelity",
         device: str | torch.device | None = "cpu",
     ) -> None:
         self.device = resolve_device(device)
         self.info = model_info(model)  # fails here, not on the first batch, for a wrong model
         self._model, self._prior_file, self._decoder = model, prior_file, decoder
-        self._stages, self._prior, self._rdo = stages, prior, rdo
+        self._stages, self._prior, self._rdo, self._refine = stages, prior, rdo, refine
 
     def compress(self, x: torch.Tensor) -> list[bytes]:
         """Images `[B,3,H,W]` float in [0,1] (any device) → B streams, in batch order."""
@@ -58,6 +59,7 @@ class Codec:
                 stages=self._stages,
                 prior=self._prior,
                 rdo=self._rdo,
+                refine=self._refine,
                 model=self._model,
                 prior_file=self._prior_file,
                 device=self.device,
