@@ -100,6 +100,12 @@ def _coding_prior(loaded: zoo.LoadedModel, name: str | None) -> tuple[str, Prior
     return name, loaded.context_prior, loaded.prior_hash
 
 
+def _searchable(loaded: zoo.LoadedModel, prior_name: str) -> bool:
+    """Whether the rate–distortion search runs for this model and prior: it needs the context
+    prior and the model's tuned λ profile."""
+    return prior_name == "context" and bool(loaded.rdo_lambdas)
+
+
 def _rdo_lambdas(loaded: zoo.LoadedModel, prior_name: str, strength, stages: int) -> list[float] | None:
     """λ per coded stage for `quantize_for_rate`, or None for the nearest codeword.
 
@@ -108,7 +114,7 @@ def _rdo_lambdas(loaded: zoo.LoadedModel, prior_name: str, strength, stages: int
     (experiments/entropy-constrained).
     """
     if strength is None:
-        strength = 1.0 if prior_name == "context" and loaded.rdo_lambdas else 0.0
+        strength = 1.0 if _searchable(loaded, prior_name) else 0.0
     if not isinstance(strength, numbers.Real) or isinstance(strength, bool) or not 0 <= float(strength) <= MAX_RDO:
         raise ValueError(f"rdo must be a number in [0, {MAX_RDO}], got {strength!r}")
     if strength == 0:
@@ -183,8 +189,8 @@ def compress(
     if quality is not None:
         if rdo is not None:
             raise ValueError("give quality or rdo, not both: quality sets the rdo strength too")
-        searchable = prior_name == "context" and bool(loaded.rdo_lambdas)
-        stages, rdo = operating_point(quality, config.stages, QUALITY_RDO_STRENGTHS if searchable else (0.0,))
+        strengths = QUALITY_RDO_STRENGTHS if _searchable(loaded, prior_name) else (0.0,)
+        stages, rdo = operating_point(quality, config.stages, strengths)
     count = _stage_count(stages, config.stages) if bpp is None else config.stages
     lambdas = _rdo_lambdas(loaded, prior_name, rdo, count)
     prepared = prepare_image(image, keep_metadata=not strip)

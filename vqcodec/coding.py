@@ -25,7 +25,7 @@ from vqcodec.entropy.grid_coding import Prior, decode_grid, encode_grid
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.model import VQCodec
 from vqcodec.refine import refine_latent
-from vqcodec.tiling import decode_pixels, encode_latent, latent_tiles, tiles
+from vqcodec.tiling import decode_pixels, encode_latent, latent_tiles, pixels_of, tiles
 
 CPU = torch.device("cpu")
 
@@ -107,8 +107,7 @@ def encode_tiles(
     payloads: list[list[bytes]] = [[] for _ in range(stages)]
     stride = codec.config.stride
     for rows, cols, latent in latent_tiles(on_device(codec, device).encoder, rgb, stride, device, tile):
-        pixels = rgb[rows.start * stride : rows.stop * stride, cols.start * stride : cols.stop * stride]
-        indices = _indices_of(codec, pixels, latent[0], stages, prior, lambdas, device, refine_steps)
+        indices = _indices_of(codec, pixels_of(rgb, rows, cols, stride), latent[0], stages, prior, lambdas, device, refine_steps)
         for stage, payload in enumerate(encode_stages(prior, indices, device)):
             payloads[stage].append(payload)
     return payloads

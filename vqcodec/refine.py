@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from vqcodec.devices import on_device
 from vqcodec.imaging import to_padded_tensor
 from vqcodec.model import VQCodec
-from vqcodec.tiling import MARGIN_TOKENS, centre, tiles, window
+from vqcodec.tiling import MARGIN_TOKENS, centre, pixels_of, tiles, window
 
 WINDOW_TOKENS = 128  # 1024 pixels: a Kodak image is one window
 LEARNING_RATE = 0.01  # Adam on the latent, whose entries are of order 1
@@ -42,9 +42,7 @@ def refine_latent(
         refined = latent.detach().to(device).clone()
         for rows, cols in tiles(h, w, WINDOW_TOKENS):
             span_rows, span_cols = window(rows, h, MARGIN_TOKENS), window(cols, w, MARGIN_TOKENS)
-            pixels = np.ascontiguousarray(
-                rgb[span_rows.start * stride : span_rows.stop * stride, span_cols.start * stride : span_cols.stop * stride]
-            )
+            pixels = np.ascontiguousarray(pixels_of(rgb, span_rows, span_cols, stride))
             inner = (slice(None), centre(rows, span_rows), centre(cols, span_cols))
             target = to_padded_tensor(pixels, stride).to(device)[:, :, : pixels.shape[0], : pixels.shape[1]]
             refined[:, rows, cols] = _best_centre(codec, refined[:, span_rows, span_cols], inner, target, stages, steps)
@@ -68,8 +66,8 @@ def _best_centre(
         # Straight-through: the decoder sees the nearest codewords, the gradient reaches the latent.
         quantized = latent + (quantizer.decode(quantizer.encode(latent.detach(), stages)) - latent).detach()
         error = F.mse_loss(decoder(quantized)[:, :, :height, :width], target)
-        if error.item() < best_error:
-            best, best_error = centre_latent.detach().clone(), error.item()
+        if (value := error.item()) < best_error:
+            best, best_error = centre_latent.detach().clone(), value
         if step < steps:
             (centre_latent.grad,) = torch.autograd.grad(error, centre_latent)
             optimizer.step()

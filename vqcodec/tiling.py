@@ -37,6 +37,12 @@ def window(part: slice, size: int, margin: int) -> slice:
     return slice(max(part.start - margin, 0), min(part.stop + margin, size))
 
 
+def pixels_of(rgb: np.ndarray, rows: slice, cols: slice, stride: int) -> np.ndarray:
+    """The pixels `[H',W',3]` of the tokens `rows` × `cols` of `rgb`'s grid: a view, cut short
+    at the image's bottom and right edges (where the grid covers the stride padding)."""
+    return rgb[rows.start * stride : rows.stop * stride, cols.start * stride : cols.stop * stride]
+
+
 def centre(part: slice, span: slice) -> slice:
     """Where `part` lies inside `span` (a `window` around it), in the span's coordinates."""
     return slice(part.start - span.start, part.stop - span.start)
@@ -73,9 +79,7 @@ def latent_tiles(
         window_rows, window_cols = window(rows, h, margin), window(cols, w, margin)
         # A window at the bottom or right edge ends inside the image's stride padding, which
         # `to_padded_tensor` replicates from the edge exactly as for the whole image.
-        pixels = rgb[
-            window_rows.start * stride : window_rows.stop * stride, window_cols.start * stride : window_cols.stop * stride
-        ]
+        pixels = pixels_of(rgb, window_rows, window_cols, stride)
         out = encoder(to_padded_tensor(np.ascontiguousarray(pixels), stride).to(device))  # [1, D, rows+margins, cols+margins]
         yield rows, cols, out[:, :, centre(rows, window_rows), centre(cols, window_cols)].cpu()
 
