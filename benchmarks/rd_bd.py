@@ -9,10 +9,16 @@ describes one end of a curve, not the comparison.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 MIN_OVERLAP = 0.5  # share of the test curve's range that both curves must cover
+# Curves of the RD benchmark to compare with, by the names of their committed files
+# (`NAME.json`): the shipped model's (fidelity decoder) and the other codecs'.
+COMPARED_CURVES = ("vqcodec-fidelity", "webp", "avif", "jpeg2000", "jpegxl", "jpeg")
 
 
 def quality_at_rates(rates: list[float], quality: list[float], at: list[float]) -> list[float | None]:
@@ -71,3 +77,28 @@ def bd_quality(
     if anchor is None or test is None:
         return None
     return _mean_over_overlap(anchor[0], anchor[1], test[0], test[1])
+
+
+def committed_curves(folder: Path) -> dict[str, dict[str, list[float]]]:
+    """The PSNR curves of `COMPARED_CURVES` that the RD benchmark wrote to `folder`
+    (CompressAI-schema JSON), by name, as `{"bpp": [...], "psnr": [...]}`; a curve without a
+    file is left out."""
+    curves = {}
+    for name in COMPARED_CURVES:
+        path = folder / f"{name}.json"
+        if path.is_file():
+            results = json.loads(path.read_text())["results"]
+            curves[name] = {"bpp": results["bpp"], "psnr": results["psnr"]}
+    return curves
+
+
+def bd_rates_against(curves: dict[str, dict[str, list[float]]], bpp: list[float], psnr: list[float]) -> dict[str, float | None]:
+    """BD-rate (%) of the curve (`bpp`, `psnr`) against each of `curves` (`committed_curves`)."""
+    return {name: bd_rate(curve["bpp"], curve["psnr"], bpp, psnr) for name, curve in curves.items()}
+
+
+def psnr_ahead(curve: dict[str, list[float]], bpp: list[float], psnr: list[float]) -> list[float | None]:
+    """How many dB each point (`bpp[i]`, `psnr[i]`) lies above `curve` at the same bpp
+    (`quality_at_rates`); None outside the curve's range."""
+    at = quality_at_rates(curve["bpp"], curve["psnr"], bpp)
+    return [None if other is None else value - other for value, other in zip(psnr, at, strict=True)]

@@ -15,6 +15,8 @@ Profiles are chosen on training images, never on the evaluation set; the zoo's (
         0.1,0.08,0.08,0.08 0.08,0.08,0.1,0.1 0.045,0.05,0.08,0.15 --out benchmarks/results/rdo/train
     python benchmarks/rdo.py ../shared/data/kodak --profiles 0 model 0.04 0.16 --out benchmarks/results/rdo/kodak
 
+A model that is not in the zoo yet: `--weights FILE --prior PRIOR`.
+
 λ is relative (see `quantize_for_rate`), so one profile suits images of any difficulty. What
 the lookahead term buys: the same on the training images with `--no-lookahead --profiles 0
 0.08 --out benchmarks/results/rdo/train-no-lookahead`.
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from plotting import save_figure
-from rd_bd import bd_rate
+from rd_bd import bd_rate, bd_rates_against, committed_curves, psnr_ahead
 from vqcodec import coding, zoo
 from vqcodec.entropy.prior_file import load_prior_file
 from vqcodec.entropy.rdo import quantize_for_rate
@@ -93,7 +95,9 @@ def summarize(rows: list[dict], pixels: int) -> dict:
     return out
 
 
-def plot(results: list[dict], path: Path) -> None:
+def plot(results: list[dict], path: Path, compared: dict[str, dict[str, list[float]]]) -> None:
+    """RD curves per profile (with `compared`, the RD benchmark's curves thin, cut to this
+    range of rates) and the context prior's saving per stage count."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,14 +108,24 @@ def plot(results: list[dict], path: Path) -> None:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     anchor = results[0]
+    top_rate = 1.2 * max(max(row["static"]) for row in results)
+    # The profiles take the first colours in both panels, the other codecs the last ones, thin;
+    # the shipped model's curve is drawn over the profiles', which it would otherwise hide behind.
+    for i, (name, curve) in enumerate(compared.items()):
+        kept = [(b, q) for b, q in zip(curve["bpp"], curve["psnr"], strict=True) if b <= top_rate]
+        shipped = name.startswith("vqcodec")
+        style = dict(color="black", ls="-.", lw=1.2, zorder=5) if shipped else dict(color=f"C{9 - i}", lw=0.9)
+        left.plot(*zip(*kept), label=f"{name} (shipped)" if shipped else name, **style)
     left.plot(anchor["static"], anchor["psnr"], "k--", marker="x", label=f"{label(anchor)}, static prior")
-    for row in results:
-        left.plot(row["context"], row["psnr"], marker="o", label=f"{label(row)}, context prior")
-        right.plot(range(1, len(row["psnr"]) + 1), [100 * s for s in row["saving_at_stages"]], marker="o", label=label(row))
+    for i, row in enumerate(results):
+        color = f"C{i}"
+        left.plot(row["context"], row["psnr"], color=color, lw=2, marker="o", label=f"{label(row)}, context prior")
+        stages = range(1, len(row["psnr"]) + 1)
+        right.plot(stages, [100 * s for s in row["saving_at_stages"]], color=color, marker="o", label=label(row))
     right.axhline(20, color="gray", linestyle=":", label="20 %")
     left.set_xlabel("bits per pixel (stage payloads)")
     left.set_ylabel("PSNR (dB), fidelity decoder")
-    left.set_title("1–4 stages")
+    left.set_title(f"1–{len(anchor['psnr'])} stages")
     right.set_xticks(range(1, len(anchor["psnr"]) + 1))
     right.set_xlabel("stages coded")
     right.set_ylabel("context prior's saving over static (%)")
@@ -133,13 +147,21 @@ def main() -> None:
     )
     parser.add_argument("--limit", type=int, default=0, help="use N evenly spaced images (0: all)")
     parser.add_argument("--model", default=None, help="zoo model (default: the shipped one)")
+    parser.add_argument("--weights", type=Path, help="codec weights file instead of a zoo model (needs --prior)")
     parser.add_argument("--prior", type=Path, help="a context prior file to search and code with instead of the model's")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--codecs",
+        type=Path,
+        help="folder of the RD benchmark's curves (CompressAI JSON): BD-rate against each, and dB ahead at the same bpp",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/rdo"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.time()
-    loaded = zoo.load_model(args.model)
+    if args.weights and not args.prior:
+        parser.error("--weights needs --prior: a weights file has no context prior of its own")
+    loaded = zoo.load_model_file(args.weights) if args.weights else zoo.load_model(args.model)
     context_prior = load_prior_file(args.prior) if args.prior else loaded.context_prior
     if context_prior is None:
         parser.error(f"model {loaded.name!r} has no context prior")
@@ -160,13 +182,17 @@ def main() -> None:
         ]
         results.append({"name": text, "lambdas": lambdas, **summarize(rows, pixels)})
     anchor = results[0]
+    others = committed_curves(args.codecs) if args.codecs else {}
     for row in results:
         row["bd_rate_vs_first_context"] = bd_rate(anchor["context"], anchor["psnr"], row["context"], row["psnr"])
         row["bd_rate_vs_first_static"] = bd_rate(anchor["static"], anchor["psnr"], row["context"], row["psnr"])
+        row["bd_rate_vs"] = bd_rates_against(others, row["context"], row["psnr"])
+        row["psnr_ahead_of"] = {name: psnr_ahead(curve, row["context"], row["psnr"]) for name, curve in others.items()}
         print(
             f"{row['name']:>24}  saving % {[round(100 * s, 1) for s in row['saving_at_stages']]}  "
             f"bpp {[round(b, 4) for b in row['context']]}  PSNR {[round(p, 3) for p in row['psnr']]}  "
             f"BD-rate vs first: context {row['bd_rate_vs_first_context']:+.2f} %, static {row['bd_rate_vs_first_static']:+.2f} %"
+            + "".join(f", vs {name} {value:+.1f} %" for name, value in row["bd_rate_vs"].items() if value is not None)
         )
     args.out.mkdir(parents=True, exist_ok=True)
     prior_sha256 = file_sha256(args.prior) if args.prior else loaded.prior_hash.hex()
@@ -183,7 +209,7 @@ def main() -> None:
         "profiles": results,
     }
     (args.out / "rdo.json").write_text(json.dumps(report, indent=1))
-    plot(results, args.out / "rdo.png")
+    plot(results, args.out / "rdo.png", others)
 
 
 if __name__ == "__main__":

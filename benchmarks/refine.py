@@ -20,10 +20,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from plotting import save_figure
-from rd_bd import bd_quality, bd_rate
+from rd_bd import bd_quality, bd_rate, bd_rates_against, committed_curves
 from vqcodec.evaluate import evaluate, image_files
-
-OTHER_CODECS = ("webp", "avif", "jpeg2000", "jpegxl", "jpeg")
 
 
 def main() -> None:
@@ -55,15 +53,11 @@ def main() -> None:
         }
         print(f"refine {steps}: " + ", ".join(f"{b:.4f} bpp {p:.2f} dB" for b, p in zip(results["bpp"], results["psnr-rgb"])))
     anchor = curves[args.steps[0]]
-    others = {}
-    for name in OTHER_CODECS if args.codecs else ():
-        path = args.codecs / f"{name}.json"
-        if path.is_file():
-            others[name] = json.loads(path.read_text())["results"]
+    others = committed_curves(args.codecs) if args.codecs else {}
     for curve in curves.values():
         curve["bd_rate_vs_anchor"] = bd_rate(anchor["bpp"], anchor["psnr"], curve["bpp"], curve["psnr"])
         curve["bd_psnr_vs_anchor"] = bd_quality(anchor["bpp"], anchor["psnr"], curve["bpp"], curve["psnr"])
-        curve["bd_rate_vs"] = {name: bd_rate(o["bpp"], o["psnr"], curve["bpp"], curve["psnr"]) for name, o in others.items()}
+        curve["bd_rate_vs"] = bd_rates_against(others, curve["bpp"], curve["psnr"])
     report = {
         "dataset": args.dataset.name,
         "images": [path.name for path in files],
@@ -72,7 +66,7 @@ def main() -> None:
         "note": "bpp from the real file sizes; BD against the other codecs uses each one's committed curve "
         "(measured on every image of the dataset)",
         "curves": {str(steps): curve for steps, curve in curves.items()},
-        "codecs": {name: {"bpp": o["bpp"], "psnr": o["psnr"]} for name, o in others.items()},
+        "codecs": others,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "refine.json").write_text(json.dumps(report, indent=1) + "\n")

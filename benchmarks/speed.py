@@ -3,10 +3,14 @@ Pillow's JPEG in the same run (a reference for how loaded the machine is).
 
     python benchmarks/speed.py [IMAGE] [--repeats 5] [--out benchmarks/results/speed]
     python benchmarks/speed.py --models vqc-f8-s4-v3 runs/next.safetensors --threads 2 --out DIR
+    python benchmarks/speed.py --models vqc-f8-s4-v3 runs/next.safetensors --prior-file runs/next-prior.safetensors ...
 
 With several models (zoo names or codec weights files, the first the reference), every row
 also gives its time as a multiple of the reference model's at the reference's top stage
 count, same thread count: the "top rate costs at most 2× today's" check of a new model.
+A weights file codes with its static prior unless `--prior-file` gives the last model named
+a context prior (with it, it codes with the nearest codewords: a prior file carries no tuned
+rate–distortion profile, so its encode time leaves out the search).
 """
 
 from __future__ import annotations
@@ -53,15 +57,16 @@ def jpeg_seconds(image: Image.Image, repeats: int) -> tuple[float, float]:
     return median_seconds(encode, repeats), median_seconds(lambda: Image.open(io.BytesIO(data)).load(), repeats)
 
 
-def measure(image: Image.Image, model: str | None, threads: int, repeats: int) -> list[dict]:
+def measure(image: Image.Image, model: str | None, prior_file: Path | None, threads: int, repeats: int) -> list[dict]:
     torch.set_num_threads(threads)
     jpeg_encode, jpeg_decode = jpeg_seconds(image, repeats)
     info = vqcodec.model_info(model)
+    coding = {"model": model, "prior_file": prior_file}
     rows = []
     for stages in range(1, info["stages"] + 1):
-        data = vqcodec.compress(image, stages=stages, model=model)
-        encode = median_seconds(functools.partial(vqcodec.compress, image, stages=stages, model=model), repeats)
-        decode = median_seconds(functools.partial(vqcodec.decompress, data, model=model), repeats)
+        data = vqcodec.compress(image, stages=stages, **coding)
+        encode = median_seconds(functools.partial(vqcodec.compress, image, stages=stages, **coding), repeats)
+        decode = median_seconds(functools.partial(vqcodec.decompress, data, **coding), repeats)
         rows.append(
             {
                 "model": info["name"],
@@ -127,10 +132,17 @@ def main() -> None:
         default=[None],
         help="zoo names or codec weights files, the reference first (default: the shipped model)",
     )
+    parser.add_argument("--prior-file", type=Path, help="context prior file of the last model in --models")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/speed"))
     args = parser.parse_args()
     image = Image.open(args.image).convert("RGB")
-    rows = [row for model in args.models for threads in args.threads for row in measure(image, model, threads, args.repeats)]
+    priors = [None] * (len(args.models) - 1) + [args.prior_file]
+    rows = [
+        row
+        for model, prior_file in zip(args.models, priors, strict=True)
+        for threads in args.threads
+        for row in measure(image, model, prior_file, threads, args.repeats)
+    ]
     add_reference_ratios(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {

@@ -1,19 +1,22 @@
 """Plot a training run's logged metrics: validation PSNR per stage count, training MSE and
 codebook perplexity over steps.
 
-    python benchmarks/training_curves.py RUN_DIR/metrics.jsonl --out benchmarks/results/training/NAME.png
+    python benchmarks/training_curves.py RUN_DIR --out benchmarks/results/training/NAME.png
+
+RUN_DIR holds the run's metrics.jsonl (or, as committed, metrics.jsonl.xz).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+from vqcodec.train.logger import read_metrics
 
 
 def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -23,10 +26,10 @@ def series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("metrics", type=Path)
+    parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    rows = [json.loads(line) for line in args.metrics.read_text().splitlines() if line.strip()]
+    rows = read_metrics(args.run_dir)
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(14, 4))
     stage_keys = sorted({k for row in rows for k in row if k.startswith("val/psnr_stages")})
     for key in stage_keys:

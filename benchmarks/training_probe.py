@@ -19,7 +19,7 @@ steps and against the run's wall-clock time, with its parameter count and traini
         --out experiments/stage-weights/results
 
 The committed results were made from the logs in benchmarks/results/training/ (each run's
-config.json and metrics.jsonl), which this script reads as it reads a run folder. A run trained
+config.json and metrics.jsonl.xz), which this script reads as it reads a run folder. A run trained
 in legs keeps one config per leg (config-stepsA-B.json) instead: the first is read (with
 --from-step, the leg's that covers that step); legs may change the schedule but never the
 model or the batch.
@@ -42,6 +42,7 @@ import matplotlib.pyplot as plt
 from plotting import save_figure
 from vqcodec.model import VQCodec
 from vqcodec.train.config import TrainConfig
+from vqcodec.train.logger import read_metrics
 
 TRAIN_WINDOW = 5000
 
@@ -60,7 +61,7 @@ def summarize(run_dir: Path, until_step: int | None = None, from_step: int = 0) 
     """Parameters, speed, and validation PSNR per stage count and codebook usage per stage
     of the run in `run_dir`, from `from_step` and up to `until_step` if given."""
     config = TrainConfig.from_dict(json.loads(run_config_path(run_dir, from_step).read_text()))
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_metrics(run_dir)
     speeds = [row["train/images_per_s"] for row in rows if "train/images_per_s" in row]
     model = VQCodec(config.model)
     stages = range(1, config.model.stages + 1)

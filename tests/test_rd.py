@@ -15,7 +15,7 @@ import vqcodec
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import rd
-from rd_bd import bd_quality, bd_rate, quality_at_rates
+from rd_bd import bd_quality, bd_rate, bd_rates_against, committed_curves, psnr_ahead, quality_at_rates
 from rd_reference import load_reference
 from rd_report import bd_table, same_rate_rows
 
@@ -25,6 +25,23 @@ RATES = [0.1, 0.2, 0.4, 0.8, 1.6]
 def _quality(rates: list[float]) -> list[float]:
     """A concave, increasing PSNR-like curve of the rate."""
     return [30 + 6 * math.log2(r) - 0.3 * math.log2(r) ** 2 for r in rates]
+
+
+def test_committed_curves_are_read_by_name_and_a_missing_codec_is_left_out(tmp_path):
+    curve = {"bpp": [0.2, 0.4, 0.8, 1.6], "psnr": [28.0, 31.0, 34.0, 37.0]}
+    (tmp_path / "webp.json").write_text(json.dumps({"name": "WebP", "results": {**curve, "ms-ssim": [0.9] * 4}}))
+    curves = committed_curves(tmp_path)
+    assert curves == {"webp": curve}
+    # The same PSNR at half the bits is a BD-rate of −50 %.
+    halved = bd_rates_against(curves, [b / 2 for b in curve["bpp"]], curve["psnr"])
+    assert halved["webp"] == pytest.approx(-50.0, abs=0.01)
+
+
+def test_psnr_ahead_at_the_same_bpp_and_none_outside_the_range():
+    curve = {"bpp": [0.2, 0.4, 0.8], "psnr": [28.0, 31.0, 34.0]}
+    ahead = psnr_ahead(curve, [0.4, 0.8, 1.6], [31.5, 33.8, 40.0])
+    assert ahead[:2] == [pytest.approx(0.5), pytest.approx(-0.2)]
+    assert ahead[2] is None
 
 
 def test_bd_rate_of_a_curve_needing_20_percent_fewer_bits():

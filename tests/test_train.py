@@ -4,6 +4,7 @@ run grown from trained weights keeps them and refuses weights that do not fit.""
 
 import dataclasses
 import json
+import lzma
 import os
 import socket
 from pathlib import Path
@@ -23,8 +24,9 @@ from vqcodec.train.checkpoint import LATEST, WEIGHTS, config_from_checkpoint, lo
 from vqcodec.train.commands import train_command
 from vqcodec.train.config import TrainConfig, load_config
 from vqcodec.train.data import split_files
+from vqcodec.train.export import export_model
 from vqcodec.train.gan import GanParts, add_realism_decoder, freeze_all_but_realism, gan_step, train_vqgan
-from vqcodec.train.logger import RunLogger
+from vqcodec.train.logger import RunLogger, read_metrics
 from vqcodec.train.loop import budget_steps, evaluating, pick_device, train_vqvae, validate, vqvae_step
 from vqcodec.train.schedule import learning_rate
 from vqcodec.train.warm_start import grown, load_vqvae
@@ -490,6 +492,31 @@ def test_log_drops_rows_a_resumed_run_will_write_again(tmp_path):
     assert [json.loads(row)["step"] for row in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
+def test_export_fits_the_static_prior_from_the_weights_or_the_training_state(vqvae_run, tmp_path):
+    images = vqvae_run / "images"
+    counts = export_model(vqvae_run / "run" / WEIGHTS, tmp_path / "from-weights.safetensors", images)
+    assert counts.sum(dim=1).tolist() == [8 * 6 * 5] * TINY.stages  # 8 images of 48×40: 6×5 tokens each
+    export_model(vqvae_run / "run" / LATEST, tmp_path / "from-state.safetensors", images)
+    from_weights = load_codec_file(tmp_path / "from-weights.safetensors").state_dict()
+    for key, value in load_codec_file(tmp_path / "from-state.safetensors").state_dict().items():
+        assert torch.equal(from_weights[key], value), key
+    assert not torch.equal(from_weights["prior.frequencies"], VQCodec(TINY).state_dict()["prior.frequencies"])
+
+
+def test_a_log_reads_the_same_plain_or_xz_compressed(tmp_path):
+    logger = RunLogger(tmp_path / "plain")
+    for step in (1, 2):
+        logger.scalars(step, {"train/loss": 0.5 / step})
+    logger.close()
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    (packed / "metrics.jsonl.xz").write_bytes(lzma.compress((tmp_path / "plain" / "metrics.jsonl").read_bytes()))
+    rows = [{"step": 1, "train/loss": 0.5}, {"step": 2, "train/loss": 0.25}]
+    assert read_metrics(tmp_path / "plain") == read_metrics(packed) == rows
+    with pytest.raises(FileNotFoundError, match="no metrics.jsonl"):
+        read_metrics(tmp_path)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -563,7 +590,20 @@ def test_grown_codec_keeps_every_trained_part_and_adds_uninitialised_stages(vqva
     assert torch.equal(model.encode_indices(image, 2), source.encode_indices(image, 2))
 
 
-@pytest.mark.parametrize("change", [dict(stages=1), dict(latent_dim=4), dict(codebook_size=32), dict(decoder_blocks=(2, 1))])
+def test_grown_encoder_blocks_start_as_the_identity(vqvae_run):
+    source = load_vqvae(vqvae_run / "run" / LATEST)
+    deeper = tuple(count + 1 for count in TINY.encoder_blocks)
+    model = grown(source, dataclasses.replace(TINY, stages=3, encoder_blocks=deeper))
+    assert len(model.encoder.coarse) == len(source.encoder.coarse) + 1
+    image = torch.rand(1, 3, 32, 32)
+    assert torch.equal(model.encoder(image), source.encoder(image))
+    assert torch.equal(model.encode_indices(image, 2), source.encode_indices(image, 2))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [dict(stages=1), dict(latent_dim=4), dict(codebook_size=32), dict(decoder_blocks=(2, 1)), dict(encoder_blocks=(0, 1))],
+)
 def test_grown_refuses_another_architecture_or_fewer_stages(change):
     with pytest.raises(ValueError, match="same architecture and at least as many stages"):
         grown(VQCodec(TINY), dataclasses.replace(TINY, **change))

@@ -28,6 +28,7 @@ from safetensors import safe_open
 
 from vqcodec.train.config import TrainConfig
 from vqcodec.train.data import CenterCrops, list_images, load_rgb, split_files
+from vqcodec.train.logger import read_metrics
 from vqcodec.train.loop import validate
 from vqcodec.zoo import load_codec_file
 
@@ -72,7 +73,7 @@ def train_side_by_side(data: dict[str, Path], runs: Path, steps: int) -> None:
 
 def validation_curve(run: Path) -> dict[int, dict[str, float]]:
     """The run's own validation rows (its held-out crops), by step."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(run)
     return {row["step"]: {k: v for k, v in row.items() if k.startswith("val/psnr")} for row in rows if "val/psnr_stages1" in row}
 
 

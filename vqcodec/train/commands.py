@@ -33,7 +33,8 @@ def train_command(config_path: str | None, resume: bool, overrides: tuple[str, .
     phase=vqvae trains encoder, codebooks and the fidelity decoder; phase=vqgan
     init_from=RUN/latest.pt fine-tunes a realism decoder on them with a discriminator.
     phase=vqvae init_from=RUN/latest.pt model.stages=8 starts a fresh schedule from a trained
-    VQ-VAE, with residual stages added after its own.
+    VQ-VAE, with residual stages added after its own (and encoder blocks, with
+    model.encoder_blocks=[2,4]).
     """
     from .checkpoint import WEIGHTS, resume_run
     from .gan import train_vqgan
@@ -65,7 +66,10 @@ def train_command(config_path: str | None, resume: bool, overrides: tuple[str, .
 @click.option("--description", default="", help="Stored in the weights' metadata.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT.")
 def export_model_command(weights: str, output: str, data_dir: str, description: str, force: bool) -> None:
-    """Fit the static prior of trained WEIGHTS on DATA_DIR and write shippable OUTPUT weights."""
+    """Fit the static prior of trained WEIGHTS on DATA_DIR and write shippable OUTPUT weights.
+
+    WEIGHTS is a weights file (weights.safetensors) or a VQ-VAE run's training state (latest.pt).
+    """
     if Path(output).exists() and not force:
         raise click.ClickException(f"{output} exists; pass --force to overwrite it")
     try:

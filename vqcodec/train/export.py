@@ -11,10 +11,10 @@ from tqdm import tqdm
 from vqcodec import coding
 from vqcodec.imaging import prepare_image
 from vqcodec.model import VQCodec
-from vqcodec.zoo import load_codec_file
 
 from .checkpoint import export_weights
 from .data import list_images
+from .warm_start import load_vqvae
 
 
 @torch.inference_mode()
@@ -30,14 +30,15 @@ def count_indices(codec: VQCodec, files: list[Path]) -> torch.Tensor:
 
 
 def export_model(weights: Path, output: Path, data_dir: Path, description: str = "") -> torch.Tensor:
-    """Fit the static prior of trained `weights` on the images under `data_dir` and write
+    """Fit the static prior of trained `weights` (a weights file, or a VQ-VAE run's `latest.pt`:
+    a resume state kept without its weights file) on the images under `data_dir` and write
     shippable weights to `output`; returns the index counts `[S, K]` it fitted.
 
     Raises:
         ValueError, RuntimeError: not codec weights (or weights that do not fit their config).
         FileNotFoundError: no images under `data_dir`.
     """
-    codec = load_codec_file(weights)
+    codec = load_vqvae(weights)
     counts = count_indices(codec, list_images(data_dir))
     codec.prior.fit(counts)
     export_weights(codec, output, description)

@@ -1,10 +1,12 @@
 """Starting a phase from an earlier VQ-VAE's weights (`init_from`).
 
-The realism decoder's phase takes the VQ-VAE as it is. A VQ-VAE phase may also grow it:
-the same encoder, decoder and codebooks with residual stages added after the trained ones,
-which start from k-means of their residuals on the first batch as every stage of a fresh run
-does. The trained stages stay exactly as they were, so the grown model decodes every prefix
-it had before as the source did until the new stages' training moves the shared networks.
+The realism decoder's phase takes the VQ-VAE as it is. A VQ-VAE phase may also grow it, in
+two ways that each leave the grown model computing exactly what the source did until
+training moves it:
+- residual stages added after the trained ones, which start from k-means of their residuals
+  on the first batch as every stage of a fresh run does;
+- residual blocks added at the end of the encoder's stacks, which start as the identity
+  (`ResidualBlock` zero-initialises its last conv).
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ def load_vqvae(path: str | Path) -> VQCodec:
 
 def grown(source: VQCodec, target: CodecConfig) -> VQCodec:
     """A fidelity-only codec of architecture `target` holding `source`'s weights: `target`
-    may differ from `source.config` only by more stages. The added stages are left
-    uninitialised (k-means on the first training batch), and so is the static prior."""
-    same_but_stages = dataclasses.replace(target, stages=source.config.stages)
-    if same_but_stages != source.config or target.stages < source.config.stages:
+    may differ from `source.config` only by more stages and more encoder blocks. The added
+    stages are left uninitialised (k-means on the first training batch), and so is the
+    static prior; the added blocks are the identity."""
+    old = source.config
+    same_but_growth = dataclasses.replace(target, stages=old.stages, encoder_blocks=old.encoder_blocks)
+    fewer_blocks = any(new < kept for new, kept in zip(target.encoder_blocks, old.encoder_blocks, strict=True))
+    if same_but_growth != old or target.stages < old.stages or fewer_blocks:
         raise ValueError(
-            f"init_from holds model {source.config}; a VQ-VAE run can start from it only with the "
-            f"same architecture and at least as many stages, got {target}"
+            f"init_from holds model {old}; a VQ-VAE run can start from it only with the same "
+            f"architecture and at least as many stages and encoder blocks, got {target}"
         )
     model = VQCodec(target)
     # The static prior is left out: its table has a row per stage, and `export-model` fits it
