@@ -92,7 +92,7 @@ def gan_config(root: Path, vqvae_root: Path, out: str, **overrides) -> TrainConf
 
 
 def train_rows(out_dir: Path) -> dict[int, dict]:
-    rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(out_dir)
     return {
         row["step"]: {k: v for k, v in row.items() if k.startswith("train/") and k != "train/images_per_s"}
         for row in rows
