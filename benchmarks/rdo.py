@@ -11,9 +11,12 @@ prior: the second is what the context prior and its encoder save at equal qualit
 Profiles are chosen on training images, never on the evaluation set; the zoo's (profile
 "model") is then measured on Kodak:
 
-    python benchmarks/rdo.py ../shared/data/train --limit 48 --profiles 0 0.03 0.05 0.065 0.08 0.1 0.12 \\
-        0.1,0.08,0.08,0.08 0.08,0.08,0.1,0.1 0.045,0.05,0.08,0.15 --out benchmarks/results/rdo/train
-    python benchmarks/rdo.py ../shared/data/kodak --profiles 0 model 0.04 0.16 --out benchmarks/results/rdo/kodak
+    python benchmarks/rdo.py ../shared/data/train --limit 48 --profiles 0 0.04 0.05 model 0.12 0.16 \\
+        --out benchmarks/results/rdo/train
+    python benchmarks/rdo.py ../shared/data/kodak --profiles 0 model 0.04 0.16 --codecs benchmarks/results/kodak \\
+        --out benchmarks/results/rdo/kodak
+
+The training run also gives `benchmarks/quality_points.py` what it chooses `-q`'s points from.
 
 A model that is not in the zoo yet: `--weights FILE --prior PRIOR`.
 

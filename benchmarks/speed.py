@@ -8,6 +8,8 @@ Pillow's JPEG in the same run (a reference for how loaded the machine is).
 With several models (zoo names or codec weights files, the first the reference), every row
 also gives its time as a multiple of the reference model's at the reference's top stage
 count, same thread count: the "top rate costs at most 2× today's" check of a new model.
+Every encode and decode of every model (and JPEG's) is timed once per round, round after
+round, so a machine whose speed drifts during the run moves them all alike.
 A weights file codes with its static prior unless `--prior-file` gives the last model named
 a context prior (with it, it codes with the nearest codewords: a prior file carries no tuned
 rate–distortion profile, so its encode time leaves out the search).
@@ -23,6 +25,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -37,36 +40,55 @@ import vqcodec
 DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / "tests" / "data" / "kodim23.png"
 
 
-def median_seconds(work, repeats: int) -> float:
-    work()  # warm-up: model load, allocator, caches
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
+def timed_rounds(works: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each of `works`, timed in `repeats` rounds that run every work once
+    in turn, after one warm-up run each (model load, allocator, caches). A machine that
+    speeds up or slows down during the benchmark then shifts every work alike, so the ratios
+    between them hold; timed one model after the other, the same two models' ratio read 1.3×
+    in one run and 1.85× when interleaved."""
+    for work in works:
         work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    times: list[list[float]] = [[] for _ in works]
+    for _ in range(repeats):
+        for work, spent in zip(works, times, strict=True):
+            started = time.perf_counter()
+            work()
+            spent.append(time.perf_counter() - started)
+    return [statistics.median(spent) for spent in times]
 
 
-def jpeg_seconds(image: Image.Image, repeats: int) -> tuple[float, float]:
+def jpeg_works(image: Image.Image) -> tuple[Callable[[], object], Callable[[], object]]:
+    """Encoding and decoding `image` with Pillow's JPEG: the reference for how loaded the machine is."""
+
     def encode() -> bytes:
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=75, optimize=True)
         return buffer.getvalue()
 
     data = encode()
-    return median_seconds(encode, repeats), median_seconds(lambda: Image.open(io.BytesIO(data)).load(), repeats)
+    return encode, lambda: Image.open(io.BytesIO(data)).load()
 
 
-def measure(image: Image.Image, model: str | None, prior_file: Path | None, threads: int, repeats: int) -> list[dict]:
+def measure(image: Image.Image, models: list[tuple[str | None, Path | None]], threads: int, repeats: int) -> list[dict]:
+    """One row per (model, stage count) at `threads` torch threads; `models` holds (model,
+    prior file) pairs. Every encode and decode of every model is timed in the same rounds."""
     torch.set_num_threads(threads)
-    jpeg_encode, jpeg_decode = jpeg_seconds(image, repeats)
-    info = vqcodec.model_info(model)
-    coding = {"model": model, "prior_file": prior_file}
+    cases = []
+    for model, prior_file in models:
+        info = vqcodec.model_info(model)
+        coding = {"model": model, "prior_file": prior_file}
+        for stages in range(1, info["stages"] + 1):
+            cases.append((info, stages, coding, vqcodec.compress(image, stages=stages, **coding)))
+    works = [
+        *jpeg_works(image),
+        *(functools.partial(vqcodec.compress, image, stages=stages, **coding) for _, stages, coding, _ in cases),
+        *(functools.partial(vqcodec.decompress, data, **coding) for _, _, coding, data in cases),
+    ]
+    seconds = timed_rounds(works, repeats)
+    jpeg_encode, jpeg_decode = seconds[:2]
+    encodes, decodes = seconds[2 : 2 + len(cases)], seconds[2 + len(cases) :]
     rows = []
-    for stages in range(1, info["stages"] + 1):
-        data = vqcodec.compress(image, stages=stages, **coding)
-        encode = median_seconds(functools.partial(vqcodec.compress, image, stages=stages, **coding), repeats)
-        decode = median_seconds(functools.partial(vqcodec.decompress, data, **coding), repeats)
+    for (info, stages, _, data), encode, decode in zip(cases, encodes, decodes, strict=True):
         rows.append(
             {
                 "model": info["name"],
@@ -137,12 +159,8 @@ def main() -> None:
     args = parser.parse_args()
     image = Image.open(args.image).convert("RGB")
     priors = [None] * (len(args.models) - 1) + [args.prior_file]
-    rows = [
-        row
-        for model, prior_file in zip(args.models, priors, strict=True)
-        for threads in args.threads
-        for row in measure(image, model, prior_file, threads, args.repeats)
-    ]
+    models = list(zip(args.models, priors, strict=True))
+    rows = [row for threads in args.threads for row in measure(image, models, threads, args.repeats)]
     add_reference_ratios(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {

@@ -52,13 +52,14 @@ def test_full_sample_image_round_trip():
 def test_bpp_rises_with_quality_through_every_operating_point(sample_crop):
     first_quality = {}
     for quality in range(101):
-        first_quality.setdefault(vqcodec.operating_point(quality, vqcodec.model_info()["stages"]), quality)
+        first_quality.setdefault(vqcodec.operating_point(quality), quality)
+    assert list(first_quality) == vqcodec.api.quality_points(zoo.load_model(), "context")  # each point, in order
     sizes = [len(vqcodec.compress(sample_crop, quality=q)) for q in first_quality.values()]
-    assert len(sizes) == 16 and sizes == sorted(sizes) and sizes[0] < sizes[3] < sizes[4] < sizes[-1]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
     with pytest.raises(ValueError, match="quality or rdo"):
         vqcodec.compress(sample_crop, quality=50, rdo=1)
     static = vqcodec.compress(sample_crop, quality=100, prior="static")  # no search: stage counts only
-    assert vqcodec.read_header(static).stages == 4
+    assert vqcodec.read_header(static).stages == vqcodec.model_info()["stages"]
 
 
 def test_fewer_stages_give_smaller_files_and_lower_quality(sample_crop):
@@ -248,11 +249,11 @@ def test_context_prior_is_the_default_and_decodes_to_the_same_image_as_static(sa
 
 
 # Streams written by the shipped model with each prior (`tests/data/golden-MODEL-PRIOR.vqc`, a
-# 64×48 crop of the sample at 4 stages, written by `python tests/make_golden.py MODEL`) and the
+# 64×48 crop of the sample at all stages, written by `python tests/make_golden.py MODEL`) and the
 # sha256 of the indices they hold. A failure means files written before the change no longer
 # decode: ship changed weights as a new model name.
 GOLDEN_INDICES_SHA256 = {
-    "vqc-f8-s4-v3": "53f6bc96249fdd303c42556a6141a28cff0821dd05c7349037c4bc05944abd4a",
+    "vqc-f8-s8": "5e052f4d7d119172671830e11256d7cda5527404139bfe97316d4a63fda5e479",
 }
 # Streams of retired models and priors, which this installation no longer ships.
 RETIRED_STREAMS = sorted((SAMPLE.parent / "retired").glob("*.vqc"))
@@ -290,6 +291,15 @@ def test_streams_of_retired_models_say_how_to_install_them(path, monkeypatch):
     message = str(caught.value)
     assert header.model_id in message and "not installed" in message and zoo.WEIGHTS_PATH_VARIABLE in message
     assert f"git show {retired.retired_after[:12]}:vqcodec/weights/{retired.name}" in message
+
+
+def test_a_quality_point_outside_the_model_is_refused(monkeypatch):
+    entry = zoo.MODELS[zoo.DEFAULT_MODEL]
+    monkeypatch.setitem(zoo.MODELS, zoo.DEFAULT_MODEL, replace(entry, quality_points=((1, 1.0), (99, 0.0))))
+    zoo._load_model.cache_clear()
+    with pytest.raises(ValueError, match="quality point outside"):
+        zoo.load_model()
+    zoo._load_model.cache_clear()
 
 
 def test_a_retired_model_decodes_from_the_weights_folder(tmp_path, monkeypatch, sample_crop):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ from PIL import Image, ImageFile
 
 import vqcodec  # noqa: F401  (registers the plugin)
 from tests.conftest import smooth_image
+from vqcodec import zoo
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -65,20 +67,33 @@ def test_save_options_pick_the_operating_point(tmp_path):
         sizes[name] = (tmp_path / f"{name}.vqc").stat().st_size
         with Image.open(tmp_path / f"{name}.vqc") as opened:
             sizes[name + "-stages"] = opened.info["stages"]
-    assert sizes["q10-stages"] == 1 and sizes["q90-stages"] == 4
-    # quality 10: 1 stage at the model's rdo strength; 90: 4 stages at half of it, more bits than 4 at full
-    assert sizes["q10"] == sizes["s1"] < sizes["s4"] <= sizes["q90"]
+    assert sizes["q10-stages"] == vqcodec.operating_point(10)[0] and sizes["q90-stages"] == vqcodec.operating_point(90)[0]
+    assert sizes["s1"] < sizes["s4"] and sizes["q10"] <= sizes["q90"]
     assert sizes["bpp"] * 8 <= 0.5 * 64 * 48
     with pytest.raises(ValueError, match="quality"):
         image.save(tmp_path / "bad.vqc", quality=101)
 
 
 def test_quality_steps_through_every_operating_point_in_order():
-    points = [vqcodec.operating_point(q, 4) for q in range(101)]
-    assert sorted(set(points), key=points.index) == vqcodec.api.operating_points(4)
-    assert points[0] == (1, 2.0) and points[100] == (4, 0.0) and len(set(points)) == 16
-    assert [count for count, _ in points] == sorted(count for count, _ in points)
-    assert [vqcodec.operating_point(q, 4, (0.0,)) for q in (0, 25, 26, 100)] == [(1, 0.0), (1, 0.0), (2, 0.0), (4, 0.0)]
+    stages = vqcodec.model_info()["stages"]
+    points = [vqcodec.operating_point(q) for q in range(101)]
+    listed = vqcodec.api.quality_points(zoo.load_model(), "context")
+    assert sorted(set(points), key=points.index) == listed and len(set(points)) == len(listed)
+    assert points[0] == (1, 2.0) and points[100] == (stages, 0.0)
+    static = [vqcodec.operating_point(q, prior="static") for q in range(101)]
+    assert sorted(set(static), key=static.index) == [(count, 0.0) for count in range(1, stages + 1)]
+    assert [count for count, _ in static] == sorted(count for count, _ in static)
+
+
+def test_a_model_without_quality_points_steps_through_every_stage_count_and_strength():
+    grid = vqcodec.api.operating_points(4)
+    assert len(grid) == 16 and grid[0] == (1, 2.0) and grid[3] == (1, 0.0) and grid[-1] == (4, 0.0)
+    untuned = dataclasses.replace(zoo.load_model(), quality_points=())
+    assert vqcodec.api.quality_points(untuned, "context") == vqcodec.api.operating_points(untuned.codec.config.stages)
+    without_search = dataclasses.replace(untuned, rdo_lambdas=())
+    assert vqcodec.api.quality_points(without_search, "context") == vqcodec.api.operating_points(
+        untuned.codec.config.stages, (0.0,)
+    )
 
 
 def test_truncated_files_fail_cleanly_and_load_from_whole_stages_when_allowed(tmp_path):

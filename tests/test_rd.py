@@ -231,3 +231,24 @@ def test_sixteen_bit_sources_are_noted_in_the_results(tmp_path):
     images, notes = load_images(tmp_path / "set")
     assert images["deep.png"].dtype == np.uint8
     assert any("deep.png" in note and "16-bit" in note for note in notes)
+
+
+def test_quality_points_keep_only_those_no_other_beats_in_bits_and_psnr():
+    from quality_points import rises, upper_envelope
+
+    points = {(1, 2.0): (0.1, 25.0), (1, 0.0): (0.2, 26.0), (2, 2.0): (0.19, 25.9), (2, 0.0): (0.3, 25.95), (3, 0.0): (0.4, 27.0)}
+    chosen = upper_envelope(points)
+    assert chosen == [(1, 2.0), (2, 2.0), (1, 0.0), (3, 0.0)]  # (2, 0.0): more bits than (1, 0.0), less PSNR
+    assert rises(points, chosen) == {"bpp_rises": True, "psnr_rises": True, "falls": []}
+    assert rises(points, [(1, 0.0), (2, 0.0)])["falls"] == [[[1, 0.0], [2, 0.0]]]
+    # (2, 2.0) gives 0.1 dB less than (1, 0.0) for 5 % fewer bits: inside a 6 % margin, it goes
+    assert upper_envelope(points, margin=0.06) == [(1, 2.0), (1, 0.0), (3, 0.0)]
+
+
+def test_the_shipped_quality_points_are_those_the_committed_benchmark_chose():
+    from vqcodec import zoo
+
+    chosen = json.loads((Path(__file__).resolve().parent.parent / "benchmarks/results/quality/quality.json").read_text())
+    entry = zoo.MODELS[zoo.DEFAULT_MODEL]
+    assert chosen["model"] == zoo.DEFAULT_MODEL
+    assert [list(point) for point in entry.quality_points] == chosen["quality_points"]

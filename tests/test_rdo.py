@@ -144,7 +144,9 @@ def test_api_rdo_gives_smaller_decodable_prefix_consistent_files(sample_crop):
         name: 10 * np.log10(255**2 / np.mean((np.asarray(vqcodec.decompress(data), dtype=np.float64) - original) ** 2))
         for name, data in (("plain", plain), ("default", default))
     }
-    assert psnr["plain"] - 0.5 < psnr["default"] < psnr["plain"]
+    # Bits for latent error: the pixels of one image may come out either side of the nearest
+    # codewords' (on Kodak 0.06-0.30 dB lower on average), never far from them.
+    assert abs(psnr["default"] - psnr["plain"]) < 0.5
     two = vqcodec.compress(sample_crop, stages=2)  # stage s is chosen from stages < s only
     assert unpack(two)[2] == unpack(default)[2][:2]
 

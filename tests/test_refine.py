@@ -45,13 +45,13 @@ def test_no_steps_keep_the_encoders_latent(codec, crop):
 def test_refined_latent_decodes_closer_to_the_image(codec, crop, window, monkeypatch):
     monkeypatch.setattr(refine, "WINDOW_TOKENS", window)
     latent = coding.latent_of(codec, crop)
-    refined = refine.refine_latent(codec, crop, latent, 2, 4, coding.CPU)
+    refined = refine.refine_latent(codec, crop, latent, 4, 4, coding.CPU)
     assert refined.shape == latent.shape and not torch.equal(refined, latent)
-    assert decoded_error(codec, crop, refined, 2) < 0.95 * decoded_error(codec, crop, latent, 2)
+    assert decoded_error(codec, crop, refined, 4) < 0.95 * decoded_error(codec, crop, latent, 4)
 
 
 def test_a_refined_stream_is_an_ordinary_stream(crop):
-    plain, refined = vqcodec.compress(crop, stages=2, refine=0), vqcodec.compress(crop, stages=2, refine=4)
+    plain, refined = vqcodec.compress(crop, stages=4, refine=0), vqcodec.compress(crop, stages=4, refine=4)
     payload_fields = ("stage_lengths", "stage_crcs")
     refined_header = vqcodec.read_header(refined)
     same_payloads = {name: getattr(refined_header, name) for name in payload_fields}

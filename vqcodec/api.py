@@ -47,27 +47,41 @@ def _stage_count(requested: int | None, available: int) -> int:
     return available if requested is None else _integer(requested, "stages", 1, available)
 
 
-# The rdo strengths a quality setting steps through within each stage count, most bits last.
-# On Kodak (benchmarks/results/rdo/kodak: λ 0.16, 0.08, 0.04 and 0 on the shipped model) each
-# step adds bits and PSNR, and one stage more at the strongest adds more than the last step.
+# The rdo strengths a quality setting steps through within each stage count, most bits last,
+# where a model lists no quality points of its own (`zoo.ZooEntry.quality_points`). On the
+# 4-stage `vqc-f8-s4-v3` each of these steps added bits and PSNR on Kodak; with 8 stages, one
+# stage more at the strongest gives less than the stage count before at the weakest
+# (benchmarks/results/quality), which is why a model may list the points to use.
 QUALITY_RDO_STRENGTHS = (2.0, 1.0, 0.5, 0.0)
 
 
 def operating_points(stages: int, strengths: tuple[float, ...] = QUALITY_RDO_STRENGTHS) -> list[tuple[int, float]]:
-    """The (stage count, rdo strength) pairs `quality` steps through, smallest files first:
-    each stage count at every strength, from the strongest (fewest bits) to the weakest."""
+    """Every stage count at every strength, from the strongest (fewest bits) to the weakest."""
     return [(count, strength) for count in range(1, stages + 1) for strength in strengths]
 
 
-def operating_point(quality: int, stages: int, strengths: tuple[float, ...] = QUALITY_RDO_STRENGTHS) -> tuple[int, float]:
-    """(stage count, rdo strength) for a JPEG-style `quality` in 0..100 on a model of `stages`
-    stages: the operating points cut 0..100 into equal bins, 0 the smallest file and 100 the
-    largest (4 stages with the context prior: 16 points, 0-6 → 1 stage at strength 2, …,
-    94-100 → 4 stages with the nearest codewords). `strengths` is (0.0,) where no rdo search
-    is possible (the static prior), leaving one point per stage count."""
+def quality_points(loaded: zoo.LoadedModel, prior_name: str) -> list[tuple[int, float]]:
+    """The (stage count, rdo strength) points `quality` steps through, smallest files first:
+    the model's own list where it has one, else `operating_points`; stage counts only where
+    no rdo search is possible (the static prior, a prior file)."""
+    stages = loaded.codec.config.stages
+    if not _searchable(loaded, prior_name):
+        return operating_points(stages, (0.0,))
+    return list(loaded.quality_points) or operating_points(stages)
+
+
+def _point_for_quality(quality: int, points: list[tuple[int, float]]) -> tuple[int, float]:
+    """The points cut 0..100 into equal bins, 0 the smallest file and 100 the largest."""
     quality = _integer(quality, "quality", 0, 100)
-    points = operating_points(stages, strengths)
     return points[max(0, math.ceil(quality * len(points) / 100) - 1)]
+
+
+def operating_point(quality: int, model: str | Path | None = None, prior: str | None = None) -> tuple[int, float]:
+    """(stage count, rdo strength) that `compress(quality=...)` codes with, for a JPEG-style
+    `quality` in 0..100, `model` and `prior` as in `compress` (the shipped model with its
+    context prior: 0 → 1 stage at strength 2, 100 → all stages with the nearest codewords)."""
+    loaded = zoo.load(model)
+    return _point_for_quality(quality, quality_points(loaded, _coding_prior(loaded, prior)[0]))
 
 
 def _fit_bpp(bpp: float, prefix_sizes: list[int], pixels: int) -> int:
@@ -189,8 +203,7 @@ def compress(
     if quality is not None:
         if rdo is not None:
             raise ValueError("give quality or rdo, not both: quality sets the rdo strength too")
-        strengths = QUALITY_RDO_STRENGTHS if _searchable(loaded, prior_name) else (0.0,)
-        stages, rdo = operating_point(quality, config.stages, strengths)
+        stages, rdo = _point_for_quality(quality, quality_points(loaded, prior_name))
     count = _stage_count(stages, config.stages) if bpp is None else config.stages
     lambdas = _rdo_lambdas(loaded, prior_name, rdo, count)
     prepared = prepare_image(image, keep_metadata=not strip)

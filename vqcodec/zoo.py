@@ -64,10 +64,17 @@ class ZooEntry:
     # against the context prior, chosen on training images with benchmarks/rdo.py; empty: the
     # encoder picks nearest codewords.
     rdo_lambdas: tuple[float, ...] = ()
+    # The (stage count, rdo strength) points `quality` steps through with the context prior,
+    # smallest files first: of every stage count at every strength, those on the upper
+    # envelope of PSNR against bpp on training images (benchmarks/quality_points.py), so that
+    # both rise with quality. Empty: every stage count at every strength (`api.operating_points`).
+    quality_points: tuple[tuple[int, float], ...] = ()
 
 
 # A commit that still shipped every model retired when the package was cut to one model.
 LAST_WITH_ALL_MODELS = "2ecda6ad45a2f2483d841872db7915940187c469"
+# The last commit that shipped vqc-f8-s4-v3, the default before vqc-f8-s8.
+LAST_WITH_V3 = "e0400b94baa147e46f334edf76f0b1446824ad10"
 
 # A model's weights never change under its name: files name the model (and hash) that wrote
 # them, so better weights ship under a new name and retired ones stay listed here, which lets
@@ -102,12 +109,16 @@ MODELS: dict[str, ZooEntry] = {
         ),
     ),
     "vqc-f8-s4-v3": ZooEntry(
-        weights=WeightsFile("vqc-f8-s4-v3.safetensors", "374de670eec4fb0d11527bb8c89bc2f05ba0528ba4c204c532aa9786ad3d88dc"),
+        weights=WeightsFile(
+            "vqc-f8-s4-v3.safetensors", "374de670eec4fb0d11527bb8c89bc2f05ba0528ba4c204c532aa9786ad3d88dc", LAST_WITH_V3
+        ),
         description="f=8, 4 residual stages of 1024 codewords, fidelity + realism decoders, commitment 0.05, "
-        "a last leg weighted towards 3-4 stages; trained on BSDS500 + an ImageNet sample",
+        "a last leg weighted towards 3-4 stages (superseded by vqc-f8-s8); trained on BSDS500 + an ImageNet sample",
         priors=(
             WeightsFile(
-                "vqc-f8-s4-v3-lean-prior.safetensors.xz", "80343b3176aad78ad87611fee1a6d4bdf7912ff200f0cc70d66b88970f951aff"
+                "vqc-f8-s4-v3-lean-prior.safetensors.xz",
+                "80343b3176aad78ad87611fee1a6d4bdf7912ff200f0cc70d66b88970f951aff",
+                LAST_WITH_V3,
             ),
             WeightsFile(
                 "vqc-f8-s4-v3-prior.safetensors",
@@ -117,8 +128,36 @@ MODELS: dict[str, ZooEntry] = {
         ),
         rdo_lambdas=(0.08, 0.08, 0.08, 0.08),
     ),
+    "vqc-f8-s8": ZooEntry(
+        weights=WeightsFile("vqc-f8-s8.safetensors", "9b42acbae3fb40164db51c3fc9f183f9349303297a08311dd41cde34b7a4a70e"),
+        description="f=8, 8 residual stages of 1024 codewords, fidelity + realism decoders: vqc-f8-s4-v3 grown by "
+        "4 stages and trained two more legs, weights stored as float16; trained on BSDS500 + an ImageNet sample",
+        priors=(
+            WeightsFile(
+                "vqc-f8-s8-lean-prior.safetensors.xz", "652ae6d17544629326b8ec7e9f2ed5d9a483ddc09116478674900aca7b6ae243"
+            ),
+        ),
+        rdo_lambdas=(0.08,) * 8,
+        # benchmarks/results/quality: 26 of the 32 points. From 5 stages up, one stage more at
+        # strength 2 gives less PSNR than the stage count before with the nearest codewords, and
+        # 6 or 7 stages with the nearest codewords cost about as much as one stage more at
+        # strength 1, for less PSNR.
+        quality_points=(
+            *((count, strength) for count in range(1, 5) for strength in (2.0, 1.0, 0.5, 0.0)),
+            (5, 1.0),
+            (5, 0.5),
+            (5, 0.0),
+            (6, 1.0),
+            (6, 0.5),
+            (7, 1.0),
+            (7, 0.5),
+            (8, 1.0),
+            (8, 0.5),
+            (8, 0.0),
+        ),
+    ),
 }
-DEFAULT_MODEL = "vqc-f8-s4-v3"
+DEFAULT_MODEL = "vqc-f8-s8"
 
 
 def installed_models() -> list[str]:
@@ -134,6 +173,7 @@ class LoadedModel:
     context_prior: ContextPrior | None = None
     prior_hash: bytes = bytes(HASH_SIZE)
     rdo_lambdas: tuple[float, ...] = ()
+    quality_points: tuple[tuple[int, float], ...] = ()
 
 
 def file_sha256(path: Path) -> str:
@@ -226,13 +266,13 @@ def _load_model_file(path: str, sha256: str) -> LoadedModel:
 
 
 def _with_prior_file(loaded: LoadedModel, path: Path) -> LoadedModel:
-    """`loaded` coding with the context prior in `path` (no tuned rdo profile: that belongs to
-    the zoo's own prior)."""
+    """`loaded` coding with the context prior in `path` (no tuned rdo profile or quality points:
+    those belong to the zoo's own prior)."""
     if not path.is_file():
         raise FileNotFoundError(f"no context prior file {path}")
     sha256 = file_sha256(path)
     prior = _fitting_prior(path, sha256, loaded.codec, f"the context prior {path}")
-    return replace(loaded, context_prior=prior, prior_hash=bytes.fromhex(sha256)[:HASH_SIZE], rdo_lambdas=())
+    return replace(loaded, context_prior=prior, prior_hash=bytes.fromhex(sha256)[:HASH_SIZE], rdo_lambdas=(), quality_points=())
 
 
 def _fitting_prior(path: Path, sha256: str, codec: VQCodec, what: str) -> ContextPrior:
@@ -315,7 +355,17 @@ def _load_model(name: str, prior_file: WeightsFile | None) -> LoadedModel:
     prior = _fitting_prior(prior_path, prior_file.sha256, codec, f"the context prior of model {name!r}")
     if entry.rdo_lambdas and len(entry.rdo_lambdas) != codec.config.stages:
         raise ValueError(f"model {name!r} needs one rdo λ per stage ({codec.config.stages}), has {len(entry.rdo_lambdas)}")
-    return LoadedModel(name, codec, weights_hash, prior, bytes.fromhex(prior_file.sha256)[:HASH_SIZE], entry.rdo_lambdas)
+    if any(not 1 <= count <= codec.config.stages for count, _ in entry.quality_points):
+        raise ValueError(f"model {name!r} has a quality point outside its {codec.config.stages} stages")
+    return LoadedModel(
+        name,
+        codec,
+        weights_hash,
+        prior,
+        bytes.fromhex(prior_file.sha256)[:HASH_SIZE],
+        entry.rdo_lambdas,
+        entry.quality_points,
+    )
 
 
 def describe_models() -> list[dict]:

@@ -1,13 +1,17 @@
-"""BD-rate (PSNR) of the lean prior against the full one, from two `benchmarks/rdo.py` runs on
-Kodak with the model's λ profile (the encoder searches against, and codes with, each prior):
+"""BD-rate (PSNR) of one `benchmarks/rdo.py` run against another on the same images: by
+default the lean prior against the full one, on Kodak with the model's λ profile (the encoder
+searches against, and codes with, each prior):
 
     python benchmarks/rdo.py ../shared/data/kodak --profiles model --prior FULL_PRIOR --out experiments/lean-prior/kodak-full
     python benchmarks/rdo.py ../shared/data/kodak --profiles model --out experiments/lean-prior/kodak-lean
     python experiments/lean-prior/compare.py
+
+`--base`, `--candidate` (rdo.py output folders), `--profile` and `--out` compare other runs.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -17,22 +21,28 @@ sys.path.insert(0, str(HERE.parent.parent / "benchmarks"))
 from rd_bd import bd_rate
 
 
-def model_profile(folder: str) -> dict:
-    report = json.loads((HERE / folder / "rdo.json").read_text())
-    return next(profile for profile in report["profiles"] if profile["name"] == "model")
+def profile_of(folder: Path, name: str) -> dict:
+    report = json.loads((folder / "rdo.json").read_text())
+    return next(profile for profile in report["profiles"] if profile["name"] == name)
 
 
 def main() -> None:
-    full, lean = model_profile("kodak-full"), model_profile("kodak-lean")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", type=Path, default=HERE / "kodak-full")
+    parser.add_argument("--candidate", type=Path, default=HERE / "kodak-lean")
+    parser.add_argument("--profile", default="model", help="the rdo.py profile to compare, in both runs")
+    parser.add_argument("--out", type=Path, default=HERE / "compare.json")
+    args = parser.parse_args()
+    base, candidate = profile_of(args.base, args.profile), profile_of(args.candidate, args.profile)
     result = {
-        "bpp_full": full["context"],
-        "bpp_lean": lean["context"],
-        "psnr_full": full["psnr"],
-        "psnr_lean": lean["psnr"],
-        "bits_growth_at_stages": [b / a - 1 for a, b in zip(full["context"], lean["context"])],
-        "bd_rate_lean_vs_full_percent": bd_rate(full["context"], full["psnr"], lean["context"], lean["psnr"]),
+        "bpp_base": base["context"],
+        "bpp_candidate": candidate["context"],
+        "psnr_base": base["psnr"],
+        "psnr_candidate": candidate["psnr"],
+        "bits_growth_at_stages": [b / a - 1 for a, b in zip(base["context"], candidate["context"])],
+        "bd_rate_candidate_vs_base_percent": bd_rate(base["context"], base["psnr"], candidate["context"], candidate["psnr"]),
     }
-    (HERE / "compare.json").write_text(json.dumps(result, indent=1))
+    args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
 

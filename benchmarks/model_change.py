@@ -1,0 +1,108 @@
+"""What a new default model changes on Kodak against the one it replaces, from the RD
+benchmark's curves of both (CompressAI-schema JSON; the replaced model's from the commit that
+last shipped it):
+
+    git show e0400b94:benchmarks/results/kodak/vqcodec-fidelity.json \\
+        > benchmarks/results/model-change/vqc-f8-s4-v3-fidelity.json   # and -realism
+    python benchmarks/model_change.py --previous benchmarks/results/model-change/vqc-f8-s4-v3 \\
+        --current benchmarks/results/kodak/vqcodec --out benchmarks/results/model-change
+
+Per decoder (`PREFIX-fidelity.json`, `PREFIX-realism.json`), PSNR and MS-SSIM of the new
+model minus the old one's at the same bpp, both ways: at each rate the new model offers
+inside the old one's range (the old curve interpolated there) and at each rate the old one
+offered (the new curve interpolated there); curves are interpolated by PCHIP in log-rate, as
+BD metrics do, and a rate outside the other curve's range reads None. Then BD-rate (PSNR,
+MS-SSIM) of the new curve against the old over the rates both cover. Writes `model_change.json` and
+`model_change.png` into `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from plotting import save_figure
+from rd_bd import bd_rate, quality_at_rates
+
+DECODERS = ("fidelity", "realism")
+METRICS = {"psnr": "PSNR (dB)", "ms-ssim": "MS-SSIM"}
+
+
+def read_curve(path: Path) -> dict:
+    document = json.loads(path.read_text())
+    return {"name": document["name"], "description": document.get("description", ""), **document["results"]}
+
+
+def compare(previous: dict, current: dict) -> dict:
+    """The new curve against the old: gains at the old rates and BD-rates over the overlap."""
+    out: dict = {
+        "previous": previous["description"],
+        "current": current["description"],
+        "previous_bpp": previous["bpp"],
+        "current_bpp": current["bpp"],
+    }
+    for metric in METRICS:
+        at_current = quality_at_rates(previous["bpp"], previous[metric], current["bpp"])
+        out[f"{metric}_gain_at_current_rates"] = [
+            None if old is None else value - old for value, old in zip(current[metric], at_current, strict=True)
+        ]
+        at_previous = quality_at_rates(current["bpp"], current[metric], previous["bpp"])
+        out[f"{metric}_gain_at_previous_rates"] = [
+            None if value is None else value - old for value, old in zip(at_previous, previous[metric], strict=True)
+        ]
+        out[f"bd_rate_{metric}_percent"] = bd_rate(previous["bpp"], previous[metric], current["bpp"], current[metric])
+    out["current_top"] = {"bpp": current["bpp"][-1], "psnr": current["psnr"][-1], "ms-ssim": current["ms-ssim"][-1]}
+    out["previous_top"] = {"bpp": previous["bpp"][-1], "psnr": previous["psnr"][-1], "ms-ssim": previous["ms-ssim"][-1]}
+    return out
+
+
+def plot(pairs: dict[str, tuple[dict, dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(METRICS), figsize=(11, 4.5))
+    for axis, (metric, label) in zip(axes, METRICS.items(), strict=True):
+        for i, (previous, current) in enumerate(pairs.values()):
+            axis.plot(
+                previous["bpp"], previous[metric], color=f"C{i}", ls="--", marker="x", label=f"{previous['name']} (previous)"
+            )
+            axis.plot(current["bpp"], current[metric], color=f"C{i}", marker="o", ms=4, label=f"{current['name']} (new)")
+        axis.set_xlabel("bits per pixel")
+        axis.set_ylabel(label)
+    axes[0].set_title("Kodak, 24 images: the new default against the one it replaces")
+    save_figure(figure, axes, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--previous", required=True, help="path prefix of the replaced model's curves")
+    parser.add_argument("--current", required=True, help="path prefix of the new model's curves")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    pairs = {
+        decoder: (read_curve(Path(f"{args.previous}-{decoder}.json")), read_curve(Path(f"{args.current}-{decoder}.json")))
+        for decoder in DECODERS
+    }
+    report = {decoder: compare(previous, current) for decoder, (previous, current) in pairs.items()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "model_change.json").write_text(json.dumps(report, indent=1))
+    plot(pairs, args.out / "model_change.png")
+
+    def listed(gains: list[float | None]) -> str:
+        return ", ".join("n/a" if g is None else f"{g:+.3f}" for g in gains)
+
+    for decoder, row in report.items():
+        print(
+            f"{decoder}: PSNR gain at the new rates {listed(row['psnr_gain_at_current_rates'])} dB, "
+            f"at the previous rates {listed(row['psnr_gain_at_previous_rates'])} dB; "
+            f"BD-rate PSNR {row['bd_rate_psnr_percent']:+.1f} %, "
+            f"MS-SSIM {row['bd_rate_ms-ssim_percent']:+.1f} %; "
+            f"top {row['previous_top']['bpp']:.3f} → {row['current_top']['bpp']:.3f} bpp"
+        )
+
+
+if __name__ == "__main__":
+    main()
