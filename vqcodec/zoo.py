@@ -65,9 +65,10 @@ class ZooEntry:
     # encoder picks nearest codewords.
     rdo_lambdas: tuple[float, ...] = ()
     # The (stage count, rdo strength) points `quality` steps through with the context prior,
-    # smallest files first: of every stage count at every strength, those on the upper
-    # envelope of PSNR against bpp on training images (benchmarks/quality_points.py), so that
-    # both rise with quality. Empty: every stage count at every strength (`api.operating_points`).
+    # smallest files first: of every stage count at every strength, those that no other beats
+    # in PSNR for as many bits or up to 2 % more on training images (benchmarks/quality_points.py),
+    # so that both rise with quality. Empty: every stage count at every strength
+    # (`api.operating_points`).
     quality_points: tuple[tuple[int, float], ...] = ()
 
 
