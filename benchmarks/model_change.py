@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from plotting import save_figure
-from rd_bd import bd_rate, quality_at_rates
+from rd_bd import bd_rate, quality_ahead
 
 DECODERS = ("fidelity", "realism")
 METRICS = {"psnr": "PSNR (dB)", "ms-ssim": "MS-SSIM"}
@@ -43,14 +43,10 @@ def compare(previous: dict, current: dict) -> dict:
         "current_bpp": current["bpp"],
     }
     for metric in METRICS:
-        at_current = quality_at_rates(previous["bpp"], previous[metric], current["bpp"])
-        out[f"{metric}_gain_at_current_rates"] = [
-            None if old is None else value - old for value, old in zip(current[metric], at_current, strict=True)
-        ]
-        at_previous = quality_at_rates(current["bpp"], current[metric], previous["bpp"])
-        out[f"{metric}_gain_at_previous_rates"] = [
-            None if value is None else value - old for value, old in zip(at_previous, previous[metric], strict=True)
-        ]
+        out[f"{metric}_gain_at_current_rates"] = quality_ahead(previous["bpp"], previous[metric], current["bpp"], current[metric])
+        # The old points' lead over the new curve, turned round.
+        behind = quality_ahead(current["bpp"], current[metric], previous["bpp"], previous[metric])
+        out[f"{metric}_gain_at_previous_rates"] = [None if lead is None else -lead for lead in behind]
         out[f"bd_rate_{metric}_percent"] = bd_rate(previous["bpp"], previous[metric], current["bpp"], current[metric])
     out["current_top"] = {"bpp": current["bpp"][-1], "psnr": current["psnr"][-1], "ms-ssim": current["ms-ssim"][-1]}
     out["previous_top"] = {"bpp": previous["bpp"][-1], "psnr": previous["psnr"][-1], "ms-ssim": previous["ms-ssim"][-1]}

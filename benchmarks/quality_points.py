@@ -29,7 +29,7 @@ from vqcodec.api import QUALITY_RDO_STRENGTHS
 def candidates(report: dict, strengths: tuple[float, ...]) -> dict[tuple[int, float], tuple[float, float]]:
     """(stage count, strength) → (bpp, PSNR) under the context prior, for every strength, from
     the rdo.py profiles that are the model's λ scaled by it."""
-    model_lambdas = zoo.load_model(report["model"]).rdo_lambdas
+    model_lambdas = zoo.MODELS[report["model"]].rdo_lambdas
     points = {}
     for strength in strengths:
         wanted = [round(strength * value, 9) for value in model_lambdas]

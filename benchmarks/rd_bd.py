@@ -97,8 +97,15 @@ def bd_rates_against(curves: dict[str, dict[str, list[float]]], bpp: list[float]
     return {name: bd_rate(curve["bpp"], curve["psnr"], bpp, psnr) for name, curve in curves.items()}
 
 
+def quality_ahead(
+    curve_rates: list[float], curve_quality: list[float], rates: list[float], quality: list[float]
+) -> list[float | None]:
+    """How far each point (`rates[i]`, `quality[i]`) lies above the curve at the same rate
+    (`quality_at_rates`), in the quality's units; None outside the curve's range."""
+    at = quality_at_rates(curve_rates, curve_quality, rates)
+    return [None if other is None else value - other for value, other in zip(quality, at, strict=True)]
+
+
 def psnr_ahead(curve: dict[str, list[float]], bpp: list[float], psnr: list[float]) -> list[float | None]:
-    """How many dB each point (`bpp[i]`, `psnr[i]`) lies above `curve` at the same bpp
-    (`quality_at_rates`); None outside the curve's range."""
-    at = quality_at_rates(curve["bpp"], curve["psnr"], bpp)
-    return [None if other is None else value - other for value, other in zip(psnr, at, strict=True)]
+    """How many dB each point (`bpp[i]`, `psnr[i]`) lies above `curve` (`committed_curves`)."""
+    return quality_ahead(curve["bpp"], curve["psnr"], bpp, psnr)

@@ -44,8 +44,8 @@ def timed_rounds(works: list[Callable[[], object]], repeats: int) -> list[float]
     """Median seconds of each of `works`, timed in `repeats` rounds that run every work once
     in turn, after one warm-up run each (model load, allocator, caches). A machine that
     speeds up or slows down during the benchmark then shifts every work alike, so the ratios
-    between them hold; timed one model after the other, the same two models' ratio read 1.3×
-    in one run and 1.85× when interleaved."""
+    between them hold, where timing one model after the other let the drift between their
+    turns move the ratio."""
     for work in works:
         work()
     times: list[list[float]] = [[] for _ in works]
