@@ -234,6 +234,38 @@ def test_tables_derived_for_coding_follow_changes_to_the_weights():
     assert not np.array_equal(prior.frequencies(tokens, known, 1, mask), after_neighbour)
 
 
+def test_coding_keeps_one_stage_of_neighbour_rows_and_refills_it_when_the_stage_changes():
+    prior = formula_prior()
+    tokens, known = random_grid(12)
+    mask = np.ones((9, 11), dtype=bool)
+    fresh = {stage: formula_prior().frequencies(tokens, known, stage, mask) for stage in (0, 1)}
+    for stage in (0, 1, 0, 1):  # one buffer serves both stages in turn
+        np.testing.assert_array_equal(prior.frequencies(tokens, known, stage, mask), fresh[stage])
+    assert "neighbour_rows0" not in prior._derived_cache and "neighbour_rows1" not in prior._derived_cache
+    # Training reads the same rows, each stage from its own tensor that backward can rely on.
+    grid, where = torch.from_numpy(tokens)[None], (torch.zeros(99, dtype=torch.int64), *torch.ones(9, 11).nonzero(as_tuple=True))
+    known_grid = torch.from_numpy(known)[None]
+    for stage in (0, 1):
+        with torch.no_grad():
+            coded = prior.neighbour_logits_at(grid, known_grid, stage, where)
+        trained = prior.neighbour_logits_at(grid, known_grid, stage, where)
+        trained.sum().backward()
+        torch.testing.assert_close(trained.detach(), coded, rtol=0, atol=0)
+
+
+def test_threads_sharing_a_prior_get_the_frequencies_of_their_own_stage():
+    from concurrent.futures import ThreadPoolExecutor
+
+    prior = formula_prior()
+    tokens, known = random_grid(13)
+    mask = np.ones((9, 11), dtype=bool)
+    expected = {stage: prior.frequencies(tokens, known, stage, mask) for stage in (0, 1)}
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda job: (job % 2, prior.frequencies(tokens, known, job % 2, mask)), range(64)))
+    for stage, frequencies in results:
+        np.testing.assert_array_equal(frequencies, expected[stage])
+
+
 def test_fitted_neighbour_tables_favour_pairs_seen_in_training():
     prior = ContextPrior(SMALL)
     rng = np.random.default_rng(0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +41,10 @@ TILES: dict[str, np.ndarray] = {
 NEIGHBOUR_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
 GAIN_BITS = 4  # neighbour-table gains are integers at scale 2**-GAIN_BITS
 GAIN_MAX = 1 << (GAIN_BITS + 2)  # gains stay ≤ 4: a larger weight on one neighbour is never useful
+# Held while a coding pass fills or reads a prior's one-stage neighbour rows (`_coding_rows`),
+# so threads sharing a loaded prior never read rows another is overwriting. Module-level:
+# a lock cannot be deep-copied with the prior onto another device.
+_CODING_ROWS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,8 @@ class ContextPrior(nn.Module):
         self.neighbour_gain = nn.Parameter(torch.full((s, len(NEIGHBOUR_OFFSETS)), 0.5))
         self.register_buffer("exp_table", exp_table(config.logit_bits))
         self._derived_cache: dict[str, tuple[tuple[int, int | None], torch.Tensor]] = {}
+        self._coding_rows: torch.Tensor | None = None  # `[D, 2, K+1, K]`, one stage's (`_coding_rows_of`)
+        self._coding_rows_key: tuple[int, int, int | None] | None = None
 
     def trunk(
         self, tokens: torch.Tensor, known: torch.Tensor, stage: torch.Tensor, positions: torch.Tensor | None = None
@@ -265,18 +272,48 @@ class ContextPrior(nn.Module):
                 slots.append((2 * d + side) * (k + 1) + token)
         gains = round_ste(self.neighbour_gain[stage] * (1 << GAIN_BITS)).clamp(0, GAIN_MAX)
         weights = gains.repeat_interleave(2).expand(b.numel(), -1).contiguous()  # [n, 8]
-        table = self._derived(f"neighbour_rows{stage}", self.neighbour, lambda t: self._neighbour_rows(t, stage))
-        summed = F.embedding_bag(torch.stack(slots, dim=1), table, per_sample_weights=weights, mode="sum")
+        rows_read = torch.stack(slots, dim=1)  # [n, 8]
+        if torch.is_grad_enabled():  # training: backward reads the rows, so each stage keeps its own
+            table = self._derived(f"neighbour_rows{stage}", self.neighbour, lambda t: self._neighbour_rows(t, stage))
+            summed = F.embedding_bag(rows_read, table, per_sample_weights=weights, mode="sum")
+        else:
+            with _CODING_ROWS_LOCK:
+                summed = F.embedding_bag(rows_read, self._coding_rows_of(stage), per_sample_weights=weights, mode="sum")
         return floor_ste(summed * (2.0**-GAIN_BITS))
 
-    def _neighbour_rows(self, neighbour: torch.Tensor, stage: int) -> torch.Tensor:
+    def _neighbour_rows(self, neighbour: torch.Tensor, stage: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """`[2·D·(K+1), K]` float rows of stage `stage`'s pair tables, one block per
         neighbour slot (offset d, then -d as the transposed table), each ending in a zero row
-        for an unknown neighbour: one `embedding_bag` then sums all 8 neighbours. Held as
-        float32 (34 MB per stage at K=1024), built once per stage a process codes."""
-        tables = neighbour[stage].float()  # [D, K, K]
-        both = torch.stack([tables, tables.transpose(1, 2)], dim=1)  # [D, 2, K, K]
-        return F.pad(both, (0, 0, 0, 1)).reshape(-1, tables.shape[-1])
+        for an unknown neighbour: one `embedding_bag` then sums all 8 neighbours. Written into
+        `out` `[D, 2, K+1, K]` (zero in every block's last row) where given, else a new tensor."""
+        tables = neighbour[stage]  # [D, K, K] int8
+        d, k = tables.shape[:2]
+        if out is None:
+            out = tables.new_zeros((d, 2, k + 1, k), dtype=torch.float32)
+        out[:, 0, :k].copy_(tables)
+        out[:, 1, :k].copy_(tables.transpose(1, 2))
+        return out.view(-1, k)
+
+    def _coding_rows_of(self, stage: int) -> torch.Tensor:
+        """`_neighbour_rows` of stage `stage` for the coding path, in the one buffer it keeps
+        (call with `_CODING_ROWS_LOCK` held).
+
+        Float32 rows take 34 MB a stage at K=1024: kept for every stage, the shipped 8-stage
+        prior held 0.27 GB of them while a large image was coded. A refill of the one buffer
+        takes about 5 ms (a fresh 34 MB tensor about 40 ms: touching new pages is the cost),
+        and the search and the coder each visit every stage of a tile once.
+        """
+        key = (stage, self.neighbour.data_ptr(), None if self.neighbour.is_inference() else self.neighbour._version)
+        rows = self._coding_rows
+        if rows is None or rows.device != self.neighbour.device:
+            with torch.inference_mode(False):  # a later pass outside inference mode refills it in place
+                _, d, k, _ = self.neighbour.shape
+                rows = self._coding_rows = torch.zeros((d, 2, k + 1, k), device=self.neighbour.device)
+            self._coding_rows_key = None
+        if self._coding_rows_key != key:
+            self._neighbour_rows(self.neighbour, stage, out=rows)
+            self._coding_rows_key = key
+        return rows.view(-1, rows.shape[-1])
 
     def _previous(
         self, tokens: torch.Tensor, known: torch.Tensor, stage: int, where: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
