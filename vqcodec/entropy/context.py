@@ -299,9 +299,9 @@ class ContextPrior(nn.Module):
         (call with `_CODING_ROWS_LOCK` held).
 
         Float32 rows take 34 MB a stage at K=1024: kept for every stage, the shipped 8-stage
-        prior held 0.27 GB of them while a large image was coded. A refill of the one buffer
-        takes about 5 ms (a fresh 34 MB tensor about 40 ms: touching new pages is the cost),
-        and the search and the coder each visit every stage of a tile once.
+        prior held 0.27 GB of them while a large image was coded. Refilling the one buffer
+        costs a fraction of building a fresh tensor (touching 34 MB of new pages is most of
+        that), and the search and the coder each visit every stage of a tile once.
         """
         key = (stage, self.neighbour.data_ptr(), None if self.neighbour.is_inference() else self.neighbour._version)
         rows = self._coding_rows
