@@ -73,3 +73,21 @@ def test_compaction_shares_the_diagonal_tables_and_rounds_entries_to_the_step():
     assert (after[:, :2].int() - before[:, :2].int()).abs().max() <= 3  # axial tables: rounding only
     with pytest.raises(ValueError, match="step"):
         compact_neighbour_tables(prior, 0)
+
+
+def test_the_same_prior_and_weights_write_the_same_bytes_every_time(tmp_path):
+    # The zoo names files by their sha256; safetensors alone orders its header at random.
+    from vqcodec.model import CodecConfig, VQCodec
+    from vqcodec.train.checkpoint import export_weights
+
+    prior = formula_prior()
+    codec = VQCodec(CodecConfig(width_fine=8, width_coarse=8, latent_dim=4, codebook_size=16, stages=2))
+    priors, weights = set(), set()
+    for attempt in range(6):
+        save_prior_file(prior, tmp_path / f"prior{attempt}.safetensors.xz", description="λ’s prior")
+        export_weights(codec, tmp_path / f"codec{attempt}.safetensors", "λ’s codec")
+        priors.add((tmp_path / f"prior{attempt}.safetensors.xz").read_bytes())
+        weights.add((tmp_path / f"codec{attempt}.safetensors").read_bytes())
+    assert len(priors) == 1 and len(weights) == 1
+    np.testing.assert_array_equal(all_frequencies(load_prior_file(tmp_path / "prior0.safetensors.xz")), all_frequencies(prior))
+    assert safetensors.torch.load(weights.pop()).keys() == codec.state_dict().keys()

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save
 
 from vqcodec.files import write_atomic
+from vqcodec.reproducible import safetensors_bytes
 from vqcodec.zoo import file_sha256
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     if largest > torch.finfo(torch.float16).max:
         raise SystemExit(f"{args.source} holds a value of {largest:g}, past float16's range")
     half = {name: t.half() if t.dtype == torch.float32 else t for name, t in tensors.items()}
-    write_atomic(args.target, save(half, metadata=metadata))
+    write_atomic(args.target, safetensors_bytes(half, metadata))
     print(f"{args.target}: {args.target.stat().st_size} bytes, sha256 {file_sha256(args.target)}")
 
 

@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 
 from vqcodec.files import write_atomic
+from vqcodec.reproducible import safetensors_bytes
 
 from .context import NEIGHBOUR_OFFSETS, ContextPrior, PriorConfig
 
@@ -70,7 +71,7 @@ def save_prior_file(prior: ContextPrior, path: str | Path, description: str = ""
     state["transition"] = integer_transition(prior).cpu().contiguous()
     metadata = {"format": FORMAT, "version": str(FORMAT_VERSION), "config": prior.config.to_json(), "description": description}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(Path(path), lzma.compress(safetensors.torch.save(state, metadata=metadata), preset=6))
+    write_atomic(Path(path), lzma.compress(safetensors_bytes(state, metadata), preset=6))
 
 
 def load_prior_file(path: str | Path) -> ContextPrior:

@@ -11,11 +11,11 @@ import json
 import pickle
 from pathlib import Path
 
-import safetensors.torch
 import torch
 
 from vqcodec.files import write_atomic
 from vqcodec.model import VQCodec
+from vqcodec.reproducible import safetensors_bytes
 
 from .config import TrainConfig, load_config
 
@@ -59,7 +59,7 @@ def export_weights(model: VQCodec, path: Path, description: str) -> None:
         "decoders": json.dumps(sorted(model.decoders)),
         "description": description,
     }
-    write_atomic(path, safetensors.torch.save(inference_state(model), metadata=metadata))
+    write_atomic(path, safetensors_bytes(inference_state(model), metadata))
 
 
 def save_run(
