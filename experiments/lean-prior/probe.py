@@ -31,7 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vqcodec.entropy.prior_file import compact_neighbour_tables, integer_transition, load_prior_file, save_prior_file
+from vqcodec.entropy.prior_file import (
+    compact_neighbour_tables,
+    integer_transition,
+    load_prior_file,
+    rounded_to_step,
+    save_prior_file,
+)
 from vqcodec.entropy.rdo import code_lengths, quantize_for_rate
 from vqcodec.imaging import prepare_image, to_padded_tensor
 from vqcodec.train.data import list_images
@@ -103,8 +109,7 @@ def compact_copy(prior, variant: str):
             elif kind == "one":
                 tables.copy_(tables.float().mean(dim=1, keepdim=True).round().expand_as(tables).to(torch.int8))
             elif kind.startswith("step"):
-                coarse = int(kind.removeprefix("step"))
-                tables.copy_((torch.round(tables.float() / coarse) * coarse).clamp(-127, 127).to(torch.int8))
+                tables.copy_(rounded_to_step(tables, int(kind.removeprefix("step"))))
             elif kind.startswith("tstep") and int(first) >= 2:  # transition[s - 2] predicts stage s from s - 1
                 unit = float(int(kind.removeprefix("tstep"))) * 2.0**-compact.config.logit_bits
                 rows = compact.transition[int(first) - 2 :]

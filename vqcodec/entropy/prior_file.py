@@ -60,8 +60,12 @@ def compact_neighbour_tables(prior: ContextPrior, step: int) -> None:
     diagonals = [d for d, (dy, dx) in enumerate(NEIGHBOUR_OFFSETS) if dy and dx]
     tables = prior.neighbour.float()  # [S, D, K, K]
     tables[:, diagonals] = tables[:, diagonals].mean(dim=1, keepdim=True).round()
-    rounded = (torch.round(tables / step) * step).clamp(-INT8_HIGH, INT8_HIGH)
-    prior.neighbour.copy_(rounded.to(torch.int8))
+    prior.neighbour.copy_(rounded_to_step(tables, step))
+
+
+def rounded_to_step(tables: torch.Tensor, step: int) -> torch.Tensor:
+    """int8 neighbour-table entries (held in any dtype) rounded to multiples of `step`, within ±127."""
+    return (torch.round(tables.float() / step) * step).clamp(-INT8_HIGH, INT8_HIGH).to(torch.int8)
 
 
 def save_prior_file(prior: ContextPrior, path: str | Path, description: str = "") -> None:
