@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vqcodec.entropy.context import ContextPrior, PriorConfig
+from vqcodec.entropy.fixedpoint import floor_scaled
 from vqcodec.entropy.prior_file import load_prior_file, save_prior_file
 from vqcodec.train.config import PriorTrainConfig
 from vqcodec.train.prior_loop import coding_bits, make_batch, static_bits
@@ -97,6 +98,17 @@ def test_features_at_positions_equal_the_full_grid_features_there():
         full = prior.trunk(tokens, known, stages)
         assert torch.equal(prior.trunk(tokens, known, stages, positions), full[positions])
         assert not torch.equal(full[positions], torch.zeros_like(full[positions]))
+
+
+def test_floor_scaled_works_in_place_only_where_no_gradient_flows():
+    values = torch.tensor([1.5, -2.25, 7.0], requires_grad=True)
+    floored = floor_scaled(values * 1.0, 2.0)
+    floored.sum().backward()
+    assert torch.equal(floored.detach(), torch.tensor([3.0, -5.0, 14.0]))
+    assert torch.equal(values.grad, torch.full((3,), 2.0))  # straight through, times the scale
+    accumulator = torch.tensor([1.5, -2.25, 7.0])
+    assert floor_scaled(accumulator, 0.5) is accumulator  # the coding path allocates nothing
+    assert torch.equal(accumulator, torch.tensor([0.0, -2.0, 3.0]))
 
 
 def test_frequencies_do_not_depend_on_thread_count():

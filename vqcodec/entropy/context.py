@@ -24,7 +24,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fixedpoint import EXP_ONE_BITS, INT8_MAX, QuantConv, QuantHead, exp_table, floor_ste, max_fan_in, quantize_table, round_ste
+from .fixedpoint import (
+    EXP_ONE_BITS,
+    INT8_MAX,
+    QuantConv,
+    QuantHead,
+    exp_table,
+    floor_scaled,
+    max_fan_in,
+    quantize_table,
+    round_ste,
+)
 
 # Coding order inside one tile; the tile repeats over the grid. Group g = positions holding g.
 TILES: dict[str, np.ndarray] = {
@@ -279,7 +289,7 @@ class ContextPrior(nn.Module):
         else:
             with _CODING_ROWS_LOCK:
                 summed = F.embedding_bag(rows_read, self._coding_rows_of(stage), per_sample_weights=weights, mode="sum")
-        return floor_ste(summed * (2.0**-GAIN_BITS))
+        return floor_scaled(summed, 2.0**-GAIN_BITS)
 
     def _neighbour_rows(self, neighbour: torch.Tensor, stage: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """`[2·D·(K+1), K]` float rows of stage `stage`'s pair tables, one block per
@@ -401,7 +411,10 @@ class ContextPrior(nn.Module):
         per-symbol work on Kodak.
         """
         below_max = (logits.amax(dim=1, keepdim=True) - logits).clamp_(max=self.exp_table.numel() - 1)
-        return self._derived("exp_table", self.exp_table, torch.Tensor.double)[below_max.int()]
+        table = self._derived("exp_table", self.exp_table, torch.Tensor.double)
+        # index_select on the flat indices, not `table[below_max]`: advanced indexing took
+        # three times as long for the same gather.
+        return table.index_select(0, below_max.int().view(-1)).view(below_max.shape)
 
     def frequencies(self, tokens: np.ndarray, known: np.ndarray, stage: int, mask: np.ndarray) -> np.ndarray:
         """Integer frequencies of stage `stage` at the True positions of `mask`.
