@@ -2,6 +2,10 @@
 
     python experiments/lean-prior/make_lean_prior.py runs/vqc-f8-s8-prior.safetensors \\
         vqcodec/weights/vqc-f8-s8-lean-prior.safetensors.xz --model vqc-f8-s8 --variant 5
+
+That command wrote `vqc-f8-s8`'s shipped prior in prior file format 3; run now, it writes
+format 4, which codes the same and takes 13.8 MB instead of 15.4. For an 8-stage model
+under the tree's budget: `--variant 5/zero@3/tstep2@2` (README, "Prior file format 4").
 """
 
 from __future__ import annotations

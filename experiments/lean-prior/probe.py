@@ -33,7 +33,7 @@ import torch
 
 from vqcodec.entropy.prior_file import (
     compact_neighbour_tables,
-    integer_transition,
+    integer_state,
     load_prior_file,
     rounded_to_step,
     save_prior_file,
@@ -131,8 +131,7 @@ def lean_copy(prior, variant: str, folder: Path):
 def compressed_parts(prior) -> dict[str, int]:
     """Bytes each tensor of the prior's file takes on its own after xz (the neighbour tables
     per stage): where a lean file's size goes."""
-    state = {key: value.detach().contiguous() for key, value in prior.state_dict().items()}
-    state["transition"] = integer_transition(prior)
+    state = integer_state(prior)
     neighbour = state.pop("neighbour")
     parts = {f"neighbour stage {s + 1}": neighbour[s] for s in range(prior.config.stages)}
     parts.update(state)

@@ -280,7 +280,7 @@ class ContextPrior(nn.Module):
                 y, x = i + 1 + sign * dy, j + 1 + sign * dx
                 token = torch.where(padded_known[b, y, x], padded_tokens[b, y, x], k)  # row K is zero
                 slots.append((2 * d + side) * (k + 1) + token)
-        gains = round_ste(self.neighbour_gain[stage] * (1 << GAIN_BITS)).clamp(0, GAIN_MAX)
+        gains = self.integer_gains()[stage]
         weights = gains.repeat_interleave(2).expand(b.numel(), -1).contiguous()  # [n, 8]
         rows_read = torch.stack(slots, dim=1)  # [n, 8]
         if torch.is_grad_enabled():  # training: backward reads the rows, so each stage keeps its own
@@ -290,6 +290,11 @@ class ContextPrior(nn.Module):
             with _CODING_ROWS_LOCK:
                 summed = F.embedding_bag(rows_read, self._coding_rows_of(stage), per_sample_weights=weights, mode="sum")
         return floor_scaled(summed, 2.0**-GAIN_BITS)
+
+    def integer_gains(self) -> torch.Tensor:
+        """`[S, D]` the neighbour-table gains as the coding path reads them, integers at
+        scale 2**-GAIN_BITS in [0, GAIN_MAX] (straight-through)."""
+        return round_ste(self.neighbour_gain * (1 << GAIN_BITS)).clamp(0, GAIN_MAX)
 
     def _neighbour_rows(self, neighbour: torch.Tensor, stage: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """`[2·D·(K+1), K]` float rows of stage `stage`'s pair tables, one block per

@@ -23,6 +23,7 @@ INT8_MAX = 127
 BIAS_MAX = 1 << 22  # |bias| in accumulator units; keeps 9·64·127² + bias below 2**24
 FLOAT32_EXACT = 1 << 24
 EXP_ONE_BITS = 16  # exp table value of the most likely symbol: 2**16
+FRAC_BITS_RANGE = (-8, 30)  # weight scales 2**-f stay this side of float32's range
 
 
 def max_fan_in() -> int:
@@ -73,7 +74,7 @@ def frac_bits(weight: torch.Tensor) -> torch.Tensor:
     """`[out]` int: largest f with max|w|·2**f ≤ 127 per output channel (frexp is exact)."""
     peak = weight.detach().abs().flatten(1).amax(1).clamp_min(2.0**-30)
     _, exponent = torch.frexp(peak / INT8_MAX)  # peak/127 = m·2**e with m in [0.5, 1)
-    return (-exponent).clamp(-8, 30)
+    return (-exponent).clamp(*FRAC_BITS_RANGE)
 
 
 def quantize_table(table: torch.Tensor, act_bits: int) -> torch.Tensor:
@@ -172,12 +173,17 @@ class QuantHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(stages, codebook_size))
         self.act_bits, self.logit_bits, self.logit_max = act_bits, logit_bits, logit_max
 
-    def forward(self, features: torch.Tensor, stage: int) -> torch.Tensor:
-        """features `[n,C]` integers in [0,127] → logits `[n,K]` integers in ±logit_max."""
+    def integer_weights(self, stage: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stage `stage`'s (weight int8-valued `[K,C]`, bias in accumulator units `[K]`, frac bits `[K]`)."""
         bits = frac_bits(self.weight[stage])  # [K], one scale per codeword
         scale = torch.ldexp(torch.ones_like(self.bias[stage]), bits)
         weight = round_ste(self.weight[stage] * scale.unsqueeze(1)).clamp(-INT8_MAX, INT8_MAX)
         bias = round_ste(self.bias[stage] * scale * (2.0**self.act_bits)).clamp(-BIAS_MAX, BIAS_MAX)
+        return weight, bias, bits
+
+    def forward(self, features: torch.Tensor, stage: int) -> torch.Tensor:
+        """features `[n,C]` integers in [0,127] → logits `[n,K]` integers in ±logit_max."""
+        weight, bias, bits = self.integer_weights(stage)
         acc = torch.addmm(bias, features, weight.t())  # [n, K]; integer partial sums: exact in any order
         rescale = torch.ldexp(torch.ones_like(bias), self.logit_bits - self.act_bits - bits)
         return floor_scaled(acc, rescale).clamp_(-self.logit_max, self.logit_max)
