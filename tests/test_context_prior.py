@@ -265,6 +265,25 @@ def test_coding_keeps_one_stage_of_neighbour_rows_and_refills_it_when_the_stage_
         torch.testing.assert_close(trained.detach(), coded, rtol=0, atol=0)
 
 
+def test_a_stage_with_no_known_token_of_its_own_skips_the_neighbour_rows():
+    prior = formula_prior()
+    tokens, known = random_grid(13)
+    known[1] = False  # how a stage coded in one group starts
+    mask = np.ones((9, 11), dtype=bool)
+    prior.frequencies(tokens, known, 0, mask)  # the rows now hold stage 0's
+    filled = prior._coding_rows_key
+    coded = prior.frequencies(tokens, known, 1, mask)
+    assert prior._coding_rows_key == filled  # stage 1's rows were never needed
+    grid, known_grid = torch.from_numpy(tokens)[None], torch.from_numpy(known)[None]
+    where = (torch.zeros(99, dtype=torch.int64), *torch.ones(9, 11).nonzero(as_tuple=True))
+    with torch.enable_grad():  # the long way, through every zero row
+        summed = prior.neighbour_logits_at(grid, known_grid, 1, where)
+    assert torch.equal(summed.detach(), torch.zeros(99, SMALL.codebook_size)) and summed.requires_grad
+    known[1, 4, 5] = True  # one known neighbour, and the rows are read again
+    assert not np.array_equal(prior.frequencies(tokens, known, 1, mask), coded)
+    assert prior._coding_rows_key != filled
+
+
 def test_threads_sharing_a_prior_get_the_frequencies_of_their_own_stage():
     from concurrent.futures import ThreadPoolExecutor
 

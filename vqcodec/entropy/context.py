@@ -270,7 +270,10 @@ class ContextPrior(nn.Module):
         """`neighbour_logits` at (sample, row, column) indices `where`, in their order."""
         k = self.config.codebook_size
         b, i, j = where
-        if stage >= tokens.shape[1]:
+        # No token of the stage known (a stage coded in one group knows none of its own): every
+        # slot reads a zero row, so the sum is zero, and coding skips refilling and reading the
+        # rows. Training takes the long way, which keeps the gains in the graph.
+        if stage >= tokens.shape[1] or not (torch.is_grad_enabled() or known[:, stage].any()):
             return torch.zeros((b.numel(), k), device=tokens.device)
         padded_tokens = F.pad(tokens[:, stage], (1, 1, 1, 1))
         padded_known = F.pad(known[:, stage], (1, 1, 1, 1))  # outside the grid: unknown
