@@ -23,7 +23,7 @@ INT8_MAX = 127
 BIAS_MAX = 1 << 22  # |bias| in accumulator units; keeps 9·64·127² + bias below 2**24
 FLOAT32_EXACT = 1 << 24
 EXP_ONE_BITS = 16  # exp table value of the most likely symbol: 2**16
-FRAC_BITS_RANGE = (-8, 30)  # weight scales 2**-f stay this side of float32's range
+FRAC_BITS_RANGE = (-8, 30)  # the scales 2**f a weight row may get: far inside float32's range
 
 
 def max_fan_in() -> int:
@@ -71,7 +71,8 @@ def floor_scaled(acc: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor
 
 
 def frac_bits(weight: torch.Tensor) -> torch.Tensor:
-    """`[out]` int: largest f with max|w|·2**f ≤ 127 per output channel (frexp is exact)."""
+    """`[out]` int: the f that puts max|w|·2**f in [63.5, 127) per output channel (frexp is
+    exact), clamped to FRAC_BITS_RANGE."""
     peak = weight.detach().abs().flatten(1).amax(1).clamp_min(2.0**-30)
     _, exponent = torch.frexp(peak / INT8_MAX)  # peak/127 = m·2**e with m in [0.5, 1)
     return (-exponent).clamp(*FRAC_BITS_RANGE)

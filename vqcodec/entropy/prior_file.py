@@ -32,7 +32,7 @@ FORMAT = "vqcodec-context-prior"
 FORMAT_VERSION = 4  # 2: neighbour pair tables; 3: integer transition table, xz-compressed file; 4: integer weights
 READABLE_VERSIONS = ("2", "3", "4")
 XZ_MAGIC = b"\xfd7zXZ\x00"
-# The largest a version-3 file may inflate to: a K=1024, 16-stage prior is about 90 MB.
+# The largest a compressed file may inflate to: a K=1024, 16-stage prior is about 90 MB.
 MAX_INFLATED = 1 << 28
 
 INT8_LOW, INT8_HIGH = -128, 127
