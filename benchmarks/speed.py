@@ -40,9 +40,9 @@ import vqcodec
 DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / "tests" / "data" / "kodim23.png"
 
 
-def timed_rounds(works: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median seconds of each of `works`, timed in `repeats` rounds that run every work once
-    in turn, after one warm-up run each (model load, allocator, caches). A machine that
+def timed_rounds(works: list[Callable[[], object]], repeats: int) -> list[list[float]]:
+    """Seconds of each of `works`, one per round, timed in `repeats` rounds that run every work
+    once in turn, after one warm-up run each (model load, allocator, caches). A machine that
     speeds up or slows down during the benchmark then shifts every work alike, so the ratios
     between them hold, where timing one model after the other let the drift between their
     turns move the ratio."""
@@ -54,7 +54,7 @@ def timed_rounds(works: list[Callable[[], object]], repeats: int) -> list[float]
             started = time.perf_counter()
             work()
             spent.append(time.perf_counter() - started)
-    return [statistics.median(spent) for spent in times]
+    return times
 
 
 def jpeg_works(image: Image.Image) -> tuple[Callable[[], object], Callable[[], object]]:
@@ -84,7 +84,7 @@ def measure(image: Image.Image, models: list[tuple[str | None, Path | None]], th
         *(functools.partial(vqcodec.compress, image, stages=stages, **coding) for _, stages, coding, _ in cases),
         *(functools.partial(vqcodec.decompress, data, **coding) for _, _, coding, data in cases),
     ]
-    seconds = timed_rounds(works, repeats)
+    seconds = [statistics.median(spent) for spent in timed_rounds(works, repeats)]
     jpeg_encode, jpeg_decode = seconds[:2]
     encodes, decodes = seconds[2 : 2 + len(cases)], seconds[2 + len(cases) :]
     rows = []

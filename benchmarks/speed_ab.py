@@ -7,14 +7,15 @@ version) cannot say, and timings taken in separate runs on a noisy machine say b
 
 Each revision runs in a worker process of its own, importing the package from a git worktree
 of that revision (the working tree itself for `--new`'s default), with its own shipped
-model. Every round times one encode and one decode in each worker, in turn, so drift moves
-both alike; the report holds medians, their ratio, and whether both revisions wrote the same
-stream (a speed change should not change the bytes).
+model. Every round times one encode and one decode in each worker, in turn (`speed.py`'s
+rounds), so drift moves both alike; the report holds medians, their ratio, and whether both
+revisions wrote the same stream (a speed change should not change the bytes).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -29,13 +30,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from plotting import save_figure
+from speed import timed_rounds
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = ROOT / "tests" / "data" / "kodim23.png"
 
 # Runs inside a worker: loads the image and the model once, then answers one line per request.
 WORKER = """
-import hashlib, sys, time, torch, vqcodec
+import hashlib, sys, torch, vqcodec
 from PIL import Image
 torch.set_num_threads(int(sys.argv[3]))
 image, stages = Image.open(sys.argv[1]).convert("RGB"), int(sys.argv[2])
@@ -43,14 +45,13 @@ data = vqcodec.compress(image, stages=stages)
 vqcodec.decompress(data)
 print(hashlib.sha256(data).hexdigest(), flush=True)
 for request in sys.stdin:
-    started = time.perf_counter()
     vqcodec.compress(image, stages=stages) if request.strip() == "encode" else vqcodec.decompress(data)
-    print(time.perf_counter() - started, flush=True)
+    print("done", flush=True)
 """
 
 
 class Worker:
-    """One revision's process: `time("encode")` / `time("decode")` run one request there."""
+    """One revision's process: `run("encode")` / `run("decode")` runs one request there."""
 
     def __init__(self, source: Path, image: Path, stages: int, threads: int) -> None:
         environment = {**os.environ, "PYTHONPATH": str(source)}
@@ -70,10 +71,10 @@ class Worker:
             raise RuntimeError(f"worker exited with {self.process.wait()} before answering")
         return line.strip()
 
-    def time(self, request: str) -> float:
+    def run(self, request: str) -> None:
         self.process.stdin.write(request + "\n")
         self.process.stdin.flush()
-        return float(self._answer())
+        self._answer()
 
     def close(self) -> None:
         self.process.stdin.close()
@@ -92,12 +93,13 @@ def revision_name(revision: str | None) -> str:
     ).stdout.strip()
 
 
-def timed_rounds(workers: dict[str, Worker], repeats: int) -> dict[str, dict[str, list[float]]]:
-    times = {name: {"encode": [], "decode": []} for name in workers}
-    for _ in range(repeats):
-        for request in ("encode", "decode"):
-            for name, worker in workers.items():
-                times[name][request].append(worker.time(request))
+def timed_requests(workers: dict[str, Worker], repeats: int) -> dict[str, dict[str, list[float]]]:
+    """Seconds of every encode and decode request of each worker, timed in the same rounds."""
+    requests = [(name, request) for request in ("encode", "decode") for name in workers]
+    spent = timed_rounds([functools.partial(workers[name].run, request) for name, request in requests], repeats)
+    times: dict[str, dict[str, list[float]]] = {name: {} for name in workers}
+    for (name, request), seconds in zip(requests, spent, strict=True):
+        times[name][request] = seconds
     return times
 
 
@@ -140,7 +142,7 @@ def main() -> None:
             workers = {
                 names[role]: Worker(source, args.image.resolve(), args.stages, args.threads) for role, source in sources.items()
             }
-            times = timed_rounds(workers, args.repeats)
+            times = timed_requests(workers, args.repeats)
             same_stream = len({worker.stream_sha256 for worker in workers.values()}) == 1
             for worker in workers.values():
                 worker.close()
