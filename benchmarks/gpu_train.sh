@@ -14,14 +14,15 @@
 # Settings, from the environment (unset or empty: the default in brackets):
 #   GPU_DATA       training images [data/train]; pack them first with `vqcodec pack-data`
 #   GPU_RUNS       output folder [runs/gpu]
-#   GPU_MODEL      wide: widths 96/192, encoder blocks (2,3), decoder blocks (4,3); or
-#                  shipped: the shipped model's architecture [wide]
+#   GPU_MODEL      wide: widths 80/160, encoder blocks (2,3), decoder blocks (3,2), the
+#                  widest decoder measured to keep a top-rate decode within the speed bar
+#                  (experiments/decoder-cost); or shipped: the shipped architecture [wide]
 #   GPU_STAGES     residual quantizer stages [8]
 #   VQVAE_MINUTES, GAN_MINUTES, GAN_STEPS  [6, 1.5, 1500]
 #   GPU_ARGS       more key=value overrides for both phases, last so they win (e.g. device=cpu)
 #   PYTHON         [python]
-# The peak lr stays below the 7e-4 at which the wide model's codebooks nearly collapsed on
-# CPU (benchmarks/training_probe.py).
+# The peak lr stays below the 7e-4 at which a wider model's (96/192) codebooks nearly
+# collapsed on CPU (experiments/architecture).
 set -euo pipefail
 set -f  # overrides such as model.encoder_blocks=[2,3] are words, not file patterns
 
@@ -29,7 +30,7 @@ PYTHON=${PYTHON:-python}
 DATA=${GPU_DATA:-data/train}
 RUNS=${GPU_RUNS:-runs/gpu}
 case ${GPU_MODEL:-wide} in
-    wide) MODEL=(model.width_fine=96 model.width_coarse=192 model.encoder_blocks=[2,3] model.decoder_blocks=[4,3]) ;;
+    wide) MODEL=(model.width_fine=80 model.width_coarse=160 model.encoder_blocks=[2,3] model.decoder_blocks=[3,2]) ;;
     shipped) MODEL=() ;;
     *) echo "GPU_MODEL must be wide or shipped, got '$GPU_MODEL'" >&2; exit 2 ;;
 esac

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import itertools
 import json
 import platform
@@ -67,8 +68,8 @@ def estimated_extra_bytes(method: str, n: int, k: int, d: int, chunk_bytes: int 
     return 4 * (rows * k + rows * d + k)  # one [rows, K] buffer, row norms, codeword norms
 
 
-def peak_rss_growth(search: Search, x: torch.Tensor, codebook: torch.Tensor) -> int | None:
-    """Peak resident memory growth during one call (Linux), None where it cannot be read."""
+def peak_rss_growth(work: Callable[[], object]) -> int | None:
+    """Peak resident memory growth (bytes) while `work` runs (Linux), None where it cannot be read."""
     status = Path("/proc/self/status")
     try:
         # Hand freed heap pages back first, or a reused buffer would not show as growth.
@@ -77,7 +78,7 @@ def peak_rss_growth(search: Search, x: torch.Tensor, codebook: torch.Tensor) -> 
     except OSError:
         return None
     before = _status_kib(status.read_text(), "VmRSS")
-    search(x, codebook)
+    work()
     return 1024 * (_status_kib(status.read_text(), "VmHWM") - before)
 
 
@@ -157,7 +158,9 @@ def run_case(n: int, k: int, d: int, device: torch.device, rounds: int) -> dict:
         result["extra_bytes_measured"] = {name: cuda_extra_bytes(s, x, codebook) for name, s in methods.items()}
     else:
         result["extra_bytes_estimated"] = {name: estimated_extra_bytes(name, n, k, d) for name in methods}
-        result["extra_bytes_rss_growth"] = {name: peak_rss_growth(s, x, codebook) for name, s in methods.items()}
+        result["extra_bytes_rss_growth"] = {
+            name: peak_rss_growth(functools.partial(s, x, codebook)) for name, s in methods.items()
+        }
     return result
 
 
