@@ -14,15 +14,16 @@
 # Settings, from the environment (unset or empty: the default in brackets):
 #   GPU_DATA       training images [data/train]; pack them first with `vqcodec pack-data`
 #   GPU_RUNS       output folder [runs/gpu]
-#   GPU_MODEL      wide: widths 80/160, encoder blocks (2,3), decoder blocks (3,2), the
-#                  widest decoder measured to keep a top-rate decode within the speed bar
-#                  (experiments/decoder-cost); or shipped: the shipped architecture [wide]
-#   GPU_STAGES     residual quantizer stages [8]
+#   GPU_MODEL      wide: widths 96/192, encoder blocks (2,3), decoder blocks (4,3), codebooks
+#                  of K=512, which halve the context prior's work per stage and so leave the
+#                  wide decoder room under the decode-speed bar (experiments/codebook-size,
+#                  experiments/decoder-cost); or shipped: the shipped architecture [wide]
+#   GPU_STAGES     residual quantizer stages [10 for wide, 8 for shipped]
 #   VQVAE_MINUTES, GAN_MINUTES, GAN_STEPS  [6, 1.5, 1500]
 #   GPU_ARGS       more key=value overrides for both phases, last so they win (e.g. device=cpu)
 #   PYTHON         [python]
-# The peak lr stays below the 7e-4 at which a wider model's (96/192) codebooks nearly
-# collapsed on CPU (experiments/architecture).
+# The peak lr stays below the 7e-4 at which the wide model's codebooks nearly collapsed on
+# CPU (experiments/architecture).
 set -euo pipefail
 set -f  # overrides such as model.encoder_blocks=[2,3] are words, not file patterns
 
@@ -30,8 +31,9 @@ PYTHON=${PYTHON:-python}
 DATA=${GPU_DATA:-data/train}
 RUNS=${GPU_RUNS:-runs/gpu}
 case ${GPU_MODEL:-wide} in
-    wide) MODEL=(model.width_fine=80 model.width_coarse=160 model.encoder_blocks=[2,3] model.decoder_blocks=[3,2]) ;;
-    shipped) MODEL=() ;;
+    wide) MODEL=(model.width_fine=96 model.width_coarse=192 model.encoder_blocks=[2,3] model.decoder_blocks=[4,3]
+                model.codebook_size=512) STAGES=10 ;;
+    shipped) MODEL=() STAGES=8 ;;
     *) echo "GPU_MODEL must be wide or shipped, got '$GPU_MODEL'" >&2; exit 2 ;;
 esac
 read -ra EXTRA <<< "${GPU_ARGS:-}"
@@ -41,7 +43,7 @@ for phase in "$@"; do
     case $phase in
         vqvae)
             "$PYTHON" -m vqcodec.train data_dir="$DATA" out_dir="$RUNS/vqvae" ${MODEL[@]+"${MODEL[@]}"} \
-                model.stages="${GPU_STAGES:-8}" batch_size=64 lr=5e-4 warmup_steps=400 min_lr_ratio=0.05 \
+                model.stages="${GPU_STAGES:-$STAGES}" batch_size=64 lr=5e-4 warmup_steps=400 min_lr_ratio=0.05 \
                 ms_ssim_weight=0 steps=1000000 time_budget="${VQVAE_MINUTES:-6}" fit_steps_to_budget=true \
                 resident_data=true log_every=50 validate_every=2000 checkpoint_every=2000 ${EXTRA[@]+"${EXTRA[@]}"} ;;
         vqgan)
