@@ -10,8 +10,13 @@ raw bits per index position (stages × log2 K).
         model.codebook_size=512 data_dir=../shared/data/train lr=1e-4 warmup_steps=200 \
         ms_ssim_weight=0 steps=30000 time_budget=30 fit_steps_to_budget=true threads=1 &
     vqcodec train out_dir=runs/k1024/leg init_from=runs/k1024/init.safetensors model.stages=8 ...
-    python experiments/codebook-size/trained_legs.py compare "K=512, 10 stages=runs/k512/leg" \
-        "K=1024, 8 stages=runs/k1024/leg" --out experiments/codebook-size/results/legs
+    python experiments/codebook-size/trained_legs.py compare "K=1024, 8 stages=runs/k1024/leg" \
+        "K=512, 10 stages=runs/k512/leg" --out experiments/codebook-size/results/legs
+    python experiments/codebook-size/trained_legs.py coded "K=1024, 8 stages=RDO_1024/rdo.json" \
+        "K=512, 10 stages=RDO_512/rdo.json" --out experiments/codebook-size/results/legs
+
+(`coded` reads `benchmarks/rdo.py` runs of each leg's weights with a context prior trained
+on its tokens; the README has the commands.)
 
 Both legs start from the same trained encoder and fidelity decoder (`vqc-f8-s8`'s) and from
 codebooks fitted the same way (`codebook_size.py`'s residual k-means on training latents),
@@ -120,6 +125,26 @@ def compare(runs: dict[str, Path], out: Path) -> None:
     print(f"BD-PSNR vs the first: {report['bd_psnr_vs_first']}, BD-rate (raw bits): {report['bd_rate_vs_first']}")
 
 
+def coded(runs: dict[str, Path], out: Path) -> None:
+    """BD-rate of each leg's coded curves (benchmarks/rdo.py's rdo.json: context-prior bpp and
+    PSNR per stage count, per profile) against the first leg's, profile by profile."""
+    reports = {name: json.loads(path.read_text()) for name, path in runs.items()}
+    anchor = next(iter(reports.values()))
+    result: dict[str, dict] = {}
+    for name, report in reports.items():
+        result[name] = {}
+        for profile, base in zip(report["profiles"], anchor["profiles"], strict=True):
+            result[name][profile["name"]] = {
+                "bpp": profile["context"],
+                "psnr": profile["psnr"],
+                "context_saving": profile["saving_at_stages"],
+                "bd_rate_vs_first": bd_rate(base["context"], base["psnr"], profile["context"], profile["psnr"]),
+            }
+            print(f"{name}, profile {profile['name']}: BD-rate vs the first {result[name][profile['name']]['bd_rate_vs_first']}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "coded.json").write_text(json.dumps(result, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +157,9 @@ def main() -> None:
     legs = commands.add_parser("compare", help="compare finished legs: NAME=RUN_DIR, the anchor first")
     legs.add_argument("runs", nargs="+")
     legs.add_argument("--out", type=Path, required=True)
+    coding = commands.add_parser("coded", help="compare the legs' rdo.py runs: NAME=rdo.json, the anchor first")
+    coding.add_argument("runs", nargs="+")
+    coding.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.command == "init":
@@ -139,7 +167,8 @@ def main() -> None:
         print(f"wrote {args.out}")
     else:
         # The last "=" splits: names such as "K=512" hold one.
-        compare({name: Path(run) for name, _, run in (spec.rpartition("=") for spec in args.runs)}, args.out)
+        named = {name: Path(path) for name, _, path in (spec.rpartition("=") for spec in args.runs)}
+        (compare if args.command == "compare" else coded)(named, args.out)
 
 
 if __name__ == "__main__":
