@@ -41,8 +41,7 @@ from PIL import Image
 from vqcodec import zoo
 from vqcodec.entropy.context import ContextPrior, PriorConfig
 from vqcodec.entropy.grid_coding import decode_grid, encode_grid
-from vqcodec.kernels import nearest_codeword
-from vqcodec.model.quantizer import QuantizerStage
+from vqcodec.model.quantizer import ResidualQuantizer
 from vqcodec.train.data import list_images
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,37 +68,29 @@ def image_tensor(path: Path, crop: int | None = None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def training_vectors(codec, paths: list[Path]) -> torch.Tensor:
-    """`[N, D]` latent vectors of the centre crops of `paths`."""
-    latents = [codec.encoder(image_tensor(path, CROP)) for path in paths]
+def latent_vectors(codec, paths: list[Path], crop: int | None = CROP) -> torch.Tensor:
+    """`[N, D]` latent vectors of `paths` (their centre `crop`², or whole when None)."""
+    latents = [codec.encoder(image_tensor(path, crop)) for path in paths]
     return torch.cat([z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]) for z in latents])
 
 
-def fit_residual_codebooks(vectors: torch.Tensor, k: int, stages: int, seed: int = 0) -> list[torch.Tensor]:
-    """Residual k-means: stage s's K codewords fitted to what stages < s leave of `vectors`."""
+@torch.no_grad()
+def initialise_residual(quantizer: ResidualQuantizer, vectors: torch.Tensor, seed: int = 0) -> None:
+    """Residual k-means: stage s starts (as training starts it) from what stages < s leave of
+    `vectors` `[N, D]`."""
     generator = torch.Generator().manual_seed(seed)
-    residual, codebooks = vectors.clone(), []
-    for _ in range(stages):
-        stage = QuantizerStage(k, vectors.shape[1])
+    residual = vectors.clone()
+    for s in range(len(quantizer.stages)):
+        stage = quantizer.stage(s)
         stage.initialize(residual, generator)
-        codebook = stage.codebook.clone()
-        index, _ = nearest_codeword(residual, codebook)
-        residual -= codebook[index]
-        codebooks.append(codebook)
-    return codebooks
+        residual -= stage.codebook[stage.nearest(residual)]
 
 
-def quantize(vectors: torch.Tensor, codebooks: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Indices of every stage and the reconstruction after each stage count (`[N, D]` each)."""
-    residual, total = vectors.clone(), torch.zeros_like(vectors)
-    indices, reconstructions = [], []
-    for codebook in codebooks:
-        index, _ = nearest_codeword(residual, codebook)
-        residual -= codebook[index]
-        total = total + codebook[index]
-        indices.append(index)
-        reconstructions.append(total.clone())
-    return indices, reconstructions
+def fitted_quantizer(vectors: torch.Tensor, k: int, stages: int) -> ResidualQuantizer:
+    """`stages` residual k-means codebooks of `k` codewords fitted to `vectors` `[N, D]`."""
+    quantizer = ResidualQuantizer(stages, k, vectors.shape[1])
+    initialise_residual(quantizer, vectors)
+    return quantizer
 
 
 def code_lengths(indices: torch.Tensor, k: int) -> torch.Tensor:
@@ -111,35 +102,32 @@ def code_lengths(indices: torch.Tensor, k: int) -> torch.Tensor:
 @torch.no_grad()
 def rate_distortion(codec, train: list[Path], kodak: list[Path]) -> dict:
     """Mean bpp and PSNR on `kodak` at every stage count, per quantizer."""
-    vectors = training_vectors(codec, train)
-    shipped = [codebook.clone() for codebook in codec.quantizer.codebooks()]
-    quantizers = {f"k-means K={k}": (k, raw_stages(k) + EXTRA_STAGES) for k in CODEBOOK_SIZES}
-    codebooks = {name: fit_residual_codebooks(vectors, k, stages) for name, (k, stages) in quantizers.items()}
-    codebooks["shipped K=1024 (trained)"] = shipped
-    lengths = {}
-    for name, books in codebooks.items():
-        k = books[0].shape[0]
-        lengths[name] = [code_lengths(index, k) for index in quantize(vectors, books)[0]]
-    results = {name: {"codebook_size": books[0].shape[0], "bpp": [], "psnr": []} for name, books in codebooks.items()}
-    totals = {name: np.zeros((len(books), 2)) for name, books in codebooks.items()}
+    vectors = latent_vectors(codec, train)
+    quantizers = {f"k-means K={k}": fitted_quantizer(vectors, k, raw_stages(k) + EXTRA_STAGES) for k in CODEBOOK_SIZES}
+    quantizers["shipped K=1024 (trained)"] = codec.quantizer
+    lengths = {}  # per quantizer and stage, `[K]` bits of each index on the training latents
+    for name, quantizer in quantizers.items():
+        k, stages = quantizer.stage(0).codebook.shape[0], len(quantizer.stages)
+        indices = quantizer.encode(vectors[:, :, None, None], stages)[:, :, 0, 0]  # [N, S]
+        lengths[name] = [code_lengths(indices[:, s], k) for s in range(stages)]
+    totals = {name: np.zeros((len(quantizer.stages), 2)) for name, quantizer in quantizers.items()}
     for path in kodak:
         image = image_tensor(path)
         latent = codec.encoder(image)  # [1, D, h, w]
-        d, h, w = latent.shape[1:]
-        flat = latent.permute(0, 2, 3, 1).reshape(-1, d)
-        for name, books in codebooks.items():
-            indices, reconstructions = quantize(flat, books)
+        for name, quantizer in quantizers.items():
+            indices = quantizer.encode(latent, len(quantizer.stages))  # [1, S, h, w]
             bits = 0.0
-            for stage, (index, reconstruction) in enumerate(zip(indices, reconstructions, strict=True)):
-                bits += float(lengths[name][stage][index].sum())
-                quantized = reconstruction.reshape(1, h, w, d).permute(0, 3, 1, 2)
-                decoded = codec.decoders["fidelity"](quantized).clamp(0, 1)
+            for stage in range(indices.shape[1]):
+                bits += float(lengths[name][stage][indices[:, stage]].sum())
+                decoded = codec.decoders["fidelity"](quantizer.decode(indices[:, : stage + 1])).clamp(0, 1)
                 decoded = (decoded * 255).round() / 255
                 mse = float(((decoded - image) ** 2).mean())
                 totals[name][stage] += (bits / (image.shape[2] * image.shape[3]), 10 * math.log10(1 / mse))
+    results = {}
     for name, total in totals.items():
         mean = total / len(kodak)
-        results[name]["bpp"], results[name]["psnr"] = mean[:, 0].tolist(), mean[:, 1].tolist()
+        k = quantizers[name].stage(0).codebook.shape[0]
+        results[name] = {"codebook_size": k, "bpp": mean[:, 0].tolist(), "psnr": mean[:, 1].tolist()}
     return results
 
 

@@ -28,19 +28,7 @@ from vqcodec.train.checkpoint import export_weights
 from vqcodec.train.data import list_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from codebook_size import image_tensor, random_prior  # noqa: E402
-
-
-@torch.no_grad()
-def initialise_codebooks(codec: VQCodec, images: list[Path], seed: int = 0) -> None:
-    """k-means of each stage's residuals of the latents of `images` (whole images)."""
-    generator = torch.Generator().manual_seed(seed)
-    latents = [codec.encoder(image_tensor(path)) for path in images]
-    residual = torch.cat([z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]) for z in latents])  # [N, D]
-    for s in range(codec.config.stages):
-        stage = codec.quantizer.stage(s)
-        stage.initialize(residual, generator)
-        residual -= stage.codebook[stage.nearest(residual)]
+from codebook_size import initialise_residual, latent_vectors, random_prior  # noqa: E402
 
 
 def main() -> None:
@@ -65,7 +53,7 @@ def main() -> None:
         stages=args.stages,
     )
     codec = VQCodec(config).eval()
-    initialise_codebooks(codec, list_images(args.images)[: args.count])
+    initialise_residual(codec.quantizer, latent_vectors(codec, list_images(args.images)[: args.count], crop=None))
     prior = random_prior(args.codebook_size, args.stages)
     args.out.mkdir(parents=True, exist_ok=True)
     export_weights(codec, args.out / "codec.safetensors", "untrained, for timing only")

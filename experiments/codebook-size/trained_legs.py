@@ -47,7 +47,7 @@ from vqcodec.train.logger import read_metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from codebook_size import RAW_BITS, fit_residual_codebooks, raw_stages, training_vectors  # noqa: E402
+from codebook_size import RAW_BITS, initialise_residual, latent_vectors, raw_stages  # noqa: E402
 
 from rd_bd import bd_quality, bd_rate  # noqa: E402
 
@@ -61,13 +61,7 @@ def initial_weights(out: Path, train: Path, codebook_size: int, stages: int, ima
     codec.load_state_dict({**codec.state_dict(), **networks}, strict=True)
     paths = list_images(train)
     paths = [paths[i] for i in np.linspace(0, len(paths) - 1, images).round().astype(int)]
-    codebooks = fit_residual_codebooks(training_vectors(shipped, paths), codebook_size, stages)
-    for s, codebook in enumerate(codebooks):
-        stage = codec.quantizer.stage(s)
-        stage.codebook.copy_(codebook)
-        stage.ema_sum.copy_(codebook)
-        stage.ema_count.fill_(1.0)
-        stage.initialized.fill_(True)
+    initialise_residual(codec.quantizer, latent_vectors(shipped, paths))
     export_weights(codec, out, f"vqc-f8-s8's networks, {stages} stages of K={codebook_size} from residual k-means")
 
 
