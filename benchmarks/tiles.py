@@ -14,6 +14,8 @@ bits per pixel and PSNR.
     python benchmarks/tiles.py ../shared/data/train --sizes 1,12,24,50,100 --whole-up-to 24 \\
         --out benchmarks/results/tiles
 
+`--weights` and `--prior-file` measure a model outside the zoo (both commands get them).
+
 (The codec takes at most 2**27 pixels, 134 MP, per image.)
 """
 
@@ -87,20 +89,22 @@ def run(arguments: list[str], setup: str = "") -> dict:
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_kib / 1024, 1)}
 
 
-def startup(folder: Path) -> dict:
+def startup(folder: Path, model: list[str]) -> dict:
     """Seconds of encoding and decoding a 64×64 image: the fixed cost of one command."""
     tiny = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    result = measure(tiny, folder, "startup", "")
+    result = measure(tiny, folder, "startup", "", model)
     return {step: result[step]["seconds"] for step in ("encode", "decode")}
 
 
-def measure(photo: np.ndarray, folder: Path, name: str, setup: str) -> dict:
+def measure(photo: np.ndarray, folder: Path, name: str, setup: str, model: list[str]) -> dict:
+    """`vqcodec encode` and `decode` of `photo` (with the options `model`, both commands) in
+    `folder`: each command's time and peak RSS, the stream's size, the decoded image."""
     source, stream, decoded = folder / f"in-{photo.shape[0]}x{photo.shape[1]}.ppm", folder / f"{name}.vqc", folder / f"{name}.ppm"
     if not source.exists():
         Image.fromarray(photo).save(source)
-    encode = run(["encode", str(source), str(stream), "--force"], setup)
+    encode = run(["encode", str(source), str(stream), "--force", *model], setup)
     # the codec's own limit, not the default bound on claims from unknown files
-    decode = run(["decode", str(stream), str(decoded), "--force", "--max-pixels", str(MAX_CODEC_PIXELS)], setup)
+    decode = run(["decode", str(stream), str(decoded), "--force", "--max-pixels", str(MAX_CODEC_PIXELS), *model], setup)
     with Image.open(decoded) as image:
         result = np.asarray(image)
     return {
@@ -155,11 +159,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,12,24,50", help="megapixels, comma-separated")
     parser.add_argument("--whole-up-to", type=float, default=24, help="also run the whole-image path up to this size")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/tiles"))
+    parser.add_argument("--weights", type=Path, help="a codec weights file to measure instead of the shipped model")
+    parser.add_argument("--prior-file", type=Path, help="the context prior file to code with (with --weights)")
     args = parser.parse_args()
+    model = [*(["--weights", str(args.weights)] if args.weights else [])]
+    model += ["--prior-file", str(args.prior_file)] if args.prior_file else []
     files = list_images(args.images)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        fixed = startup(Path(folder))
+        fixed = startup(Path(folder), model)
     print(json.dumps({"startup_seconds": fixed}), flush=True)
     for index, megapixels in enumerate(float(size) for size in args.sizes.split(",")):
         photo = mosaic(files, megapixels, seed=index)
@@ -167,7 +175,7 @@ def main() -> None:
         paths = ["tiled", "whole"] if megapixels <= args.whole_up_to else ["tiled"]
         with tempfile.TemporaryDirectory() as folder:
             for name in paths:
-                row[name] = measure(photo, Path(folder), name, WHOLE_IMAGE if name == "whole" else "")
+                row[name] = measure(photo, Path(folder), name, WHOLE_IMAGE if name == "whole" else "", model)
                 for step in ("encode", "decode"):
                     work = row[name][step]["seconds"] - fixed[step]
                     row[name][step]["seconds_per_mp"] = round(work / row["megapixels"], 3)
@@ -180,7 +188,12 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    summary = {"threads": os.environ.get("OMP_NUM_THREADS", "default"), "startup_seconds": fixed, "rows": rows}
+    summary = {
+        "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+        "weights": str(args.weights or "shipped"),
+        "startup_seconds": fixed,
+        "rows": rows,
+    }
     (args.out / "tiles.json").write_text(json.dumps(summary, indent=1))
     plot(rows, args.out / "tiles.png")
 

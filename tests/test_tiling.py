@@ -1,6 +1,6 @@
 """Tiled encoding and decoding (`vqcodec.tiling`): the same tokens and pixels as the
-whole-image pass, no seam along tile borders, and the API's coding of large images tile by
-tile (format version 3)."""
+whole-image pass, no seam along tile borders, margins past the networks' measured reach,
+and the API's coding of large images tile by tile (format version 3)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from tests.conftest import SAMPLE
 from vqcodec import bitstream, coding, tiling, zoo
 from vqcodec.bitstream import MIN_TILE_TOKENS
 from vqcodec.imaging import to_padded_tensor
+from vqcodec.model import CodecConfig
+from vqcodec.model.decoder import Decoder, decoder_reach
+from vqcodec.model.encoder import Encoder, encoder_reach
 
 TILE = 4  # tokens: 32 pixels, so a small crop spans many tiles
 
@@ -33,14 +36,14 @@ def codec():
 def whole_and_tiled_latents(codec, photo, margin):
     with torch.inference_mode():
         whole = codec.encoder(to_padded_tensor(photo, 8))
-        tiled = tiling.encode_latent(codec.encoder, photo, 8, torch.device("cpu"), tile=TILE, margin=margin)
+        tiled = tiling.encode_latent(codec.encoder, photo, 8, torch.device("cpu"), margin, tile=TILE)
     return whole, tiled
 
 
 def decoded(codec, indices, photo, tile, margin):
     with torch.inference_mode():
         return tiling.decode_pixels(
-            lambda window: codec.decode_indices(window), indices, photo.shape[0], photo.shape[1], 8, tile=tile, margin=margin
+            lambda window: codec.decode_indices(window), indices, photo.shape[0], photo.shape[1], 8, margin, tile=tile
         )
 
 
@@ -52,7 +55,7 @@ def test_tiles_cover_the_grid_once():
 
 
 def test_tiled_encoder_gives_the_whole_image_tokens(codec, photo):
-    whole, tiled = whole_and_tiled_latents(codec, photo, tiling.MARGIN_TOKENS)
+    whole, tiled = whole_and_tiled_latents(codec, photo, tiling.margin_for(codec.config))
     assert tiled.shape == whole.shape and torch.allclose(tiled, whole, atol=1e-4)
     assert torch.equal(codec.quantizer.encode(tiled, 4), codec.quantizer.encode(whole, 4))
 
@@ -61,7 +64,7 @@ def test_tiled_decoder_gives_the_whole_image_pixels_and_no_seam(codec, photo):
     with torch.inference_mode():
         indices = codec.quantizer.encode(codec.encoder(to_padded_tensor(photo, 8)), 4)
     whole = decoded(codec, indices, photo, tile=1000, margin=0)
-    tiled = decoded(codec, indices, photo, tile=TILE, margin=tiling.MARGIN_TOKENS)
+    tiled = decoded(codec, indices, photo, tile=TILE, margin=tiling.margin_for(codec.config))
     assert tiled.shape == photo.shape and np.abs(tiled.astype(int) - whole).max() <= 1
     # Seam check: the error against the photo on the rows and columns at tile borders is no
     # higher than elsewhere. Without margins (the control) the borders show.
@@ -75,6 +78,44 @@ def test_tiled_decoder_gives_the_whole_image_pixels_and_no_seam(codec, photo):
 
     assert border_excess(tiled) < 1.05
     assert border_excess(decoded(codec, indices, photo, tile=TILE, margin=0)) > 1.2
+
+
+RANDOM_CONFIGS = [
+    CodecConfig(),  # the shipped architecture
+    CodecConfig(width_fine=16, width_coarse=16, encoder_blocks=(2, 3), decoder_blocks=(4, 3)),  # the wide recipe's depths
+    CodecConfig(stride=4, width_fine=8, width_coarse=8, encoder_blocks=(1, 0), decoder_blocks=(0, 2)),
+    CodecConfig(stride=16, width_fine=8, width_coarse=8, encoder_blocks=(2, 1), decoder_blocks=(1, 1)),
+]
+
+
+def reach_measured(network, shape, stride, out_stride, centre_token):
+    """The farthest token (in output tokens) from `centre_token` whose output changes when the
+    input at `centre_token` (an in_stride block) changes, for a randomly weighted network."""
+    torch.manual_seed(0)
+    for parameter in network.parameters():  # the blocks' second convolutions start at zero
+        torch.nn.init.normal_(parameter, std=0.2)
+    data = torch.rand(shape, dtype=torch.float64)
+    moved = data.clone()
+    block = slice(centre_token * stride, (centre_token + 1) * stride)
+    moved[:, :, block, block] += 1.0
+    with torch.no_grad():
+        change = (network.double()(moved) - network.double()(data)).abs().amax(dim=(0, 1)) > 1e-12  # [H, W]
+    rows, cols = np.nonzero(change.numpy())
+    return int(max(np.abs(rows // out_stride - centre_token).max(), np.abs(cols // out_stride - centre_token).max()))
+
+
+@pytest.mark.parametrize("config", RANDOM_CONFIGS, ids=["shipped", "wide-depths", "stride4", "stride16"])
+def test_reach_is_what_the_networks_depend_on(config):
+    """The margins rest on these numbers: exact for every architecture, not a bound."""
+    grid, f = 41, config.stride
+    assert reach_measured(Encoder(config), (1, 3, grid * f, grid * f), f, 1, grid // 2) == encoder_reach(config)
+    assert reach_measured(Decoder(config), (1, config.latent_dim, grid, grid), 1, f, grid // 2) == decoder_reach(config)
+
+
+def test_margins_pass_both_reaches_and_keep_the_shipped_files():
+    assert tiling.margin_for(CodecConfig()) == 12  # what every tiled file of the shipped model was written with
+    wide = CodecConfig(width_fine=96, width_coarse=192, encoder_blocks=(2, 3), decoder_blocks=(4, 3))
+    assert tiling.margin_for(wide) == decoder_reach(wide) + 1 == 15 > encoder_reach(wide) + 1
 
 
 def test_large_images_are_coded_tile_by_tile_in_a_version_3_stream(monkeypatch, photo):

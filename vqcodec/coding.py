@@ -25,7 +25,7 @@ from vqcodec.entropy.grid_coding import Prior, decode_grid, encode_grid
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.model import VQCodec
 from vqcodec.refine import refine_latent
-from vqcodec.tiling import decode_pixels, encode_latent, latent_tiles, pixels_of, tiles
+from vqcodec.tiling import decode_pixels, encode_latent, latent_tiles, margin_for, pixels_of, tiles
 
 CPU = torch.device("cpu")
 
@@ -33,7 +33,7 @@ CPU = torch.device("cpu")
 @torch.no_grad()
 def latent_of(codec: VQCodec, rgb: np.ndarray, device: torch.device = CPU) -> torch.Tensor:
     """The encoder's latent `[D, h, w]` (on the CPU) of a uint8 image `[H, W, 3]`, h = ceil(H/f)."""
-    return encode_latent(on_device(codec, device).encoder, rgb, codec.config.stride, device)[0]
+    return encode_latent(on_device(codec, device).encoder, rgb, codec.config.stride, device, margin_for(codec.config))[0]
 
 
 @torch.no_grad()
@@ -106,7 +106,8 @@ def encode_tiles(
     """
     payloads: list[list[bytes]] = [[] for _ in range(stages)]
     stride = codec.config.stride
-    for rows, cols, latent in latent_tiles(on_device(codec, device).encoder, rgb, stride, device, tile):
+    encoder = on_device(codec, device).encoder
+    for rows, cols, latent in latent_tiles(encoder, rgb, stride, device, margin_for(codec.config), tile):
         indices = _indices_of(codec, pixels_of(rgb, rows, cols, stride), latent[0], stages, prior, lambdas, device, refine_steps)
         for stage, payload in enumerate(encode_stages(prior, indices, device)):
             payloads[stage].append(payload)
@@ -183,5 +184,10 @@ def reconstruct(
     model = on_device(codec, device)
     grid = torch.as_tensor(indices)
     return decode_pixels(
-        lambda window: model.decode_indices(window, decoder), grid[None].to(device), height, width, codec.config.stride
+        lambda window: model.decode_indices(window, decoder),
+        grid[None].to(device),
+        height,
+        width,
+        codec.config.stride,
+        margin_for(codec.config),
     )

@@ -9,9 +9,10 @@ The result is an ordinary latent: it is quantized and coded as any other, and ev
 reads the stream unchanged. It costs encode time only (about three decoder passes per step).
 
 Memory stays bounded: the grid is refined in windows of `WINDOW_TOKENS` a side, in order.
-Each window's decoder input reaches `MARGIN_TOKENS` past it, held fixed at the latent as it
-stands (the windows above and to the left already refined), so that every pixel the window's
-tokens change lies inside what the loss sees: the margin is past the decoder's receptive field.
+Each window's decoder input reaches the model's tiling margin past it (`tiling.margin_for`),
+held fixed at the latent as it stands (the windows above and to the left already refined),
+so that every pixel the window's tokens change lies inside what the loss sees: the margin is
+past the decoder's reach.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from vqcodec.devices import on_device
 from vqcodec.imaging import to_padded_tensor
 from vqcodec.model import VQCodec
-from vqcodec.tiling import MARGIN_TOKENS, centre, pixels_of, tiles, window
+from vqcodec.tiling import centre, margin_for, pixels_of, tiles, window
 
 WINDOW_TOKENS = 128  # 1024 pixels: a Kodak image is one window
 LEARNING_RATE = 0.01  # Adam on the latent, whose entries are of order 1
@@ -38,10 +39,11 @@ def refine_latent(
     stride = codec.config.stride
     codec = on_device(codec, device)
     _, h, w = latent.shape
+    margin = margin_for(codec.config)
     with torch.inference_mode(False), torch.enable_grad():
         refined = latent.detach().to(device).clone()
         for rows, cols in tiles(h, w, WINDOW_TOKENS):
-            span_rows, span_cols = window(rows, h, MARGIN_TOKENS), window(cols, w, MARGIN_TOKENS)
+            span_rows, span_cols = window(rows, h, margin), window(cols, w, margin)
             pixels = np.ascontiguousarray(pixels_of(rgb, span_rows, span_cols, stride))
             inner = (slice(None), centre(rows, span_rows), centre(cols, span_cols))
             target = to_padded_tensor(pixels, stride).to(device)[:, :, : pixels.shape[0], : pixels.shape[1]]

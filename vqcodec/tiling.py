@@ -1,12 +1,13 @@
 """The encoder and the decoder over large images in overlapping tiles: memory bounded at any size.
 
 Both networks are convolutional without normalisation layers, so a token depends only on
-the pixels around it and a pixel only on the tokens around it (the shipped model's
-receptive fields reach about 7 tokens for the encoder and 11 for the decoder). Each tile is
-computed from a window that reaches `MARGIN_TOKENS` past it on every side, and only its
-centre is kept: the result equals the whole-image pass up to float rounding, with no seam,
-and the token grid is the one the whole-image encoder gives. An image of at most
-`TILE_TOKENS` tokens a side runs in one piece, exactly as before.
+the pixels around it and a pixel only on the tokens around it, out to the network's reach
+(`encoder_reach`, `decoder_reach`: 7 and 11 tokens for the shipped model, 10 and 14 for
+the wider networks of the GPU recipe). Each tile is computed from a window that reaches a
+margin past both (`margin_for` the model) on every side, and only its centre is kept: the
+result equals the whole-image pass up to float rounding, with no seam, and the token grid
+is the one the whole-image encoder gives. An image of at most `TILE_TOKENS` tokens a side
+runs in one piece, exactly as before.
 
 The same tiles cut the grid for the entropy coder (`coding.encode_tiles`, format version 3),
 so that no step of encoding or decoding holds more than a tile's worth of work.
@@ -20,9 +21,17 @@ import numpy as np
 import torch
 
 from vqcodec.imaging import to_padded_tensor, to_uint8
+from vqcodec.model import CodecConfig
+from vqcodec.model.decoder import decoder_reach
+from vqcodec.model.encoder import encoder_reach
 
-TILE_TOKENS = 256  # 2048 pixels at stride 8: a window's activations stay near 0.3 GB
-MARGIN_TOKENS = 12  # past both networks' receptive fields
+TILE_TOKENS = 256  # 2048 pixels at stride 8: a window's activations stay near 0.4 GB
+
+
+def margin_for(config: CodecConfig) -> int:
+    """Tokens a window reaches past its tile for a model: one past the farther of its
+    networks' reaches, the token of slack the shipped model's files were written with (12)."""
+    return max(encoder_reach(config), decoder_reach(config)) + 1
 
 
 def tiles(h: int, w: int, tile: int) -> Iterator[tuple[slice, slice]]:
@@ -54,8 +63,8 @@ def latent_tiles(
     rgb: np.ndarray,
     stride: int,
     device: torch.device,
+    margin: int,
     tile: int | None = None,
-    margin: int = MARGIN_TOKENS,
 ) -> Iterator[tuple[slice, slice, torch.Tensor]]:
     """The encoder's latent of an image, one tile of the token grid at a time.
 
@@ -63,7 +72,8 @@ def latent_tiles(
         encoder: padded pixels `[1,3,H',W']` in [0,1] → latent `[1,D,H'/f,W'/f]`.
         rgb: the image, uint8 `[H,W,3]`: only a window of it is ever converted to float.
         stride: f, the encoder's downsampling.
-        tile, margin: tile side and margin in tokens (default `TILE_TOKENS`, `MARGIN_TOKENS`).
+        margin: tokens each window reaches past its tile (`margin_for` the model).
+        tile: tile side in tokens (default `TILE_TOKENS`).
 
     Yields:
         (rows, columns) of the tile in the grid `[ceil(H/f), ceil(W/f)]` (`tiles` order) and
@@ -90,14 +100,14 @@ def encode_latent(
     rgb: np.ndarray,
     stride: int,
     device: torch.device,
+    margin: int,
     tile: int | None = None,
-    margin: int = MARGIN_TOKENS,
 ) -> torch.Tensor:
     """The encoder's latent of a whole image, float `[1,D,ceil(H/f),ceil(W/f)]` on the CPU,
     assembled from `latent_tiles` (same arguments)."""
     h, w = -(-rgb.shape[0] // stride), -(-rgb.shape[1] // stride)
     latent = None
-    for rows, cols, part in latent_tiles(encoder, rgb, stride, device, tile, margin):
+    for rows, cols, part in latent_tiles(encoder, rgb, stride, device, margin, tile):
         if latent is None:
             latent = torch.empty((1, part.shape[1], h, w), dtype=part.dtype)
         latent[:, :, rows, cols] = part
@@ -112,8 +122,8 @@ def decode_pixels(
     height: int,
     width: int,
     stride: int,
+    margin: int,
     tile: int | None = None,
-    margin: int = MARGIN_TOKENS,
 ) -> np.ndarray:
     """The decoded image, tile by tile where it is large.
 
@@ -121,7 +131,7 @@ def decode_pixels(
         decoder: indices `[1,s,h',w']` → pixels `[1,3,h'f,w'f]` in [0,1].
         indices: `[1,s,h,w]` int64, on the decoder's device.
         height, width: the image's size (≤ h·f, w·f): the stride padding is cropped away.
-        tile, margin: as in `encode_latent`.
+        margin, tile: as in `latent_tiles`.
 
     Returns:
         uint8 `[height,width,3]`.

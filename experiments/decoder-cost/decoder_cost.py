@@ -103,9 +103,11 @@ def timings(image: Image.Image, repeats: int) -> dict:
 
 
 def window_peak_mb(part: str, name: str) -> float:
-    """Peak RSS growth (MB) of one window of the tiled path (the largest, `TILE_TOKENS` plus
-    `MARGIN_TOKENS` on every side) through the `part` ("encoder" or "decoder") of `name`."""
-    side = tiling.TILE_TOKENS + 2 * tiling.MARGIN_TOKENS
+    """Peak RSS growth (MB) of one window of the tiled path as it was measured here (the
+    largest, a tile and 12 tokens on every side, for every architecture; the margins now
+    follow each model's reach, `tiling.margin_for`) through the `part` ("encoder" or
+    "decoder") of `name`."""
+    side = tiling.TILE_TOKENS + 2 * 12
     config = config_of(name)
     network = (Decoder if part == "decoder" else Encoder)(config).eval()
     shape = (1, config.latent_dim, side, side) if part == "decoder" else (1, 3, side * config.stride, side * config.stride)

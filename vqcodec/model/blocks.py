@@ -29,3 +29,12 @@ class ResidualBlock(nn.Module):
 
 def residual_stack(channels: int, count: int) -> nn.Sequential:
     return nn.Sequential(*[ResidualBlock(channels) for _ in range(count)])
+
+
+def reach_tokens(fine_convs: int, coarse_convs: int, stride: int, fine_factor: int) -> int:
+    """How many tokens past its own a network's output depends on, for a network with
+    `fine_convs` 3×3 convolutions at 1/`fine_factor` resolution (each reaches one fine pixel
+    further) and `coarse_convs` at 1/`stride` (one token each): a token spans
+    stride/fine_factor fine pixels, and at its edge a fine pixel's reach crosses into the next
+    token at once, hence the ceiling. Exact, not a bound (tests/test_tiling.py measures it)."""
+    return coarse_convs + -(-fine_convs // (stride // fine_factor))

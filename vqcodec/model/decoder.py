@@ -6,9 +6,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import residual_stack
+from .blocks import reach_tokens, residual_stack
 from .config import CodecConfig
 from .encoder import STEM_FACTOR
+
+
+def decoder_reach(config: CodecConfig) -> int:
+    """Tokens past a pixel's own that it depends on: from_latent, two convolutions per coarse
+    block and the upsampling at 1/f, two per fine block and to_pixels at 1/4."""
+    return reach_tokens(1 + 2 * config.decoder_blocks[1], 2 + 2 * config.decoder_blocks[0], config.stride, STEM_FACTOR)
 
 
 class Decoder(nn.Module):

@@ -6,10 +6,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import residual_stack
+from .blocks import reach_tokens, residual_stack
 from .config import CodecConfig
 
 STEM_FACTOR = 4
+
+
+def encoder_reach(config: CodecConfig) -> int:
+    """Tokens past its own whose pixels a latent token depends on: the stem and two
+    convolutions per fine block at 1/4, the downsampling and two per coarse block at 1/f."""
+    return reach_tokens(1 + 2 * config.encoder_blocks[0], 1 + 2 * config.encoder_blocks[1], config.stride, STEM_FACTOR)
 
 
 class Encoder(nn.Module):
