@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, help="a codec weights file to measure instead of the shipped model")
     parser.add_argument("--prior-file", type=Path, help="the context prior file to code with (with --weights)")
     args = parser.parse_args()
-    model = [*(["--weights", str(args.weights)] if args.weights else [])]
+    model = ["--weights", str(args.weights)] if args.weights else []
     model += ["--prior-file", str(args.prior_file)] if args.prior_file else []
     files = list_images(args.images)
     rows = []

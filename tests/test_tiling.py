@@ -92,6 +92,7 @@ def reach_measured(network, shape, stride, out_stride, centre_token):
     """The farthest token (in output tokens) from `centre_token` whose output changes when the
     input at `centre_token` (an in_stride block) changes, for a randomly weighted network."""
     torch.manual_seed(0)
+    network = network.double()
     for parameter in network.parameters():  # the blocks' second convolutions start at zero
         torch.nn.init.normal_(parameter, std=0.2)
     data = torch.rand(shape, dtype=torch.float64)
@@ -99,7 +100,7 @@ def reach_measured(network, shape, stride, out_stride, centre_token):
     block = slice(centre_token * stride, (centre_token + 1) * stride)
     moved[:, :, block, block] += 1.0
     with torch.no_grad():
-        change = (network.double()(moved) - network.double()(data)).abs().amax(dim=(0, 1)) > 1e-12  # [H, W]
+        change = (network(moved) - network(data)).abs().amax(dim=(0, 1)) > 1e-12  # [H, W]
     rows, cols = np.nonzero(change.numpy())
     return int(max(np.abs(rows // out_stride - centre_token).max(), np.abs(cols // out_stride - centre_token).max()))
 
