@@ -22,7 +22,7 @@
 #   GAN_SECONDS          time kept for phase 5 [75]
 #   TAIL_SECONDS         per training phase: start-up, validation and saving past its budget [25]
 #   OUTPUT_SECONDS       time kept for phase 6 [20]
-#   GPU_MODEL, GPU_STAGES, GPU_ARGS, GAN_STEPS  passed to benchmarks/gpu_train.sh
+#   GPU_MODEL, GPU_STAGES, GPU_INIT, GPU_ARGS, GAN_STEPS  passed to benchmarks/gpu_train.sh
 #   PYTHON               [python3]
 set -uo pipefail
 

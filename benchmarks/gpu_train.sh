@@ -17,13 +17,20 @@
 #   GPU_MODEL      wide: widths 96/192, encoder blocks (2,3), decoder blocks (4,3), codebooks
 #                  of K=512, which halve the context prior's work per stage and so leave the
 #                  wide decoder room under the decode-speed bar (experiments/codebook-size,
-#                  experiments/decoder-cost); or shipped: the shipped architecture [wide]
+#                  experiments/decoder-cost); or shipped: the shipped architecture (from
+#                  vqc-f8-s8, a further leg of the shipped model) [wide]
 #   GPU_STAGES     residual quantizer stages [10 for wide, 8 for shipped]
+#   GPU_INIT       what the vqvae phase grows from (`init_from`, vqcodec/train/warm_start.py): a
+#                  model name, weights or a latest.pt; `none` starts from random weights. The
+#                  grown model first computes what the shipped one does, with new codebooks
+#                  [vqc-f8-s8]; it sets the peak lr (below)
 #   VQVAE_MINUTES, GAN_MINUTES, GAN_STEPS  [6, 1.5, 1500]
 #   GPU_ARGS       more key=value overrides for both phases, last so they win (e.g. device=cpu)
 #   PYTHON         [python]
-# The peak lr stays below the 7e-4 at which the wide model's codebooks nearly collapsed on
-# CPU (experiments/architecture).
+# Peak lr: 1e-4 when grown from a trained model, since a higher one first undoes more of what
+# that model learned (at 2e-4 and 3e-4, 0.27 and 1.09 dB behind after 250 steps on CPU, 0.03
+# and 0.08 dB after 500: experiments/grown-wide); 5e-4 from random weights, below the 7e-4 at
+# which the wide model's codebooks nearly collapsed (experiments/architecture).
 set -euo pipefail
 set -f  # overrides such as model.encoder_blocks=[2,3] are words, not file patterns
 
@@ -36,14 +43,16 @@ case ${GPU_MODEL:-wide} in
     shipped) MODEL=() STAGES=8 ;;
     *) echo "GPU_MODEL must be wide or shipped, got '$GPU_MODEL'" >&2; exit 2 ;;
 esac
+INIT=${GPU_INIT:-vqc-f8-s8} LR=1e-4
+[ "$INIT" = none ] && INIT="" LR=5e-4
 read -ra EXTRA <<< "${GPU_ARGS:-}"
 [ $# -gt 0 ] || set -- vqvae vqgan
 
 for phase in "$@"; do
     case $phase in
         vqvae)
-            "$PYTHON" -m vqcodec.train data_dir="$DATA" out_dir="$RUNS/vqvae" ${MODEL[@]+"${MODEL[@]}"} \
-                model.stages="${GPU_STAGES:-$STAGES}" batch_size=64 lr=5e-4 warmup_steps=400 min_lr_ratio=0.05 \
+            "$PYTHON" -m vqcodec.train data_dir="$DATA" out_dir="$RUNS/vqvae" init_from="$INIT" ${MODEL[@]+"${MODEL[@]}"} \
+                model.stages="${GPU_STAGES:-$STAGES}" batch_size=64 lr=$LR warmup_steps=400 min_lr_ratio=0.05 \
                 ms_ssim_weight=0 steps=1000000 time_budget="${VQVAE_MINUTES:-6}" fit_steps_to_budget=true \
                 resident_data=true log_every=50 validate_every=2000 checkpoint_every=2000 ${EXTRA[@]+"${EXTRA[@]}"} ;;
         vqgan)

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vqcodec.model import CodecConfig, VQCodec
+from vqcodec.train.checkpoint import export_weights
 from vqcodec.train.pack import pack_training_set
 from vqcodec.zoo import load_codec_file
 
@@ -43,6 +45,16 @@ def packed_images(root: Path) -> Path:
     return root / "packed"
 
 
+def smaller_model(root: Path) -> Path:
+    """Weights for the VQ-VAE phase to grow from, as the job grows the shipped model: half
+    TINY's widths, smaller codebooks, fewer stages."""
+    config = CodecConfig(
+        width_fine=8, width_coarse=16, encoder_blocks=(1, 1), decoder_blocks=(1, 1), latent_dim=8, codebook_size=8, stages=2
+    )
+    export_weights(VQCodec(config), root / "smaller.safetensors", "a model for the dry run to grow from")
+    return root / "smaller.safetensors"
+
+
 def start_up_seconds() -> float:
     """How long a training process takes to start here: every phase pays it at least once."""
     start = time.perf_counter()
@@ -69,6 +81,7 @@ def run_job(root: Path, **settings: str) -> tuple[subprocess.CompletedProcess, P
         "GPU_DEVICE": "cpu",
         "GPU_WHEELS": str(root / "wheels"),
         "GPU_STAGES": "3",
+        "GPU_INIT": str(smaller_model(root)),
         "GPU_ARGS": TINY,
         "KERNEL_CASES": "2048,64,16",
         "OMP_NUM_THREADS": "1",
@@ -108,6 +121,7 @@ def test_dry_run_writes_every_output_within_the_limits_and_in_time(tmp_path):
         config = json.load(logs.extractfile("vqvae/config.json"))
         rows = [json.loads(line) for line in logs.extractfile("vqvae/metrics.jsonl").read().splitlines()]
     assert config["resident_data"] and config["model"]["stages"] == 3 and config["model"]["width_fine"] == 16
+    assert config["init_from"] == str(tmp_path / "smaller.safetensors")
     # Validated at the end, whether the sized schedule or the timer ended the run.
     assert "val/psnr_stages3" in rows[-1] and 20 < rows[-1]["step"] <= config["steps"]
     codec = load_codec_file(out / "weights.safetensors")

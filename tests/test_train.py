@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 from click.testing import CliRunner
 from PIL import Image
 
+from vqcodec import zoo
 from vqcodec.model import CodecConfig, VQCodec
 from vqcodec.model.discriminator import PatchDiscriminator
 from vqcodec.train import loop
@@ -600,13 +601,61 @@ def test_grown_encoder_blocks_start_as_the_identity(vqvae_run):
     assert torch.equal(model.encode_indices(image, 2), source.encode_indices(image, 2))
 
 
+def test_grown_wider_and_deeper_networks_compute_what_the_source_did(vqvae_run):
+    source = load_vqvae(vqvae_run / "run" / LATEST)
+    target = dataclasses.replace(
+        TINY, width_fine=24, width_coarse=40, encoder_blocks=(2, 2), decoder_blocks=(2, 3), codebook_size=8, stages=3
+    )
+    model = grown(source, target)
+    assert model.config == target
+    image = torch.rand(2, 3, 32, 48)
+    latent = source.encoder(image)
+    assert torch.equal(model.encoder(image), latent)
+    assert torch.equal(model.decoders["fidelity"](latent), source.decoders["fidelity"](latent))
+    # Codebooks of another size cannot be kept: every stage starts from k-means.
+    assert not any(bool(model.quantizer.stage(s).initialized) for s in range(3))
+
+
+def test_grown_added_channels_learn(vqvae_run):
+    """The zero weights that read the added channels get gradients, so the width is used."""
+    source = load_vqvae(vqvae_run / "run" / LATEST)
+    model = grown(source, dataclasses.replace(TINY, width_fine=24))
+    reader = model.encoder.down[1].weight  # reads the fine channels, the added ones at zero
+    assert not reader[:, 16 * 4 :].any()
+    model.encoder(torch.rand(1, 3, 32, 32)).square().sum().backward()
+    assert reader.grad is not None and reader.grad[:, 16 * 4 :].abs().sum() > 0
+
+
 @pytest.mark.parametrize(
     "change",
-    [dict(stages=1), dict(latent_dim=4), dict(codebook_size=32), dict(decoder_blocks=(2, 1)), dict(encoder_blocks=(0, 1))],
+    [
+        dict(stages=1),
+        dict(latent_dim=4),
+        dict(stride=4),
+        dict(width_fine=8),
+        dict(width_coarse=16),
+        dict(decoder_blocks=(1, 0)),
+        dict(encoder_blocks=(0, 1)),
+    ],
 )
-def test_grown_refuses_another_architecture_or_fewer_stages(change):
-    with pytest.raises(ValueError, match="same architecture and at least as many stages"):
+def test_grown_refuses_another_architecture_or_smaller_networks(change):
+    with pytest.raises(ValueError, match="same stride and latent dimension"):
         grown(VQCodec(TINY), dataclasses.replace(TINY, **change))
+
+
+def test_grown_may_have_fewer_stages_of_another_codebook_size():
+    model = grown(VQCodec(TINY), dataclasses.replace(TINY, codebook_size=32, stages=1))
+    assert model.config.stages == 1
+
+
+def test_init_from_takes_an_installed_model_by_name():
+    shipped = zoo.load()
+    source = load_vqvae(shipped.name)
+    assert torch.equal(source.encoder.stem[1].weight, shipped.codec.encoder.stem[1].weight)
+    # Its own copy: a realism phase trains the model it is given, never the one coding uses.
+    assert source.encoder.stem[1].weight.data_ptr() != shipped.codec.encoder.stem[1].weight.data_ptr()
+    with pytest.raises(FileNotFoundError, match=f"init_from not found: no-such-model .*{shipped.name}"):
+        load_vqvae("no-such-model")
 
 
 def test_a_vqvae_run_from_weights_with_more_stages_trains_them_from_k_means(vqvae_run, tmp_path):
@@ -625,6 +674,6 @@ def test_a_vqvae_run_refuses_an_init_that_does_not_fit_before_writing_anything(v
     config = tiny_config(
         vqvae_run, "bad", init_from=str(vqvae_run / "run" / WEIGHTS), model=dataclasses.replace(TINY, latent_dim=4)
     )
-    with pytest.raises(ValueError, match="same architecture"):
+    with pytest.raises(ValueError, match="same stride and latent dimension"):
         train_vqvae(config)
     assert not Path(config.out_dir).exists()

@@ -345,10 +345,18 @@ def load_model(name: str | None = None, prior: WeightsFile | None = None) -> Loa
     return _load_model(name, prior or (entry.priors[0] if entry.priors else None))
 
 
+def load_codec(name: str) -> VQCodec:
+    """Model `name`'s codec weights alone, sha256 checked, without its context prior: a fresh
+    copy each call, not the one `load_model` caches, so training may change it (`vqcodec
+    train init_from=NAME`)."""
+    entry = MODELS[resolve_name(name)]
+    return load_codec_file(_verified_path(f"model {name!r} (weights {entry.weights.sha256[:16]})", entry.weights))
+
+
 @lru_cache(maxsize=4)
 def _load_model(name: str, prior_file: WeightsFile | None) -> LoadedModel:
     entry = MODELS[name]
-    codec = load_codec_file(_verified_path(f"model {name!r} (weights {entry.weights.sha256[:16]})", entry.weights))
+    codec = load_codec(name)
     weights_hash = bytes.fromhex(entry.weights.sha256)[:HASH_SIZE]
     if prior_file is None:
         return LoadedModel(name, codec, weights_hash)

@@ -364,7 +364,7 @@ def vqvae_step(
 
 def train_vqvae(config: TrainConfig, state: dict | None = None) -> VQCodec:
     """Stage 1: encoder, residual codebooks and fidelity decoder, from scratch, from the
-    weights `config.init_from` (with stages added where `config.model` has more:
+    weights `config.init_from` (grown where `config.model` is larger or has new codebooks:
     `warm_start.grown`; a fresh optimizer and schedule) or from the checkpoint `state`
     (`checkpoint.resume_run`). Returns the trained model; rank 0 writes
     `latest.pt` and `weights.safetensors` in `config.out_dir`."""

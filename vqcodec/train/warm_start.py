@@ -1,12 +1,14 @@
 """Starting a phase from an earlier VQ-VAE's weights (`init_from`).
 
 The realism decoder's phase takes the VQ-VAE as it is. A VQ-VAE phase may also grow it, in
-two ways that each leave the grown model computing exactly what the source did until
-training moves it:
+ways that each leave the grown networks computing exactly what the source's did until
+training moves them:
 - residual stages added after the trained ones, which start from k-means of their residuals
-  on the first batch as every stage of a fresh run does;
-- residual blocks added at the end of the encoder's stacks, which start as the identity
-  (`ResidualBlock` zero-initialises its last conv).
+  on the first batch as every stage of a fresh run does (all stages, with a new codebook
+  size);
+- residual blocks added at the end of any of the four stacks, which start as the identity
+  (`ResidualBlock` zero-initialises its last conv);
+- wider networks, whose added channels no trained channel reads until training moves them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import torch
+
+from vqcodec import zoo
 from vqcodec.model import VQCodec
 from vqcodec.model.config import CodecConfig
 from vqcodec.zoo import load_codec_file
@@ -21,11 +26,16 @@ from vqcodec.zoo import load_codec_file
 from .checkpoint import config_from_checkpoint, load_checkpoint
 
 
-def load_vqvae(path: str | Path) -> VQCodec:
-    """The stage-1 codec from a `vqvae` training checkpoint (`latest.pt`) or exported weights."""
-    path = Path(path)
+def load_vqvae(init: str | Path) -> VQCodec:
+    """The stage-1 codec from a `vqvae` training checkpoint (`latest.pt`), exported weights or
+    the name of an installed model (its weights checked as for coding)."""
+    path = Path(init)
     if not path.is_file():
-        raise FileNotFoundError(f"init_from not found: {path}")
+        if str(init) in zoo.MODELS:
+            return zoo.load_codec(str(init))
+        raise FileNotFoundError(
+            f"init_from not found: {init} (a latest.pt, a .safetensors file or a model name: {', '.join(zoo.installed_models())})"
+        )
     if path.suffix == ".safetensors":
         return load_codec_file(path)
     state = load_checkpoint(path)
@@ -38,21 +48,53 @@ def load_vqvae(path: str | Path) -> VQCodec:
 
 
 def grown(source: VQCodec, target: CodecConfig) -> VQCodec:
-    """A fidelity-only codec of architecture `target` holding `source`'s weights: `target`
-    may differ from `source.config` only by more stages and more encoder blocks. The added
-    stages are left uninitialised (k-means on the first training batch), and so is the
-    static prior; the added blocks are the identity."""
+    """A fidelity-only codec of architecture `target` holding `source`'s weights and computing
+    exactly what `source` computes until training moves it. `target` may differ from
+    `source.config` by more stages, more residual blocks in any stack, wider networks and
+    another codebook size; stride and latent dimension must match. Stages that are new, or
+    all of them where the codebook size changes, are left uninitialised (k-means on the first
+    training batch), and so is the static prior; the added blocks are the identity
+    (`ResidualBlock` zero-initialises its last conv) and no trained channel reads the added
+    ones (`_widened`)."""
     old = source.config
-    same_but_growth = dataclasses.replace(target, stages=old.stages, encoder_blocks=old.encoder_blocks)
-    fewer_blocks = any(new < kept for new, kept in zip(target.encoder_blocks, old.encoder_blocks, strict=True))
-    if same_but_growth != old or target.stages < old.stages or fewer_blocks:
+    kept_shape = dataclasses.replace(
+        target,
+        stages=old.stages,
+        codebook_size=old.codebook_size,
+        width_fine=old.width_fine,
+        width_coarse=old.width_coarse,
+        encoder_blocks=old.encoder_blocks,
+        decoder_blocks=old.decoder_blocks,
+    )
+    depths = zip(target.encoder_blocks + target.decoder_blocks, old.encoder_blocks + old.decoder_blocks, strict=True)
+    smaller = target.width_fine < old.width_fine or target.width_coarse < old.width_coarse or any(n < o for n, o in depths)
+    fewer_stages = target.codebook_size == old.codebook_size and target.stages < old.stages
+    if kept_shape != old or smaller or fewer_stages:
         raise ValueError(
-            f"init_from holds model {old}; a VQ-VAE run can start from it only with the same "
-            f"architecture and at least as many stages and encoder blocks, got {target}"
+            f"init_from holds model {old}; a VQ-VAE run can start from it only with the same stride and "
+            f"latent dimension, networks at least as wide and deep, and at least as many stages unless the "
+            f"codebook size changes, got {target}"
         )
     model = VQCodec(target)
     # The static prior is left out: its table has a row per stage, and `export-model` fits it
-    # on the finished model's indices anyway.
-    kept = {k: v for k, v in source.state_dict().items() if not k.startswith(("decoders.realism.", "prior."))}
-    model.load_state_dict({**model.state_dict(), **kept}, strict=True)
+    # on the finished model's indices anyway. Codebooks of another size cannot be kept.
+    dropped = ("decoders.realism.", "prior.") + (("quantizer.",) if target.codebook_size != old.codebook_size else ())
+    kept = {k: v for k, v in source.state_dict().items() if not k.startswith(dropped)}
+    state = model.state_dict()
+    model.load_state_dict({**state, **{k: _widened(state[k], v) for k, v in kept.items()}}, strict=True)
     return model
+
+
+def _widened(fresh: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
+    """`trained` in the leading corner of a tensor shaped like `fresh`. A convolution's added
+    inputs get zero weights, so the channels added before it change nothing it computes; its
+    added outputs keep their fresh random weights, so those channels carry signal from the
+    start and the zero weights that read them get gradients. Leading corners line up through
+    the pixel (un)shuffles too: both order channels as channel × position in the block."""
+    if fresh.shape == trained.shape:
+        return trained
+    widened = fresh.clone()
+    if widened.ndim == 4:
+        widened[:, trained.shape[1] :] = 0
+    widened[tuple(slice(0, size) for size in trained.shape)] = trained
+    return widened
