@@ -13,18 +13,34 @@ import json
 import statistics
 from pathlib import Path
 
+import torch
+
+from vqcodec.model import VQCodec
 from vqcodec.train.warm_start import load_vqvae
 from vqcodec.zoo import load_codec_file
+
+
+def trained_inputs(source: VQCodec) -> dict[str, int]:
+    """Input channels of each convolution of `source` that growth carries over (the realism
+    decoder is left behind), by parameter name."""
+    return {
+        name: value.shape[1]
+        for name, value in source.state_dict().items()
+        if value.ndim == 4 and not name.startswith("decoders.realism.")
+    }
+
+
+def rms(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.pow(2).mean().sqrt()
 
 
 def read_ratios(source_inputs: dict[str, int], weights: Path) -> dict[str, float]:
     state = load_codec_file(weights).state_dict()
     ratios = {}
-    for name, trained_inputs in source_inputs.items():
+    for name, trained in source_inputs.items():
         weight = state[name]
-        if weight.shape[1] > trained_inputs:
-            added = weight[:, trained_inputs:].pow(2).mean().sqrt()
-            ratios[name] = float(added / weight[:, :trained_inputs].pow(2).mean().sqrt())
+        if weight.shape[1] > trained:
+            ratios[name] = float(rms(weight[:, trained:]) / rms(weight[:, :trained]))
     return ratios
 
 
@@ -34,11 +50,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", metavar="NAME=WEIGHTS")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    source_inputs = {
-        name: value.shape[1]
-        for name, value in load_vqvae(args.source).state_dict().items()
-        if value.ndim == 4 and not name.startswith("decoders.realism.")
-    }
+    source_inputs = trained_inputs(load_vqvae(args.source))
     report = {}
     for name, path in (item.rsplit("=", 1) for item in args.runs):
         ratios = read_ratios(source_inputs, Path(path))

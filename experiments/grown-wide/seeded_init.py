@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ from vqcodec.train.checkpoint import export_weights
 from vqcodec.train.data import list_images
 from vqcodec.train.warm_start import grown, load_vqvae
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from added_reads import rms, trained_inputs  # noqa: E402
+
 WIDE = dict(width_fine=96, width_coarse=192, encoder_blocks=(2, 3), decoder_blocks=(4, 3), codebook_size=512, stages=10)
 
 
@@ -32,11 +36,11 @@ WIDE = dict(width_fine=96, width_coarse=192, encoder_blocks=(2, 3), decoder_bloc
 def seed_added_reads(model: torch.nn.Module, source_widths: dict[str, int], ratio: float, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     for name, weight in model.state_dict().items():
-        trained_inputs = source_widths.get(name)
-        if trained_inputs is None or weight.shape[1] == trained_inputs:
+        trained = source_widths.get(name)
+        if trained is None or weight.shape[1] == trained:
             continue
-        scale = ratio * weight[:, :trained_inputs].pow(2).mean().sqrt()
-        weight[:, trained_inputs:] = torch.randn(weight[:, trained_inputs:].shape, generator=generator) * scale
+        scale = ratio * rms(weight[:, :trained])
+        weight[:, trained:] = torch.randn(weight[:, trained:].shape, generator=generator) * scale
 
 
 def top_left_crop(path: Path, size: int = 128) -> torch.Tensor:
@@ -60,11 +64,11 @@ def main() -> None:
     args = parser.parse_args()
     source = load_vqvae(args.source)
     target = dataclasses.replace(source.config, **WIDE)
+    torch.manual_seed(0)  # the added channels' own weights are a fresh model's random ones
     model = grown(source, target)
-    exact = {k: v.shape[1] for k, v in source.state_dict().items() if v.ndim == 4 and k in model.state_dict()}
     crops = torch.stack([top_left_crop(path) for path in list_images(args.data_dir)[:16]])
     before = autoencoder_psnr(model, crops)
-    seed_added_reads(model, exact, args.ratio, seed=0)
+    seed_added_reads(model, trained_inputs(source), args.ratio, seed=0)
     print(
         f"autoencoder PSNR on 16 training crops: exact growth {before:.2f} dB, seeded ({args.ratio}) "
         f"{autoencoder_psnr(model, crops):.2f} dB, source {autoencoder_psnr(source, crops):.2f} dB"

@@ -21,9 +21,11 @@ import torch
 from vqcodec import zoo
 from vqcodec.model import VQCodec
 from vqcodec.model.config import CodecConfig
-from vqcodec.zoo import load_codec_file
 
 from .checkpoint import config_from_checkpoint, load_checkpoint
+
+# What growth may change; everything else in the architecture must match.
+GROWABLE = ("stages", "codebook_size", "width_fine", "width_coarse", "encoder_blocks", "decoder_blocks")
 
 
 def load_vqvae(init: str | Path) -> VQCodec:
@@ -37,7 +39,7 @@ def load_vqvae(init: str | Path) -> VQCodec:
             f"init_from not found: {init} (a latest.pt, a .safetensors file or a model name: {', '.join(zoo.installed_models())})"
         )
     if path.suffix == ".safetensors":
-        return load_codec_file(path)
+        return zoo.load_codec_file(path)
     state = load_checkpoint(path)
     source = config_from_checkpoint(state)
     if source.phase != "vqvae":
@@ -57,15 +59,7 @@ def grown(source: VQCodec, target: CodecConfig) -> VQCodec:
     (`ResidualBlock` zero-initialises its last conv) and no trained channel reads the added
     ones (`_widened`)."""
     old = source.config
-    kept_shape = dataclasses.replace(
-        target,
-        stages=old.stages,
-        codebook_size=old.codebook_size,
-        width_fine=old.width_fine,
-        width_coarse=old.width_coarse,
-        encoder_blocks=old.encoder_blocks,
-        decoder_blocks=old.decoder_blocks,
-    )
+    kept_shape = dataclasses.replace(target, **{field: getattr(old, field) for field in GROWABLE})
     depths = zip(target.encoder_blocks + target.decoder_blocks, old.encoder_blocks + old.decoder_blocks, strict=True)
     smaller = target.width_fine < old.width_fine or target.width_coarse < old.width_coarse or any(n < o for n, o in depths)
     fewer_stages = target.codebook_size == old.codebook_size and target.stages < old.stages
