@@ -31,6 +31,7 @@ started), so runs are comparable only when they ran on the same machine under th
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -100,14 +101,19 @@ def summarize(run_dir: Path, until_step: int | None = None, from_step: int = 0) 
     }
 
 
-def plot(runs: dict[str, dict], out: Path) -> None:
+def plot(runs: dict[str, dict], out: Path, stage_counts: list[int] | None = None) -> None:
+    """PSNR per step and per hour at `stage_counts` (default: 1 and each run's top), and the
+    first stage's codebook usage."""
     figure, (by_step, by_time, usage) = plt.subplots(1, 3, figsize=(17, 4.5))
     for name, run in runs.items():
-        for stage, style in ((0, "o-"), (len(run["validation"][0]["psnr"]) - 1, "s--")):
+        top = len(run["validation"][0]["psnr"])
+        for count, style in zip(stage_counts or [1, top], itertools.cycle(("o-", "s--", "^:", "d-.")), strict=False):
+            if count > top:
+                raise SystemExit(f"{name} has {top} stages, cannot plot {count}")
             steps = [point["step"] for point in run["validation"]]
             hours = [point["hours"] for point in run["validation"]]
-            psnr = [point["psnr"][stage] for point in run["validation"]]
-            label = f"{name}, {stage + 1} stage{'s' if stage else ''}"
+            psnr = [point["psnr"][count - 1] for point in run["validation"]]
+            label = f"{name}, {count} stage{'s' if count > 1 else ''}"
             (line,) = by_step.plot(steps, psnr, style, label=label)
             by_time.plot(hours, psnr, style, color=line.get_color(), label=label)
         usage.plot(steps, [point["usage"][0] for point in run["validation"]], "o-", color=line.get_color(), label=name)
@@ -133,7 +139,16 @@ def main() -> None:
         default=0,
         help="compare validations from this step on (legs that branch from one training state)",
     )
+    parser.add_argument(
+        "--plot-stages",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="stage counts to plot (default: 1 and each run's top); one alone shows small gaps",
+    )
     args = parser.parse_args()
+    if args.plot_stages and min(args.plot_stages) < 1:
+        parser.error("--plot-stages takes stage counts of at least 1")
     if any("=" not in item for item in args.runs):
         parser.error("each run is NAME=RUN_DIR")
     runs = {
@@ -142,7 +157,7 @@ def main() -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "probe.json").write_text(json.dumps(runs, indent=1))
-    plot(runs, args.out / "probe.png")
+    plot(runs, args.out / "probe.png", args.plot_stages)
     for name, run in runs.items():
         last = run["validation"][-1]
         print(
