@@ -108,8 +108,6 @@ def plot(runs: dict[str, dict], out: Path, stage_counts: list[int] | None = None
     for name, run in runs.items():
         top = len(run["validation"][0]["psnr"])
         for count, style in zip(stage_counts or [1, top], itertools.cycle(("o-", "s--", "^:", "d-.")), strict=False):
-            if count > top:
-                raise SystemExit(f"{name} has {top} stages, cannot plot {count}")
             steps = [point["step"] for point in run["validation"]]
             hours = [point["hours"] for point in run["validation"]]
             psnr = [point["psnr"][count - 1] for point in run["validation"]]
@@ -155,6 +153,9 @@ def main() -> None:
         name: summarize(Path(folder), args.until_step, args.from_step)
         for name, folder in (item.rsplit("=", 1) for item in args.runs)
     }
+    for name, run in runs.items():
+        if args.plot_stages and max(args.plot_stages) > run["model"]["stages"]:
+            parser.error(f"{name} has {run['model']['stages']} stages, cannot plot {max(args.plot_stages)}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "probe.json").write_text(json.dumps(runs, indent=1))
     plot(runs, args.out / "probe.png", args.plot_stages)

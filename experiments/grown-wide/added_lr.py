@@ -24,17 +24,17 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 from vqcodec.model import VQCodec
-from vqcodec.model.config import CodecConfig
 from vqcodec.train.config import load_config
 from vqcodec.train.loop import train_vqvae
-from vqcodec.train.warm_start import grown, load_vqvae
+from vqcodec.train.warm_start import grown, leading_corner, load_vqvae
 
 NOT_SCALED = ("quantizer.", "prior.", "decoders.realism.")
 
 
 def added_masks(source: VQCodec, target: VQCodec) -> list[torch.Tensor | None]:
-    """Per parameter of `target`, in `parameters()` order (the optimizer's), a boolean mask of
-    the elements growth added, or None where nothing is scaled."""
+    """Per parameter of `target`, grown from `source`, in `parameters()` order (the
+    optimizer's), a boolean mask of the elements growth added, or None where nothing is
+    scaled."""
     trained = source.state_dict()
     masks: list[torch.Tensor | None] = []
     for name, parameter in target.named_parameters():
@@ -43,7 +43,7 @@ def added_masks(source: VQCodec, target: VQCodec) -> list[torch.Tensor | None]:
             continue
         mask = torch.ones(parameter.shape, dtype=torch.bool)
         if name in trained:
-            mask[tuple(slice(0, size) for size in trained[name].shape)] = False
+            mask[leading_corner(trained[name].shape)] = False
         masks.append(mask if mask.any() else None)
     return masks
 
@@ -87,10 +87,9 @@ def one_step(model: VQCodec, masks: list[torch.Tensor | None], scale: float, ima
     return {name: p.detach() for name, p in model.named_parameters()}
 
 
-def check_scaling(source: VQCodec, target: CodecConfig, masks: list[torch.Tensor | None], scale: float) -> None:
-    """After one step, the trained weights must be exactly where an unscaled step puts them
-    and the added ones `scale` times as far from where they started."""
-    start = grown(source, target)
+def check_scaling(start: VQCodec, masks: list[torch.Tensor | None], scale: float) -> None:
+    """After one step from `start`, the trained weights must be exactly where an unscaled
+    step puts them and the added ones `scale` times as far from where they started."""
     image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     plain, scaled = one_step(start, masks, 1.0, image), one_step(start, masks, scale, image)
     for (name, initial), mask in zip(start.named_parameters(), masks, strict=True):
@@ -109,8 +108,9 @@ def main() -> None:
     if config.phase != "vqvae" or not config.init_from:
         raise SystemExit("added_lr.py runs a grown vqvae phase: give init_from=")
     source = load_vqvae(config.init_from)
-    masks = added_masks(source, VQCodec(config.model))
-    check_scaling(source, config.model, masks, args.scale)
+    start = grown(source, config.model)
+    masks = added_masks(source, start)
+    check_scaling(start, masks, args.scale)
     added = sum(int(m.sum()) for m in masks if m is not None)
     print(f"{added:,} added weights move {args.scale} times as far per step (checked on one step)")
     scaling = AddedStepScale(masks, args.scale)

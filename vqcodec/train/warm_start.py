@@ -90,5 +90,10 @@ def _widened(fresh: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
     widened = fresh.clone()
     if widened.ndim == 4:
         widened[:, trained.shape[1] :] = 0
-    widened[tuple(slice(0, size) for size in trained.shape)] = trained
+    widened[leading_corner(trained.shape)] = trained
     return widened
+
+
+def leading_corner(shape: torch.Size) -> tuple[slice, ...]:
+    """The index of a trained tensor of `shape` inside the wider tensor growth puts it in."""
+    return tuple(slice(0, size) for size in shape)
