@@ -252,6 +252,11 @@ def _model(model: str | None, weights: Path | None) -> str | Path | None:
 TRAINING_COMMANDS = "vqcodec.train.commands"
 LAZY_COMMANDS = {
     "train": ("train_command", "Train a codec."),
+    "leg-state": (
+        "leg_state_command",
+        "Write what the next leg of a VQ-VAE run starts from (init_from=OUTPUT): the weights of STATE (a run's "
+        "latest.pt) in float16, without the optimizer, about a sixth of its size.",
+    ),
     "export-model": (
         "export_model_command",
         "Fit the static prior of trained WEIGHTS on DATA_DIR and write shippable OUTPUT weights.",

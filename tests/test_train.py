@@ -21,8 +21,16 @@ from vqcodec import zoo
 from vqcodec.model import CodecConfig, VQCodec
 from vqcodec.model.discriminator import PatchDiscriminator
 from vqcodec.train import loop
-from vqcodec.train.checkpoint import LATEST, WEIGHTS, config_from_checkpoint, load_checkpoint, restore_run, save_run
-from vqcodec.train.commands import train_command
+from vqcodec.train.checkpoint import (
+    LATEST,
+    WEIGHTS,
+    config_from_checkpoint,
+    leg_state,
+    load_checkpoint,
+    restore_run,
+    save_run,
+)
+from vqcodec.train.commands import leg_state_command, train_command
 from vqcodec.train.config import TrainConfig, load_config
 from vqcodec.train.data import split_files
 from vqcodec.train.export import export_model
@@ -502,6 +510,44 @@ def test_export_fits_the_static_prior_from_the_weights_or_the_training_state(vqv
     for key, value in load_codec_file(tmp_path / "from-state.safetensors").state_dict().items():
         assert torch.equal(from_weights[key], value), key
     assert not torch.equal(from_weights["prior.frequencies"], VQCodec(TINY).state_dict()["prior.frequencies"])
+
+
+def test_a_leg_state_is_the_weights_in_float16_and_the_next_leg_starts_from_it(vqvae_run, tmp_path):
+    latest, leg = vqvae_run / "run" / LATEST, tmp_path / "leg.pt"
+    full = load_checkpoint(latest)
+    runner = CliRunner()
+    written = runner.invoke(leg_state_command, [str(latest), str(leg)])
+    assert written.exit_code == 0, written.output
+    lean = load_checkpoint(leg)
+    assert set(lean) == {"model", "step", "train_config"} and lean["step"] == full["step"]
+    assert lean["train_config"] == full["train_config"]
+    for key, value in full["model"].items():
+        assert torch.equal(lean["model"][key], value.half() if value.is_floating_point() else value), key
+    assert leg.stat().st_size < latest.stat().st_size / 4
+    # init_from takes it as it takes a full checkpoint, upcast.
+    for key, value in load_vqvae(leg).state_dict().items():
+        expected = full["model"][key].half().float() if value.is_floating_point() else full["model"][key]
+        assert value.dtype == full["model"][key].dtype and torch.equal(value, expected), key
+    trained = train_vqvae(tiny_config(vqvae_run, "next-leg", init_from=str(leg)))
+    assert not torch.equal(trained.quantizer.stage(0).codebook, load_vqvae(leg).quantizer.stage(0).codebook)
+
+    again = runner.invoke(leg_state_command, [str(latest), str(leg)])
+    assert again.exit_code == 1 and "--force" in again.output
+    assert runner.invoke(leg_state_command, [str(latest), str(leg), "--force"]).exit_code == 0
+    # It holds no optimizer, so a resume of it is refused with the way to use it instead.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LATEST).write_bytes(leg.read_bytes())
+    resumed = runner.invoke(train_command, ["--resume", f"out_dir={run}", "steps=8"])
+    assert resumed.exit_code == 1 and "leg state" in resumed.output and "init_from=" in resumed.output
+    realism = {**full, "train_config": json.dumps({**json.loads(full["train_config"]), "phase": "vqgan"})}
+    with pytest.raises(ValueError, match="only a vqvae checkpoint"):
+        leg_state(realism)
+    not_a_state = tmp_path / "image.pt"
+    Image.new("RGB", (4, 4)).save(not_a_state, format="PNG")
+    refused = runner.invoke(leg_state_command, [str(not_a_state), str(tmp_path / "out.pt")])
+    assert refused.exit_code == 1 and "not a vqcodec training checkpoint" in refused.output
+    assert not (tmp_path / "out.pt").exists()
 
 
 def test_a_log_reads_the_same_plain_or_xz_compressed(tmp_path):

@@ -1,4 +1,5 @@
-"""Training checkpoints (model, optimizer, RNG and step, plus both configs) and weight export.
+"""Training checkpoints (model, optimizer, RNG and step, plus both configs), the leaner state
+the next leg of a run starts from, and weight export.
 
 Checkpoints are for resuming training only; what ships is `export_weights`'s safetensors
 file, which holds no discriminator or optimizer state.
@@ -100,6 +101,21 @@ def restore_run(state: dict, model: VQCodec, optimizer: torch.optim.Optimizer, w
     return state["step"]
 
 
+def leg_state(state: dict) -> dict:
+    """What the next leg of a VQ-VAE run needs from its checkpoint `state`: the weights, in
+    float16, with the step and config they came from (and no optimizer or RNG state).
+
+    A run that moves between machines keeps its state in the repository, where every version
+    stays in the history. Each leg starts a fresh schedule from the last one's weights
+    (`init_from`), so the optimizer's moments, two thirds of a checkpoint, are not needed, and
+    float16 halves the rest: rounding a codec's weights to float16 does not move its
+    rate-distortion figures (experiments/half-weights), and loading upcasts them."""
+    if config_from_checkpoint(state).phase != "vqvae":
+        raise ValueError("only a vqvae checkpoint has a next VQ-VAE leg; this one is a realism-decoder phase")
+    model = {key: value.half() if value.is_floating_point() else value for key, value in state["model"].items()}
+    return {"model": model, "step": state["step"], "train_config": state["train_config"]}
+
+
 def resume_run(config: TrainConfig, path: str | None, overrides: list[str]) -> tuple[TrainConfig, dict | None]:
     """What `--resume` continues: (config, checkpoint state), reading `out_dir/latest.pt` once.
 
@@ -112,6 +128,11 @@ def resume_run(config: TrainConfig, path: str | None, overrides: list[str]) -> t
     if not latest.exists():
         return config, None
     state = load_checkpoint(latest)
+    if "optimizer" not in state:
+        raise ValueError(
+            f"{latest} is a leg state (weights only, `vqcodec leg-state`): start the next leg from it with "
+            f"init_from={latest} and another out_dir, not --resume"
+        )
     saved = config_from_checkpoint(state)
     resumed = load_config(path, overrides, base=saved)
     if resumed.phase != saved.phase:
