@@ -18,6 +18,12 @@ steps and against the run's wall-clock time, with its parameter count and traini
         "weights 1:1:2:4=benchmarks/results/training/vqc-f8-s4-v3" --from-step 45000 \
         --out experiments/stage-weights/results
 
+A run in legs that each start a fresh schedule from the last one's weights (`init_from`,
+docs/models.md "Training states") counts its steps from 0 in each leg; `--legs` plots the
+legs, named in order, as one run:
+
+    python benchmarks/training_probe.py "leg 1=RUN1" "leg 2=RUN2" --legs --plot-stages 10 --out OUT
+
 The committed results were made from the logs in benchmarks/results/training/ (each run's
 config.json and metrics.jsonl.xz), which this script reads as it reads a run folder. A run trained
 in legs keeps one config per leg (config-stepsA-B.json) instead: the first is read (with
@@ -101,6 +107,19 @@ def summarize(run_dir: Path, until_step: int | None = None, from_step: int = 0) 
     }
 
 
+def chained(runs: dict[str, dict]) -> dict[str, dict]:
+    """Consecutive legs of one run (each started from the last one's weights on a fresh
+    schedule, so each counts its steps from 0) with their steps and hours counted from the
+    first leg's start instead."""
+    steps, hours = 0, 0.0
+    legs = {}
+    for name, run in runs.items():
+        points = [{**point, "step": point["step"] + steps, "hours": point["hours"] + hours} for point in run["validation"]]
+        legs[name] = {**run, "validation": points, "starts_at": {"step": steps, "hours": hours}}
+        steps, hours = points[-1]["step"], points[-1]["hours"]
+    return legs
+
+
 def plot(runs: dict[str, dict], out: Path, stage_counts: list[int] | None = None) -> None:
     """PSNR per step and per hour at `stage_counts` (default: 1 and each run's top), and the
     first stage's codebook usage."""
@@ -144,7 +163,14 @@ def main() -> None:
         metavar="N",
         help="stage counts to plot (default: 1 and each run's top); one alone shows small gaps",
     )
+    parser.add_argument(
+        "--legs",
+        action="store_true",
+        help="the runs are consecutive legs of one run, in order: count steps and hours from the first one's start",
+    )
     args = parser.parse_args()
+    if args.legs and (args.from_step or args.until_step is not None):
+        parser.error("--legs takes every leg whole: no --from-step or --until-step")
     if args.plot_stages and min(args.plot_stages) < 1:
         parser.error("--plot-stages takes stage counts of at least 1")
     if any("=" not in item for item in args.runs):
@@ -156,6 +182,8 @@ def main() -> None:
     for name, run in runs.items():
         if args.plot_stages and max(args.plot_stages) > run["model"]["stages"]:
             parser.error(f"{name} has {run['model']['stages']} stages, cannot plot {max(args.plot_stages)}")
+    if args.legs:
+        runs = chained(runs)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "probe.json").write_text(json.dumps(runs, indent=1))
     plot(runs, args.out / "probe.png", args.plot_stages)
