@@ -13,7 +13,9 @@ inside the old one's range (the old curve interpolated there) and at each rate t
 offered (the new curve interpolated there); curves are interpolated by PCHIP in log-rate, as
 BD metrics do, and a rate outside the other curve's range reads None. Then BD-rate (PSNR,
 MS-SSIM) of the new curve against the old over the rates both cover. Writes `model_change.json` and
-`model_change.png` into `--out`.
+`model_change.png` into `--out`. `--decoders fidelity` compares the fidelity decoders alone,
+e.g. a training leg's model, which has no realism decoder yet, against the shipped one
+(experiments/cpu-run).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def plot(pairs: dict[str, tuple[dict, dict]], path: Path) -> None:
             axis.plot(current["bpp"], current[metric], color=f"C{i}", marker="o", ms=4, label=f"{current['name']} (new)")
         axis.set_xlabel("bits per pixel")
         axis.set_ylabel(label)
-    axes[0].set_title("Kodak, 24 images: the new default against the one it replaces")
+    axes[0].set_title("Kodak, 24 images: the new model against the previous one")
     save_figure(figure, axes, path)
 
 
@@ -77,10 +79,17 @@ def main() -> None:
     parser.add_argument("--previous", required=True, help="path prefix of the replaced model's curves")
     parser.add_argument("--current", required=True, help="path prefix of the new model's curves")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--decoders",
+        nargs="+",
+        choices=DECODERS,
+        default=list(DECODERS),
+        help="which decoders' curves to compare (a training leg's model has no realism decoder yet)",
+    )
     args = parser.parse_args()
     pairs = {
         decoder: (read_curve(Path(f"{args.previous}-{decoder}.json")), read_curve(Path(f"{args.current}-{decoder}.json")))
-        for decoder in DECODERS
+        for decoder in args.decoders
     }
     report = {decoder: compare(previous, current) for decoder, (previous, current) in pairs.items()}
     args.out.mkdir(parents=True, exist_ok=True)
