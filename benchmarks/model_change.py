@@ -31,9 +31,15 @@ DECODERS = ("fidelity", "realism")
 METRICS = {"psnr": "PSNR (dB)", "ms-ssim": "MS-SSIM"}
 
 
+# `vqcodec evaluate --json` writes CompressAI's names for the metrics the RD benchmark calls these.
+EVALUATE_NAMES = {"psnr-rgb": "psnr", "ms-ssim-rgb": "ms-ssim"}
+
+
 def read_curve(path: Path) -> dict:
+    """A model's curve from the RD benchmark's JSON or from `vqcodec evaluate --json`."""
     document = json.loads(path.read_text())
-    return {"name": document["name"], "description": document.get("description", ""), **document["results"]}
+    results = {EVALUATE_NAMES.get(key, key): value for key, value in document["results"].items()}
+    return {"name": document["name"], "description": document.get("description", ""), **results}
 
 
 def compare(previous: dict, current: dict) -> dict:
