@@ -19,6 +19,12 @@ from .pack import QUALITY, SHORT_SIDE, pack_training_set
 from .prior_loop import DEFAULT_SCHEDULE, PriorTrainConfig, train_prior
 
 
+def refuse_to_overwrite(path: Path, force: bool) -> None:
+    """Stop before any work when `path` exists and --force was not given."""
+    if path.exists() and not force:
+        raise click.ClickException(f"{path} exists; pass --force to overwrite it")
+
+
 @click.command("train", context_settings={"ignore_unknown_options": True})
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="JSON training config.")
 @click.option(
@@ -67,8 +73,7 @@ def leg_state_command(state: str, output: str, force: bool) -> None:
     STATE (a run's latest.pt) in float16, without the optimizer, about a sixth of its size."""
     from .checkpoint import leg_state, load_checkpoint, save_checkpoint
 
-    if Path(output).exists() and not force:
-        raise click.ClickException(f"{output} exists; pass --force to overwrite it")
+    refuse_to_overwrite(Path(output), force)
     try:
         lean = leg_state(load_checkpoint(Path(state)))
     except ValueError as error:  # not a checkpoint, or not a VQ-VAE one
@@ -90,8 +95,7 @@ def export_model_command(weights: str, output: str, data_dir: str, description: 
 
     WEIGHTS is a weights file (weights.safetensors) or a VQ-VAE run's training state (latest.pt).
     """
-    if Path(output).exists() and not force:
-        raise click.ClickException(f"{output} exists; pass --force to overwrite it")
+    refuse_to_overwrite(Path(output), force)
     try:
         counts = export_model(Path(weights), Path(output), Path(data_dir), description)
     except (ValueError, RuntimeError, FileNotFoundError) as error:  # not codec weights; no images
@@ -163,8 +167,7 @@ def train_prior_command(
 ) -> None:
     """Train the context prior on DATA_DIR's images (tokens of the frozen --codec) and write it to OUT."""
     out_path = Path(out)
-    if out_path.exists() and not force:
-        raise click.ClickException(f"{out_path} exists; pass --force to overwrite it")
+    refuse_to_overwrite(out_path, force)
     if threads:
         torch.set_num_threads(threads)
     try:
