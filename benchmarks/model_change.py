@@ -15,7 +15,10 @@ BD metrics do, and a rate outside the other curve's range reads None. Then BD-ra
 MS-SSIM) of the new curve against the old over the rates both cover. Writes `model_change.json` and
 `model_change.png` into `--out`. `--decoders fidelity` compares the fidelity decoders alone,
 e.g. a training leg's model, which has no realism decoder yet, against the shipped one
-(experiments/cpu-run).
+(experiments/cpu-run). `--codecs benchmarks/results/kodak` adds the BD-rate (PSNR) of both
+curves against each curve the RD benchmark committed there (WebP, AVIF, ..., the shipped
+model's) and draws those curves thin in the PSNR panel: how far a candidate is from the
+next-model issue's bar when both are coded alike.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import argparse
 import json
 from pathlib import Path
 
-from plotting import save_figure
-from rd_bd import bd_rate, quality_ahead
+from plotting import draw_compared_curves, save_figure
+from rd_bd import bd_rate, bd_rates_against, committed_curves, quality_ahead
 
 DECODERS = ("fidelity", "realism")
 METRICS = {"psnr": "PSNR (dB)", "ms-ssim": "MS-SSIM"}
@@ -42,8 +45,9 @@ def read_curve(path: Path) -> dict:
     return {"name": document["name"], "description": document.get("description", ""), **results}
 
 
-def compare(previous: dict, current: dict) -> dict:
-    """The new curve against the old: gains at the old rates and BD-rates over the overlap."""
+def compare(previous: dict, current: dict, others: dict[str, dict[str, list[float]]]) -> dict:
+    """The new curve against the old: gains at the old rates and BD-rates over the overlap;
+    and both curves' BD-rate (PSNR) against each of `others` (`rd_bd.committed_curves`)."""
     out: dict = {
         "previous": previous["description"],
         "current": current["description"],
@@ -56,18 +60,22 @@ def compare(previous: dict, current: dict) -> dict:
         behind = quality_ahead(current["bpp"], current[metric], previous["bpp"], previous[metric])
         out[f"{metric}_gain_at_previous_rates"] = [None if lead is None else -lead for lead in behind]
         out[f"bd_rate_{metric}_percent"] = bd_rate(previous["bpp"], previous[metric], current["bpp"], current[metric])
+    sides = {"previous": previous, "current": current}
+    out["bd_rate_psnr_percent_vs"] = {side: bd_rates_against(others, c["bpp"], c["psnr"]) for side, c in sides.items()}
     out["current_top"] = {"bpp": current["bpp"][-1], "psnr": current["psnr"][-1], "ms-ssim": current["ms-ssim"][-1]}
     out["previous_top"] = {"bpp": previous["bpp"][-1], "psnr": previous["psnr"][-1], "ms-ssim": previous["ms-ssim"][-1]}
     return out
 
 
-def plot(pairs: dict[str, tuple[dict, dict]], path: Path) -> None:
+def plot(pairs: dict[str, tuple[dict, dict]], others: dict[str, dict[str, list[float]]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(METRICS), figsize=(11, 4.5))
+    top_rate = 1.2 * max(max(curve["bpp"]) for pair in pairs.values() for curve in pair)
+    draw_compared_curves(axes[0], others, top_rate)
     for axis, (metric, label) in zip(axes, METRICS.items(), strict=True):
         for i, (previous, current) in enumerate(pairs.values()):
             axis.plot(
@@ -92,15 +100,24 @@ def main() -> None:
         default=list(DECODERS),
         help="which decoders' curves to compare (a training leg's model has no realism decoder yet)",
     )
+    parser.add_argument(
+        "--codecs",
+        type=Path,
+        help="folder of the RD benchmark's curves (CompressAI JSON): both curves' BD-rate (PSNR) against each",
+    )
     args = parser.parse_args()
+    others = committed_curves(args.codecs) if args.codecs else {}
     pairs = {
         decoder: (read_curve(Path(f"{args.previous}-{decoder}.json")), read_curve(Path(f"{args.current}-{decoder}.json")))
         for decoder in args.decoders
     }
-    report = {decoder: compare(previous, current) for decoder, (previous, current) in pairs.items()}
+    report = {decoder: compare(previous, current, others) for decoder, (previous, current) in pairs.items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "model_change.json").write_text(json.dumps(report, indent=1))
-    plot(pairs, args.out / "model_change.png")
+    plot(pairs, others, args.out / "model_change.png")
+
+    def listed_percent(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:+.1f} %"
 
     def listed(gains: list[float | None]) -> str:
         return ", ".join("n/a" if g is None else f"{g:+.3f}" for g in gains)
@@ -113,6 +130,9 @@ def main() -> None:
             f"MS-SSIM {row['bd_rate_ms-ssim_percent']:+.1f} %; "
             f"top {row['previous_top']['bpp']:.3f} → {row['current_top']['bpp']:.3f} bpp"
         )
+        for side, rates in row["bd_rate_psnr_percent_vs"].items():
+            if rates:
+                print(f"  {side}: BD-rate PSNR " + ", ".join(f"vs {name} {listed_percent(v)}" for name, v in rates.items()))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from plotting import save_figure
+from plotting import draw_compared_curves, save_figure
 from rd_bd import bd_rate, bd_rates_against, committed_curves, psnr_ahead
 from vqcodec import coding, zoo
 from vqcodec.entropy.prior_file import load_prior_file
@@ -111,14 +111,7 @@ def plot(results: list[dict], path: Path, compared: dict[str, dict[str, list[flo
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     anchor = results[0]
-    top_rate = 1.2 * max(max(row["static"]) for row in results)
-    # The profiles take the first colours in both panels, the other codecs the last ones, thin;
-    # the shipped model's curve is drawn over the profiles', which it would otherwise hide behind.
-    for i, (name, curve) in enumerate(compared.items()):
-        kept = [(b, q) for b, q in zip(curve["bpp"], curve["psnr"], strict=True) if b <= top_rate]
-        shipped = name.startswith("vqcodec")
-        style = dict(color="black", ls="-.", lw=1.2, zorder=5) if shipped else dict(color=f"C{9 - i}", lw=0.9)
-        left.plot(*zip(*kept), label=f"{name} (shipped)" if shipped else name, **style)
+    draw_compared_curves(left, compared, 1.2 * max(max(row["static"]) for row in results))
     left.plot(anchor["static"], anchor["psnr"], "k--", marker="x", label=f"{label(anchor)}, static prior")
     for i, row in enumerate(results):
         color = f"C{i}"

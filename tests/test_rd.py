@@ -37,6 +37,24 @@ def test_committed_curves_are_read_by_name_and_a_missing_codec_is_left_out(tmp_p
     assert halved["webp"] == pytest.approx(-50.0, abs=0.01)
 
 
+def test_model_change_sets_both_models_against_the_other_codecs(tmp_path):
+    from model_change import compare, plot
+
+    def curve(name: str, scale: float) -> dict:
+        rates = [scale * r for r in RATES]
+        return {"name": name, "description": name, "bpp": rates, "psnr": _quality(RATES), "ms-ssim": [0.9] * 5}
+
+    webp = {"bpp": RATES, "psnr": _quality(RATES)}
+    previous, current = curve("old", 1.25), curve("new", 0.8)
+    against = compare(previous, current, {"webp": webp})["bd_rate_psnr_percent_vs"]
+    assert against["previous"]["webp"] == pytest.approx(25.0, abs=1e-6)
+    assert against["current"]["webp"] == pytest.approx(-20.0, abs=1e-6)
+    assert compare(previous, current, {})["bd_rate_psnr_percent_vs"] == {"previous": {}, "current": {}}
+    # A compared curve wholly past the models' rates is left off the plot, not drawn empty.
+    plot({"fidelity": (previous, current)}, {"webp": webp, "far": {"bpp": [9.0, 10.0], "psnr": [40.0, 41.0]}}, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
 def test_psnr_ahead_at_the_same_bpp_and_none_outside_the_range():
     curve = {"bpp": [0.2, 0.4, 0.8], "psnr": [28.0, 31.0, 34.0]}
     ahead = psnr_ahead(curve, [0.4, 0.8, 1.6], [31.5, 33.8, 40.0])
