@@ -6,7 +6,9 @@ RD_JOBS ?= 2
 .PHONY: rd-kodak gpu-train gpu-data gpu-wheels gpu-carry-check gpu-run
 
 # Rate–distortion benchmark on the 24 Kodak images: rewrites benchmarks/results/kodak/
-# (JSON, plots, side-by-side picture, table.md, summary.md for the README).
+# (JSON, plots, side-by-side picture, table.md, summary.md for the README). Needs the bench
+# extras (pip install -e ".[bench]"): without imagecodecs JPEG XL is skipped (rd.json lists
+# it under "skipped") and its curve in the folder is not rewritten.
 rd-kodak:
 	OMP_NUM_THREADS=1 $(PYTHON) benchmarks/rd.py $(KODAK) --out benchmarks/results/kodak \
 		--reference benchmarks/reference/compressai_kodak.csv \

@@ -18,12 +18,12 @@
 #                  of K=512, which halve the context prior's work per stage and so leave the
 #                  wide decoder room under the decode-speed bar (experiments/codebook-size,
 #                  experiments/decoder-cost); or shipped: the shipped architecture (from
-#                  vqc-f8-s8, a further leg of the shipped model) [wide]
-#   GPU_STAGES     residual quantizer stages [10 for wide, 8 for shipped]
+#                  vqc-f8-s10, a further leg of the shipped model) [wide]
+#   GPU_STAGES     residual quantizer stages [10]
 #   GPU_INIT       what the vqvae phase grows from (`init_from`, vqcodec/train/warm_start.py): a
 #                  model name, weights or a latest.pt; `none` starts from random weights. The
-#                  grown model first computes what the shipped one does, with new codebooks
-#                  [vqc-f8-s8]; it sets the peak lr (below)
+#                  grown model first computes what the shipped one does, codebooks included
+#                  [vqc-f8-s10]; it sets the peak lr (below)
 #   VQVAE_MINUTES, GAN_MINUTES, GAN_STEPS  [6, 1.5, 1500]
 #   GPU_ARGS       more key=value overrides for both phases, last so they win (e.g. device=cpu)
 #   PYTHON         [python]
@@ -40,10 +40,10 @@ RUNS=${GPU_RUNS:-runs/gpu}
 case ${GPU_MODEL:-wide} in
     wide) MODEL=(model.width_fine=96 model.width_coarse=192 model.encoder_blocks=[2,3] model.decoder_blocks=[4,3]
                 model.codebook_size=512) STAGES=10 ;;
-    shipped) MODEL=() STAGES=8 ;;
+    shipped) MODEL=(model.codebook_size=512) STAGES=10 ;;
     *) echo "GPU_MODEL must be wide or shipped, got '$GPU_MODEL'" >&2; exit 2 ;;
 esac
-INIT=${GPU_INIT:-vqc-f8-s8} LR=1e-4
+INIT=${GPU_INIT:-vqc-f8-s10} LR=1e-4
 [ "$INIT" = none ] && INIT="" LR=5e-4
 read -ra EXTRA <<< "${GPU_ARGS:-}"
 [ $# -gt 0 ] || set -- vqvae vqgan

@@ -2,9 +2,9 @@
 benchmark's curves of both (CompressAI-schema JSON; the replaced model's from the commit that
 last shipped it):
 
-    git show e0400b94:benchmarks/results/kodak/vqcodec-fidelity.json \\
-        > benchmarks/results/model-change/vqc-f8-s4-v3-fidelity.json   # and -realism
-    python benchmarks/model_change.py --previous benchmarks/results/model-change/vqc-f8-s4-v3 \\
+    git show b7bfd29d:benchmarks/results/kodak/vqcodec-fidelity.json \\
+        > benchmarks/results/model-change/vqc-f8-s8-fidelity.json   # and -realism
+    python benchmarks/model_change.py --previous benchmarks/results/model-change/vqc-f8-s8 \\
         --current benchmarks/results/kodak/vqcodec --out benchmarks/results/model-change
 
 Per decoder (`PREFIX-fidelity.json`, `PREFIX-realism.json`), PSNR and MS-SSIM of the new

@@ -178,6 +178,7 @@ def _mutate_field(rng: random.Random, parts: Parts, seeds: list[Parts]) -> None:
                 b"",
                 b"x",
                 b"A",
+                b"vqc-f8-s10",
                 b"vqc-f8-s8",
                 b"vqc-f8-s4-v3",
                 b"vqc-f8-s4",

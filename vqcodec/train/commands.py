@@ -39,7 +39,7 @@ def train_command(config_path: str | None, resume: bool, overrides: tuple[str, .
     phase=vqvae trains encoder, codebooks and the fidelity decoder; phase=vqgan
     init_from=RUN/latest.pt fine-tunes a realism decoder on them with a discriminator.
     phase=vqvae init_from=RUN/latest.pt model.stages=8 starts a fresh schedule from a trained
-    VQ-VAE (or an installed model: init_from=vqc-f8-s8), with residual stages added after its
+    VQ-VAE (or an installed model: init_from=vqc-f8-s10), with residual stages added after its
     own; its networks may grow deeper (model.decoder_blocks=[4,3]) and wider
     (model.width_fine=96), and its codebooks change size (model.codebook_size=512).
     """
