@@ -79,6 +79,20 @@ LAST_WITH_V3 = "e0400b94baa147e46f334edf76f0b1446824ad10"
 # The last commit that shipped vqc-f8-s8, the default before vqc-f8-s10.
 LAST_WITH_S8 = "b7bfd29d484bd91756548404623e649b642baa96"
 
+# The quality points that vqc-f8-s8 and vqc-f8-s10, each chosen on its own, share up to 7
+# stages (benchmarks/quality_points.py): every strength up to 4 stages; from 5, strength 2 no
+# longer pays, and at 6-7 neither do the nearest codewords.
+QUALITY_POINTS_TO_7_STAGES: tuple[tuple[int, float], ...] = (
+    *((count, strength) for count in range(1, 5) for strength in (2.0, 1.0, 0.5, 0.0)),
+    (5, 1.0),
+    (5, 0.5),
+    (5, 0.0),
+    (6, 1.0),
+    (6, 0.5),
+    (7, 1.0),
+    (7, 0.5),
+)
+
 # A model's weights never change under its name: files name the model (and hash) that wrote
 # them, so better weights ship under a new name and retired ones stay listed here, which lets
 # a file of a retired model say exactly what it needs.
@@ -146,19 +160,12 @@ MODELS: dict[str, ZooEntry] = {
             ),
         ),
         rdo_lambdas=(0.08,) * 8,
-        # benchmarks/results/quality: 26 of the 32 points. From 5 stages up, one stage more at
-        # strength 2 gives less PSNR than the stage count before with the nearest codewords, and
-        # 6 or 7 stages with the nearest codewords cost about as much as one stage more at
-        # strength 1, for less PSNR.
+        # benchmarks/results/quality at commit b7bfd29d: 26 of the 32 points. From 5 stages up,
+        # one stage more at strength 2 gives less PSNR than the stage count before with the
+        # nearest codewords, and 6 or 7 stages with the nearest codewords cost about as much as
+        # one stage more at strength 1, for less PSNR.
         quality_points=(
-            *((count, strength) for count in range(1, 5) for strength in (2.0, 1.0, 0.5, 0.0)),
-            (5, 1.0),
-            (5, 0.5),
-            (5, 0.0),
-            (6, 1.0),
-            (6, 0.5),
-            (7, 1.0),
-            (7, 0.5),
+            *QUALITY_POINTS_TO_7_STAGES,
             (8, 1.0),
             (8, 0.5),
             (8, 0.0),
@@ -175,19 +182,11 @@ MODELS: dict[str, ZooEntry] = {
             ),
         ),
         rdo_lambdas=(0.08,) * 10,
-        # benchmarks/results/quality: 31 of the 40 points. As for vqc-f8-s8, strength 2 stops
-        # paying from 5 stages and the nearest codewords at 6-7; at 9-10 stages one stage more
-        # at a lower strength is the better step, and 10 stages at strength 1 or 2 give less
-        # PSNR than 9 stages for as many bits.
+        # benchmarks/results/quality: 31 of the 40 points. At 9-10 stages one stage more at a
+        # lower strength is the better step, and 10 stages at strength 1 or 2 give less PSNR
+        # than 9 stages for as many bits.
         quality_points=(
-            *((count, strength) for count in range(1, 5) for strength in (2.0, 1.0, 0.5, 0.0)),
-            (5, 1.0),
-            (5, 0.5),
-            (5, 0.0),
-            (6, 1.0),
-            (6, 0.5),
-            (7, 1.0),
-            (7, 0.5),
+            *QUALITY_POINTS_TO_7_STAGES,
             (8, 1.0),
             (8, 0.5),
             (9, 1.0),
