@@ -126,8 +126,8 @@ def main() -> None:
         print(
             f"{decoder}: PSNR gain at the new rates {listed(row['psnr_gain_at_current_rates'])} dB, "
             f"at the previous rates {listed(row['psnr_gain_at_previous_rates'])} dB; "
-            f"BD-rate PSNR {row['bd_rate_psnr_percent']:+.1f} %, "
-            f"MS-SSIM {row['bd_rate_ms-ssim_percent']:+.1f} %; "
+            f"BD-rate PSNR {listed_percent(row['bd_rate_psnr_percent'])}, "
+            f"MS-SSIM {listed_percent(row['bd_rate_ms-ssim_percent'])}; "
             f"top {row['previous_top']['bpp']:.3f} → {row['current_top']['bpp']:.3f} bpp"
         )
         for side, rates in row["bd_rate_psnr_percent_vs"].items():

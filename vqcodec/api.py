@@ -49,9 +49,9 @@ def _stage_count(requested: int | None, available: int) -> int:
 
 # The rdo strengths a quality setting steps through within each stage count, most bits last,
 # where a model lists no quality points of its own (`zoo.ZooEntry.quality_points`). On the
-# 4-stage `vqc-f8-s4-v3` each of these steps added bits and PSNR on Kodak; with 8 or 10 stages, one
-# stage more at the strongest gives less than the stage count before at the weakest
-# (benchmarks/results/quality), which is why a model may list the points to use.
+# 4-stage `vqc-f8-s4-v3` each of these steps added bits and PSNR on Kodak; with 8 or 10
+# stages, one stage more at the strongest gives less than the stage count before at the
+# weakest (benchmarks/results/quality), which is why a model may list the points to use.
 QUALITY_RDO_STRENGTHS = (2.0, 1.0, 0.5, 0.0)
 
 
