@@ -28,9 +28,10 @@ def _fail(error: Exception) -> click.ClickException:
     return click.ClickException(str(error) or type(error).__name__)
 
 
-def _check_output(path: str, force: bool, inputs: list[str]) -> None:
+def check_output(path: str, force: bool, inputs: list[str]) -> None:
     """Refuse to overwrite without --force, never write over an input, and say up front when
-    the output cannot be written (no folder, not a regular file)."""
+    the output cannot be written (no folder, not a regular file). Every command that writes a
+    file checks it here, before its work."""
     if path == STDIO:
         return
     target = Path(path)
@@ -122,7 +123,7 @@ def _run_all(
     batch prints one line per failed input and a summary, and exits 1 if any failed;
     `quiet` leaves only the failures."""
     for source, target in jobs:
-        _check_output(target, force, [s for s in (source, *shared_inputs) if s])
+        check_output(target, force, [s for s in (source, *shared_inputs) if s])
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")  # notices (16-bit input, extra frames) are not errors
@@ -486,7 +487,7 @@ def evaluate(paths, stages, model, weights, prior, prior_file, rdo, refine, deco
     if not images:
         raise click.UsageError("no images found in " + ", ".join(paths))
     if json_out is not None:
-        _check_output(json_out, force, [str(path) for path in images])
+        check_output(json_out, force, [str(path) for path in images])
     try:
         document = run_evaluation(
             images,

@@ -84,6 +84,25 @@ def test_never_writes_over_the_input(workdir):
     assert (workdir / "a.png").read_bytes() == before
 
 
+def test_training_commands_check_their_output_before_the_work(workdir):
+    # The files are placeholders: each check must refuse before anything reads them.
+    codec, prior = workdir / "codec.safetensors", workdir / "prior.safetensors"
+    codec.write_bytes(b"codec weights")
+    prior.write_bytes(b"a prior")
+    over_codec = run("train-prior", workdir, codec, "--codec", codec, "--force")
+    over_search_prior = run("train-prior", workdir, prior, "--codec", codec, "--search-prior", prior, "--force")
+    assert over_codec.exit_code == over_search_prior.exit_code == 2
+    assert "same file as input" in over_codec.output and "same file as input" in over_search_prior.output
+    assert codec.read_bytes() == b"codec weights" and prior.read_bytes() == b"a prior"
+    no_folder = run("export-model", codec, workdir / "missing" / "out.safetensors", "--data-dir", workdir)
+    assert no_folder.exit_code == 2 and "does not exist" in no_folder.output
+    (workdir / "next.pt").write_bytes(b"keep me")
+    exists = run("leg-state", codec, workdir / "next.pt")
+    assert exists.exit_code == 1 and "--force" in exists.output
+    assert (workdir / "next.pt").read_bytes() == b"keep me"
+    assert run("leg-state", codec, workdir).exit_code == 2  # a folder, not a file
+
+
 def test_two_images_without_out_dir_are_not_taken_as_input_and_output(workdir):
     before = (workdir / "b.png").read_bytes()
     result = run("encode", "--force", workdir / "a.png", workdir / "b.png")

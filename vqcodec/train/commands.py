@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import torch
 
+from vqcodec.cli import check_output
 from vqcodec.entropy.context import TILES, PriorConfig
 from vqcodec.zoo import load_codec_file
 
@@ -17,12 +18,6 @@ from .config import load_config
 from .export import export_model
 from .pack import QUALITY, SHORT_SIDE, pack_training_set
 from .prior_loop import DEFAULT_SCHEDULE, PriorTrainConfig, train_prior
-
-
-def refuse_to_overwrite(path: Path, force: bool) -> None:
-    """Stop before any work when `path` exists and --force was not given."""
-    if path.exists() and not force:
-        raise click.ClickException(f"{path} exists; pass --force to overwrite it")
 
 
 @click.command("train", context_settings={"ignore_unknown_options": True})
@@ -73,7 +68,7 @@ def leg_state_command(state: str, output: str, force: bool) -> None:
     STATE (a run's latest.pt) in float16, without the optimizer, about a sixth of its size."""
     from .checkpoint import leg_state, load_checkpoint, save_checkpoint
 
-    refuse_to_overwrite(Path(output), force)
+    check_output(output, force, [state])
     try:
         lean = leg_state(load_checkpoint(Path(state)))
     except ValueError as error:  # not a checkpoint, or not a VQ-VAE one
@@ -95,7 +90,7 @@ def export_model_command(weights: str, output: str, data_dir: str, description: 
 
     WEIGHTS is a weights file (weights.safetensors) or a VQ-VAE run's training state (latest.pt).
     """
-    refuse_to_overwrite(Path(output), force)
+    check_output(output, force, [weights])
     try:
         counts = export_model(Path(weights), Path(output), Path(data_dir), description)
     except (ValueError, RuntimeError, FileNotFoundError) as error:  # not codec weights; no images
@@ -167,7 +162,7 @@ def train_prior_command(
 ) -> None:
     """Train the context prior on DATA_DIR's images (tokens of the frozen --codec) and write it to OUT."""
     out_path = Path(out)
-    refuse_to_overwrite(out_path, force)
+    check_output(out, force, [codec_path, *([search_prior] if search_prior else [])])
     if threads:
         torch.set_num_threads(threads)
     try:
