@@ -325,7 +325,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 )
 @click.option("--stages", type=click.IntRange(1, 16), help="Residual stages to code (fewer = smaller file).")
 @click.option(
-    "--bpp", type=click.FloatRange(min=0, min_open=True), help="Largest stage count that fits this many bits per pixel."
+    "--bpp",
+    type=click.FloatRange(min=0, min_open=True),
+    help="The highest -q setting whose file fits this many bits per pixel (with --rdo: the largest "
+    "stage count at that strength); about 2.5× the encode time.",
 )
 @MODEL_OPTION
 @WEIGHTS_OPTION

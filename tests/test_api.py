@@ -132,15 +132,23 @@ def test_tensor_and_path_inputs(tmp_path):
     assert vqcodec.compress(path) == vqcodec.compress(array)
 
 
-def test_bpp_picks_largest_stage_count_that_fits(sample_crop):
+def test_bpp_picks_the_highest_quality_point_that_fits(sample_crop):
     pixels = sample_crop.width * sample_crop.height
-    sizes = [len(vqcodec.compress(sample_crop, stages=n)) for n in range(1, vqcodec.model_info()["stages"] + 1)]
-    target = (sizes[1] * 8 + 1) / pixels  # just enough for two stages, not three
-    data = vqcodec.compress(sample_crop, bpp=target)
-    assert vqcodec.read_header(data).stages == 2
-    assert len(data) * 8 <= target * pixels
+    ladder = list(dict.fromkeys(vqcodec.operating_point(quality) for quality in range(101)))
+    sizes = {point: len(vqcodec.compress(sample_crop, stages=point[0], rdo=point[1])) for point in ladder}
+    for aimed_at in ladder[4::9]:
+        target = sizes[aimed_at] * 8 / pixels
+        expected = [point for point in ladder if sizes[point] <= sizes[aimed_at]][-1]  # per image, sizes need not rise
+        stages, rdo = expected
+        assert vqcodec.compress(sample_crop, bpp=target) == vqcodec.compress(sample_crop, stages=stages, rdo=rdo)
+    at_strength = [len(vqcodec.compress(sample_crop, stages=n, rdo=1)) for n in (2, 3)]
+    data = vqcodec.compress(sample_crop, bpp=(at_strength[0] * 8 + 1) / pixels, rdo=1)  # 2 stages fit, 3 do not
+    assert at_strength[1] > at_strength[0] and vqcodec.read_header(data).stages == 2
     with pytest.raises(ValueError, match="below the lowest rate"):
         vqcodec.compress(sample_crop, bpp=0.001)
+    for bad in (0, -1.0, float("nan"), True, "0.3"):
+        with pytest.raises(ValueError, match="bpp must be a positive number"):
+            vqcodec.compress(sample_crop, bpp=bad)
 
 
 @pytest.mark.parametrize(

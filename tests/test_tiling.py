@@ -145,6 +145,18 @@ def test_large_images_are_coded_tile_by_tile_in_a_version_3_stream(monkeypatch, 
     assert np.abs(one_stage - np.asarray(vqcodec.decompress(whole, stages=1))).max() <= 1
 
 
+def test_a_bpp_target_chooses_among_tiled_streams(monkeypatch, photo):
+    """One encoder pass serves every quality point a bpp target weighs, tile by tile."""
+    monkeypatch.setattr(tiling, "TILE_TOKENS", MIN_TILE_TOKENS)
+    pixels = photo.shape[0] * photo.shape[1]
+    ladder = list(dict.fromkeys(vqcodec.operating_point(quality) for quality in range(101)))
+    streams = {point: vqcodec.compress(photo, stages=point[0], rdo=point[1]) for point in ladder}
+    aimed_at = len(streams[ladder[len(ladder) // 2]])
+    chosen = vqcodec.compress(photo, bpp=aimed_at * 8 / pixels)
+    assert bitstream.read_header(chosen).tiles == 4
+    assert chosen == streams[[point for point in ladder if len(streams[point]) <= aimed_at][-1]]
+
+
 def test_a_damaged_tile_is_named(monkeypatch, photo):
     monkeypatch.setattr(tiling, "TILE_TOKENS", MIN_TILE_TOKENS)
     header, _, payloads = bitstream.unpack(vqcodec.compress(photo, stages=1, rdo=0))

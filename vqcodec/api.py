@@ -84,16 +84,13 @@ def operating_point(quality: int, model: str | Path | None = None, prior: str | 
     return _point_for_quality(quality, quality_points(loaded, _coding_prior(loaded, prior)[0]))
 
 
-def _fit_bpp(bpp: float, prefix_sizes: list[int], pixels: int) -> int:
-    """Largest stage count whose whole file fits `bpp`; prefix_sizes[n-1] is the size at n stages."""
-    if not bpp > 0:
-        raise ValueError(f"bpp must be positive, got {bpp!r}")
-    fitting = [n for n, size in enumerate(prefix_sizes, start=1) if size * 8 <= bpp * pixels]
+def _fit_bpp(bpp: float, sizes: list[int], pixels: int) -> int:
+    """Index of the last of `sizes` (bytes of the candidate files, in order of quality) that
+    fits `bpp`."""
+    fitting = [index for index, size in enumerate(sizes) if size * 8 <= bpp * pixels]
     if not fitting:
-        smallest = prefix_sizes[0] * 8 / pixels
-        raise ValueError(
-            f"target of {bpp} bpp is below the lowest rate this model gives this image ({smallest:.4f} bpp at 1 stage)"
-        )
+        smallest = min(sizes) * 8 / pixels
+        raise ValueError(f"target of {bpp} bpp is below the lowest rate this model gives this image ({smallest:.4f} bpp)")
     return fitting[-1]
 
 
@@ -164,8 +161,10 @@ def compress(
             images are turned upright by their EXIF orientation, and their ICC profile and
             EXIF (orientation reset to 1) travel in the stream.
         stages: residual stages to code (1..S, default all): fewer stages, fewer bits.
-        bpp: instead of `stages`, the largest stage count whose real file fits this many bits
-            per pixel.
+        bpp: instead of `stages`, the highest quality point (as `quality` steps through them)
+            whose real file fits this many bits per pixel; with `rdo` given, the largest stage
+            count at that strength. It searches at each strength of the points (about 2.5 times
+            the encode time with the shipped model), the encoder and `refine` running once.
         quality: instead of `stages` (and `rdo`), 0..100 mapped onto operating points,
             stage count and rdo strength, by `operating_point` (as Pillow's
             `save(quality=...)`): a higher quality never gives a smaller file on average.
@@ -196,6 +195,8 @@ def compress(
     if len(given) > 1:
         raise ValueError(f"give one of stages, bpp and quality, not both {given[0]} and {given[1]}")
     refine = _integer(refine, "refine", 0, MAX_REFINE_STEPS)
+    if bpp is not None and (isinstance(bpp, bool) or not isinstance(bpp, numbers.Real) or not bpp > 0):
+        raise ValueError(f"bpp must be a positive number, got {bpp!r}")
     device = resolve_device(device)
     loaded = zoo.load(model, prior_file)
     prior_name, coding_prior, prior_hash = _coding_prior(loaded, prior)
@@ -205,13 +206,26 @@ def compress(
             raise ValueError("give quality or rdo, not both: quality sets the rdo strength too")
         stages, rdo = _point_for_quality(quality, quality_points(loaded, prior_name))
     count = _stage_count(stages, config.stages) if bpp is None else config.stages
-    lambdas = _rdo_lambdas(loaded, prior_name, rdo, count)
+    # Each candidate file is (stage count, index of its λ profile). With a bpp target the
+    # candidates are the quality points (or, for a given rdo strength, every stage count at
+    # it): one encoder pass, one search per strength among them, each to the most stages a
+    # candidate codes at that strength.
+    if bpp is None:
+        profiles = [(count, _rdo_lambdas(loaded, prior_name, rdo, count))]
+        candidates = [(count, 0)]
+    else:
+        points = _bpp_candidates(loaded, prior_name, rdo, count)
+        strengths = list(dict.fromkeys(strength for _, strength in points))
+        depths = [max(n for n, other in points if other == strength) for strength in strengths]
+        profiles = [(depth, _rdo_lambdas(loaded, prior_name, strength, depth)) for strength, depth in zip(strengths, depths)]
+        candidates = [(n, strengths.index(strength)) for n, strength in points]
     prepared = prepare_image(image, keep_metadata=not strip)
     height, width = prepared.rgb.shape[:2]
     tile = tiling.TILE_TOKENS
-    tile_payloads = coding.encode_tiles(loaded.codec, prepared.rgb, count, coding_prior, lambdas, device, tile, refine)
-    tiled = len(tile_payloads[0]) > 1  # else the grid is coded whole, as a version 1 or 2 stream
-    payloads = [bitstream.join_tiles(stage) if tiled else stage[0] for stage in tile_payloads]
+    per_profile = coding.encode_tiles_for_profiles(
+        loaded.codec, prepared.rgb, count, coding_prior, profiles, device, tile, refine
+    )
+    tiled = len(per_profile[0][0]) > 1  # else the grid is coded whole, as a version 1 or 2 stream
     fields = dict(
         model_id=loaded.name,
         weights_hash=loaded.weights_hash,
@@ -227,10 +241,18 @@ def compress(
         exif=prepared.exif,
         tile=tile if tiled else 0,
     )
-    if bpp is not None:
-        sizes = [len(bitstream.pack(**fields, stage_payloads=payloads[:n])) for n in range(1, len(payloads) + 1)]
-        payloads = payloads[: _fit_bpp(bpp, sizes, width * height)]
-    return bitstream.pack(**fields, stage_payloads=payloads)
+    joined = [[bitstream.join_tiles(stage) if tiled else stage[0] for stage in profile] for profile in per_profile]
+    streams = [bitstream.pack(**fields, stage_payloads=joined[profile][:n]) for n, profile in candidates]
+    return streams[0] if bpp is None else streams[_fit_bpp(bpp, [len(stream) for stream in streams], width * height)]
+
+
+def _bpp_candidates(loaded: zoo.LoadedModel, prior_name: str, rdo, stages: int) -> list[tuple[int, float]]:
+    """The (stage count, rdo strength) points a bpp target chooses from, in order of quality:
+    the quality points, or every stage count at the strength given."""
+    if rdo is None:
+        return quality_points(loaded, prior_name)
+    _rdo_lambdas(loaded, prior_name, rdo, stages)  # refuse a strength it cannot use before any work
+    return [(count, rdo) for count in range(1, stages + 1)]
 
 
 def read_header(data: bytes) -> Header:

@@ -60,22 +60,25 @@ def quantize(
     """
     if lambdas is not None and prior is None:
         raise ValueError("the rate-distortion search needs the prior that will code the indices")
-    return _indices_of(codec, rgb, latent_of(codec, rgb, device), stages, prior, lambdas, device, refine_steps)
+    latent = _refined(codec, rgb, latent_of(codec, rgb, device), stages, device, refine_steps)
+    return _searched(codec, latent, stages, prior, lambdas, device)
 
 
-def _indices_of(
+def _refined(
+    codec: VQCodec, rgb: np.ndarray, latent: torch.Tensor, stages: int, device: torch.device, refine_steps: int
+) -> torch.Tensor:
+    return refine_latent(codec, rgb, latent, stages, refine_steps, device) if refine_steps else latent
+
+
+def _searched(
     codec: VQCodec,
-    rgb: np.ndarray,
     latent: torch.Tensor,
     stages: int,
     prior: Prior | None,
     lambdas: Sequence[float] | None,
     device: torch.device,
-    refine_steps: int,
 ) -> np.ndarray:
-    """`quantize` from the latent `[D, h, w]` of `rgb` on."""
-    if refine_steps:
-        latent = refine_latent(codec, rgb, latent, stages, refine_steps, device)
+    """Indices of the (refined) latent: nearest codewords or the search, then no free tail."""
     books = codec.quantizer.codebooks(stages)
     if lambdas is None:
         indices = on_device(codec, device).quantizer.encode(latent[None].to(device), stages)[0].cpu().numpy()
@@ -104,13 +107,33 @@ def encode_tiles(
     tile: its payloads are exactly `encode_stages(prior, quantize(...))`. Arguments as in
     `quantize`; the tiles of a large image are refined each against its own pixels.
     """
-    payloads: list[list[bytes]] = [[] for _ in range(stages)]
+    return encode_tiles_for_profiles(codec, rgb, stages, prior, [(stages, lambdas)], device, tile, refine_steps)[0]
+
+
+@torch.no_grad()
+def encode_tiles_for_profiles(
+    codec: VQCodec,
+    rgb: np.ndarray,
+    stages: int,
+    prior: Prior,
+    profiles: Sequence[tuple[int, Sequence[float] | None]],
+    device: torch.device = CPU,
+    tile: int | None = None,
+    refine_steps: int = 0,
+) -> list[list[list[bytes]]]:
+    """`encode_tiles` once per profile of `profiles`, (stage count up to `stages`, λ or None for
+    the nearest codewords), in order: the encoder and the refinement (at `stages`) run once per
+    tile, the search and the coding per profile. A stage's indices do not depend on the stages
+    after it, so a profile coded to fewer stages gives the prefix of one coded to more."""
+    payloads: list[list[list[bytes]]] = [[[] for _ in range(count)] for count, _ in profiles]
     stride = codec.config.stride
     encoder = on_device(codec, device).encoder
     for rows, cols, latent in latent_tiles(encoder, rgb, stride, device, margin_for(codec.config), tile):
-        indices = _indices_of(codec, pixels_of(rgb, rows, cols, stride), latent[0], stages, prior, lambdas, device, refine_steps)
-        for stage, payload in enumerate(encode_stages(prior, indices, device)):
-            payloads[stage].append(payload)
+        latent = _refined(codec, pixels_of(rgb, rows, cols, stride), latent[0], stages, device, refine_steps)
+        for profile, (count, lambdas) in zip(payloads, profiles, strict=True):
+            indices = _searched(codec, latent, count, prior, lambdas, device)
+            for stage, payload in enumerate(encode_stages(prior, indices, device)):
+                profile[stage].append(payload)
     return payloads
 
 
