@@ -84,7 +84,7 @@ def test_never_writes_over_the_input(workdir):
     assert (workdir / "a.png").read_bytes() == before
 
 
-def test_training_commands_check_their_output_before_the_work(workdir):
+def test_training_commands_check_their_output_before_the_work(workdir, monkeypatch):
     # The files are placeholders: each check must refuse before anything reads them.
     codec, prior = workdir / "codec.safetensors", workdir / "prior.safetensors"
     codec.write_bytes(b"codec weights")
@@ -101,6 +101,10 @@ def test_training_commands_check_their_output_before_the_work(workdir):
     assert exists.exit_code == 1 and "--force" in exists.output
     assert (workdir / "next.pt").read_bytes() == b"keep me"
     assert run("leg-state", codec, workdir).exit_code == 2  # a folder, not a file
+    monkeypatch.chdir(workdir)
+    (workdir / "-").write_bytes(b"a file named -")
+    dash = run("leg-state", codec, "-")
+    assert dash.exit_code == 1 and "--force" in dash.output and (workdir / "-").read_bytes() == b"a file named -"
 
 
 def test_two_images_without_out_dir_are_not_taken_as_input_and_output(workdir):

@@ -4,6 +4,7 @@ and checking its arguments and calling the training library. `vqcodec` mounts th
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from .config import load_config
 from .export import export_model
 from .pack import QUALITY, SHORT_SIDE, pack_training_set
 from .prior_loop import DEFAULT_SCHEDULE, PriorTrainConfig, train_prior
+
+
+def _check_file_output(path: str, force: bool, inputs: list[str]) -> None:
+    """`check_output` for an output that is always a file: here '-' names a file, not stdout."""
+    check_output(os.path.join(os.curdir, path), force, inputs)
 
 
 @click.command("train", context_settings={"ignore_unknown_options": True})
@@ -68,7 +74,7 @@ def leg_state_command(state: str, output: str, force: bool) -> None:
     STATE (a run's latest.pt) in float16, without the optimizer, about a sixth of its size."""
     from .checkpoint import leg_state, load_checkpoint, save_checkpoint
 
-    check_output(output, force, [state])
+    _check_file_output(output, force, [state])
     try:
         lean = leg_state(load_checkpoint(Path(state)))
     except ValueError as error:  # not a checkpoint, or not a VQ-VAE one
@@ -90,7 +96,7 @@ def export_model_command(weights: str, output: str, data_dir: str, description: 
 
     WEIGHTS is a weights file (weights.safetensors) or a VQ-VAE run's training state (latest.pt).
     """
-    check_output(output, force, [weights])
+    _check_file_output(output, force, [weights])
     try:
         counts = export_model(Path(weights), Path(output), Path(data_dir), description)
     except (ValueError, RuntimeError, FileNotFoundError) as error:  # not codec weights; no images
@@ -162,7 +168,7 @@ def train_prior_command(
 ) -> None:
     """Train the context prior on DATA_DIR's images (tokens of the frozen --codec) and write it to OUT."""
     out_path = Path(out)
-    check_output(out, force, [codec_path, *([search_prior] if search_prior else [])])
+    _check_file_output(out, force, [codec_path, *([search_prior] if search_prior else [])])
     if threads:
         torch.set_num_threads(threads)
     try:
