@@ -206,19 +206,17 @@ def compress(
             raise ValueError("give quality or rdo, not both: quality sets the rdo strength too")
         stages, rdo = _point_for_quality(quality, quality_points(loaded, prior_name))
     count = _stage_count(stages, config.stages) if bpp is None else config.stages
-    # Each candidate file is (stage count, index of its λ profile). With a bpp target the
-    # candidates are the quality points (or, for a given rdo strength, every stage count at
-    # it): one encoder pass, one search per strength among them, each to the most stages a
-    # candidate codes at that strength.
-    if bpp is None:
-        profiles = [(count, _rdo_lambdas(loaded, prior_name, rdo, count))]
-        candidates = [(count, 0)]
-    else:
-        points = _bpp_candidates(loaded, prior_name, rdo, count)
-        strengths = list(dict.fromkeys(strength for _, strength in points))
-        depths = [max(n for n, other in points if other == strength) for strength in strengths]
-        profiles = [(depth, _rdo_lambdas(loaded, prior_name, strength, depth)) for strength, depth in zip(strengths, depths)]
-        candidates = [(n, strengths.index(strength)) for n, strength in points]
+    # The candidate files: the one asked for or, with a bpp target, the quality points (or every
+    # stage count at a given rdo strength). One encoder pass; one search per strength among
+    # them, as deep as the deepest candidate at that strength, whose prefixes the others are.
+    points = [(count, rdo)] if bpp is None else _bpp_candidates(loaded, prior_name, rdo, count)
+    strengths: list = []
+    for _, strength in points:
+        if strength not in strengths:  # a list, not a set: `rdo` is anything until `_rdo_lambdas` checks it
+            strengths.append(strength)
+    candidates = [(stage_count, strengths.index(strength)) for stage_count, strength in points]
+    depths = [max(n for n, index in candidates if index == profile) for profile in range(len(strengths))]
+    profiles = [(depth, _rdo_lambdas(loaded, prior_name, strength, depth)) for strength, depth in zip(strengths, depths)]
     prepared = prepare_image(image, keep_metadata=not strip)
     height, width = prepared.rgb.shape[:2]
     tile = tiling.TILE_TOKENS
@@ -251,7 +249,6 @@ def _bpp_candidates(loaded: zoo.LoadedModel, prior_name: str, rdo, stages: int) 
     the quality points, or every stage count at the strength given."""
     if rdo is None:
         return quality_points(loaded, prior_name)
-    _rdo_lambdas(loaded, prior_name, rdo, stages)  # refuse a strength it cannot use before any work
     return [(count, rdo) for count in range(1, stages + 1)]
 
 
