@@ -240,8 +240,17 @@ def compress(
         tile=tile if tiled else 0,
     )
     joined = [[bitstream.join_tiles(stage) if tiled else stage[0] for stage in profile] for profile in per_profile]
-    streams = [bitstream.pack(**fields, stage_payloads=joined[profile][:n]) for n, profile in candidates]
-    return streams[0] if bpp is None else streams[_fit_bpp(bpp, [len(stream) for stream in streams], width * height)]
+
+    def stream(candidate: int) -> bytes:
+        n, profile = candidates[candidate]
+        return bitstream.pack(**fields, stage_payloads=joined[profile][:n])
+
+    if bpp is None:
+        return stream(0)
+    # One candidate stream at a time, its length kept: holding all of them (31 with the
+    # shipped model) would take that many copies of a large image's file.
+    sizes = [len(stream(candidate)) for candidate in range(len(candidates))]
+    return stream(_fit_bpp(bpp, sizes, width * height))
 
 
 def _bpp_candidates(loaded: zoo.LoadedModel, prior_name: str, rdo, stages: int) -> list[tuple[int, float]]:
