@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 from unittest import mock
@@ -24,15 +23,12 @@ import torch
 from PIL import Image
 
 from vqcodec import coding, refine, zoo
+from vqcodec.evaluate import score
 from vqcodec.train.data import list_images
 
 LEARNING_RATES = (0.01, 0.02, 0.03, 0.05)
 STEPS = (10, 25)
 STAGE_COUNTS = (3, 10)
-
-
-def psnr(decoded: np.ndarray, rgb: np.ndarray) -> float:
-    return 10 * math.log10(255.0**2 / float(np.mean((decoded.astype(np.float64) - rgb) ** 2)))
 
 
 def main() -> None:
@@ -60,7 +56,7 @@ def main() -> None:
                 key = f"{stages} stages, {steps} steps" + (f", lr {lr}" if steps else "")
                 seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - started
                 indices = codec.quantizer.encode(refined[None], stages)[0]
-                scores.setdefault(key, []).append(psnr(coding.reconstruct(codec, indices, *rgb.shape[:2]), rgb))
+                scores.setdefault(key, []).append(score(rgb, coding.reconstruct(codec, indices, *rgb.shape[:2]))["psnr"])
         print(path.name, flush=True)
     result = {
         "model": loaded.name,

@@ -39,6 +39,7 @@ from vqcodec import coding, zoo  # noqa: E402
 from vqcodec.entropy import rdo  # noqa: E402
 from vqcodec.entropy.free_tail import limit_free_tails  # noqa: E402
 from vqcodec.entropy.grid_coding import position_blocks  # noqa: E402
+from vqcodec.evaluate import score  # noqa: E402
 
 BEAM_WIDTHS = (4, 16)
 LOOKAHEAD_LAMBDAS = (0.04, 0.08)
@@ -101,10 +102,6 @@ def lookahead_indices(latent: torch.Tensor, books: list[torch.Tensor], prior, re
     return tokens
 
 
-def psnr(decoded: np.ndarray, rgb: np.ndarray) -> float:
-    return 10 * math.log10(255.0**2 / float(np.mean((decoded.astype(np.float64) - rgb) ** 2)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("kodak_dir", type=Path)
@@ -134,7 +131,7 @@ def main() -> None:
                 seconds = time.perf_counter() - started
                 bits = 8 * sum(len(payload) for payload in coding.encode_stages(prior, indices))
                 decoded = coding.reconstruct(codec, indices, *rgb.shape[:2])
-                measured[name][count].append((bits / (rgb.shape[0] * rgb.shape[1]), psnr(decoded, rgb), seconds))
+                measured[name][count].append((bits / (rgb.shape[0] * rgb.shape[1]), score(rgb, decoded)["psnr"], seconds))
         print(path.name, flush=True)
     keys = ("bpp", "psnr", "search_seconds")
     curves = {
