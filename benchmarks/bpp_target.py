@@ -3,7 +3,7 @@ real bpp and PSNR when it picks the highest quality point that fits (the default
 the largest stage count at the model's tuned strength that fits (`rdo=1`, what it picked
 before it chose among the quality points), and the encode time of each, in the same run.
 
-    python benchmarks/bpp_target.py ../shared/data/kodak --targets 0.1 0.2 0.3 0.5 0.7 0.9 \\
+    python benchmarks/bpp_target.py ../shared/data/kodak --targets 0.1 0.25 0.5 0.75 1.0 \\
         --out benchmarks/results/bpp_target
 
 A target below an image's lowest rate is left out for that image (and counted).
@@ -38,7 +38,7 @@ WAYS = {"quality points": {}, "stage counts at rdo 1": {"rdo": 1}}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", type=Path)
-    parser.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.5, 0.7, 0.9])
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.25, 0.5, 0.75, 1.0])
     parser.add_argument("--every", type=int, default=1, help="measure every N-th image only")
     parser.add_argument("--model", default=None, help="zoo name (default: the shipped model)")
     parser.add_argument("--out", type=Path, required=True)

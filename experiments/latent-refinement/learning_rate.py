@@ -29,6 +29,8 @@ from vqcodec.train.data import list_images
 LEARNING_RATES = (0.01, 0.02, 0.03, 0.05)
 STEPS = (10, 25)
 STAGE_COUNTS = (3, 10)
+# (steps, lr) per stage count: no refinement first, the anchor of every gain.
+RUNS = [(0, 0.0)] + [(steps, lr) for lr in LEARNING_RATES for steps in STEPS]
 
 
 def main() -> None:
@@ -48,8 +50,7 @@ def main() -> None:
         rgb = np.asarray(Image.open(path).convert("RGB"))
         latent = coding.latent_of(codec, rgb)
         for stages in STAGE_COUNTS:
-            runs = [(0, 0.0)] + [(steps, lr) for lr in LEARNING_RATES for steps in STEPS]
-            for steps, lr in runs:
+            for steps, lr in RUNS:
                 started = time.perf_counter()
                 with mock.patch.object(refine, "LEARNING_RATE", lr):
                     refined = refine.refine_latent(codec, rgb, latent, stages, steps, cpu) if steps else latent
