@@ -3,7 +3,8 @@
 For every image, codec and rate setting: encode to real bytes, decode, and score (bpp from
 the byte count, PSNR, MS-SSIM, HaarPSI, encode/decode seconds). Writes to `--out`:
 `<curve>.json` (CompressAI schema plus per-image rows), `rd.json` (run facts, skipped
-codecs, BD table), `rd_<metric>.png`, `side_by_side.png`, `table.md` and `summary.md`.
+codecs, BD table), `rd_<metric>.png`, `side_by_side.png`, `table.md` and `summary.md`;
+curves and a picture that an earlier run wrote there and this one does not replace are removed.
 
     python benchmarks/rd.py ../shared/data/kodak --reference benchmarks/reference/compressai_kodak.csv
 
@@ -13,6 +14,7 @@ codecs, BD table), `rd_<metric>.png`, `side_by_side.png`, `table.md` and `summar
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import platform
 import resource
@@ -149,7 +151,30 @@ def _figure_link(path: Path) -> str:
     return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else path.name
 
 
+def remove_stale_outputs(out: Path, curves: dict, picture: Path | None) -> None:
+    """Delete what the run indexed in `out/rd.json` wrote and this run does not replace: the
+    curves of codecs it measured and this run skipped or was not asked for (the other
+    benchmarks take every curve file in the folder as an anchor, so a stale one would be
+    compared against as if measured now), and its side-by-side picture when none is drawn."""
+    index = out / "rd.json"
+    if not index.is_file():
+        return
+    try:
+        previous = json.loads(index.read_text())["curves"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"notice: cannot read the previous run's {index} ({error}): its curves stay", file=sys.stderr)
+        return
+    stale = [out / f"{name}.json" for name in previous if name not in curves and Path(name).name == name]
+    if picture is None:
+        stale.append(out / "side_by_side.png")
+    for path in stale:
+        if path.is_file():
+            path.unlink()
+            print(f"notice: removed {path.name} of the previous run: this run did not measure it", file=sys.stderr)
+
+
 def write_outputs(args: argparse.Namespace, curves: dict, meta: dict, reference: dict, picture: Path | None) -> None:
+    remove_stale_outputs(args.out, curves, picture)
     bd = bd_table(curves, reference)
     for name, document in curves.items():
         write_json(args.out / f"{name}.json", document)

@@ -3,10 +3,12 @@ quality is searched, per image, for the file size closest to vqcodec's."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image
 
 from rd_codecs import Codec
 from vqcodec.evaluate import score
@@ -84,4 +86,8 @@ def draw_side_by_side(grid: list[list[tuple[str, np.ndarray]]], crop: int, path:
                 ax.imshow(_center_crop(rgb, crop), interpolation="nearest")
                 ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    rendered = io.BytesIO()
+    fig.savefig(rendered, format="png", dpi=150, bbox_inches="tight")
+    # Matplotlib writes RGBA; the alpha is opaque everywhere and costs a tenth of the file,
+    # which is committed anew with every model.
+    Image.open(rendered).convert("RGB").save(path, format="PNG", optimize=True)

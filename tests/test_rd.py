@@ -182,7 +182,19 @@ def test_benchmark_covers_every_vqcodec_stage_and_decoder(tmp_path, monkeypatch)
         ("vqcodec (realism)", "WebP"),
     }
     assert all(row["bd_psnr_db"] is not None for row in index["bd"])
-    assert (out / "side_by_side.png").stat().st_size > 0
+    assert Image.open(out / "side_by_side.png").mode == "RGB"  # no all-opaque alpha channel
+
+
+def test_a_rerun_removes_the_curves_and_picture_it_does_not_replace(tmp_path, monkeypatch):
+    _jpeg_backed_vqcodec(monkeypatch)
+    _write_tiny_images(tmp_path / "tiny")
+    out = tmp_path / "out"
+    rd.main([str(tmp_path / "tiny"), "--codecs", "vqcodec,webp", "--out", str(out), "--crop", "32", "--limit", "1"])
+    (out / "notes.txt").write_text("kept")
+    rd.main([str(tmp_path / "tiny"), "--codecs", "webp,jpeg", "--out", str(out), "--limit", "1"])
+    assert sorted(_load(out / "rd.json")["curves"]) == ["jpeg", "webp"]
+    assert sorted(committed_curves(out)) == ["jpeg", "webp"]  # no stale vqcodec curve to compare against
+    assert not (out / "side_by_side.png").exists() and (out / "notes.txt").read_text() == "kept"
 
 
 def test_unavailable_codec_is_skipped_with_a_reason(tmp_path, monkeypatch):
