@@ -154,9 +154,9 @@ def plot(result: dict, path: Path) -> None:
     curve, gain = fig.subplots(1, 2)
     bpp = result["bpp"]
     for name, values in result["psnr"].items():
-        curve.plot(bpp, values, marker="o", label=name)
-        if name != "shipped":
-            gain.plot(bpp, np.subtract(values, result["psnr"]["shipped"]), marker="o", label=name)
+        (line,) = curve.plot(bpp, values, marker="o", label=name)
+        if name != "shipped":  # in the colour it has in the other panel
+            gain.plot(bpp, np.subtract(values, result["psnr"]["shipped"]), marker="o", label=name, color=line.get_color())
     curve.set(xlabel="bpp (the default files)", ylabel="PSNR (dB)", title="Kodak, fidelity decoder")
     gain.axhline(0, color="grey", lw=0.8)
     gain.set(xlabel="bpp (the default files)", ylabel="dB over the shipped decoder", title="same files, other decoders")
