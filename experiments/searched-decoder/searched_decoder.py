@@ -39,6 +39,7 @@ from plotting import save_figure  # noqa: E402
 from rd_bd import bd_rate  # noqa: E402
 from vqcodec import coding, zoo  # noqa: E402
 from vqcodec.evaluate import score  # noqa: E402
+from vqcodec.imaging import to_uint8  # noqa: E402
 from vqcodec.train.data import list_images, load_rgb  # noqa: E402
 from vqcodec.train.schedule import learning_rate, set_learning_rate  # noqa: E402
 from vqcodec.train.token_cache import token_image  # noqa: E402
@@ -106,7 +107,7 @@ def step_batches(pairs: list[dict], stages: int, steps: int, seed: int, crops: b
 def fine_tune(loaded: zoo.LoadedModel, pairs: list[dict], steps: int, seed: int, crops: bool) -> tuple[dict, list[dict]]:
     """Both arms, step by step on the same batches: {kind: decoder}, and the loss log."""
     codec = loaded.codec
-    books = [codec.quantizer.stage(s).codebook.detach() for s in range(codec.config.stages)]
+    books = [book.detach() for book in codec.quantizer.codebooks()]
     decoders = {kind: copy.deepcopy(codec.decoders["fidelity"]).train() for kind in KINDS}
     optimizers = {kind: torch.optim.Adam(d.parameters(), lr=SCHEDULE["lr"]) for kind, d in decoders.items()}
     schedule, log, start = SimpleNamespace(steps=steps, **SCHEDULE), [], time.perf_counter()
@@ -133,16 +134,14 @@ def fine_tune(loaded: zoo.LoadedModel, pairs: list[dict], steps: int, seed: int,
 def kodak_psnr(loaded: zoo.LoadedModel, decoders: dict, files: list[Path]) -> dict[str, list[float]]:
     """Mean PSNR over `files` of each decoder at 1..S stages of the default files' indices."""
     codec, stages = loaded.codec, loaded.codec.config.stages
-    books = [codec.quantizer.stage(s).codebook for s in range(stages)]
     psnr = {name: np.zeros(stages) for name in decoders}
     for path in tqdm(files, desc="Kodak", unit="image", file=sys.stderr):
         rgb = load_rgb(path, 0)
         indices = torch.from_numpy(coding.quantize(codec, rgb, stages, loaded.context_prior, list(loaded.rdo_lambdas)))
         for count in range(1, stages + 1):
-            latent = quantized_latent(books, indices[None], torch.tensor([count]))
+            latent = codec.quantizer.decode(indices[None, :count])
             for name, decoder in decoders.items():
-                pixels = decoder(latent)[0, :, : rgb.shape[0], : rgb.shape[1]].clamp(0, 1)
-                decoded = (pixels * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+                decoded = to_uint8(decoder(latent)[0, :, : rgb.shape[0], : rgb.shape[1]])
                 psnr[name][count - 1] += score(rgb, decoded)["psnr"] / len(files)
     return {name: values.tolist() for name, values in psnr.items()}
 
