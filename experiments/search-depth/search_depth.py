@@ -38,7 +38,6 @@ from rd_bd import bd_rate  # noqa: E402
 from vqcodec import coding, zoo  # noqa: E402
 from vqcodec.entropy import rdo  # noqa: E402
 from vqcodec.entropy.free_tail import limit_free_tails  # noqa: E402
-from vqcodec.entropy.grid_coding import position_blocks  # noqa: E402
 from vqcodec.evaluate import score  # noqa: E402
 
 BEAM_WIDTHS = (4, 16)
@@ -85,20 +84,18 @@ def lookahead_indices(latent: torch.Tensor, books: list[torch.Tensor], prior, re
     for stage, book in enumerate(books):
         errors = lookahead_errors(residual, book.float(), books[stage + 1].float() if stage + 1 < len(books) else None)
         least, nearest = errors.min(1)
-        weight = relative * float(least.mean())
-        chosen = tokens[stage].reshape(-1)
-        pending = np.ones((h, w), dtype=bool)
-        for mask in [mask for s, mask in order if s == stage]:
-            pending &= ~mask
-            frequencies_at = prior.group_coder(tokens, known, stage)
-            saved_later = rdo._later_neighbour_bits(prior, stage, nearest.numpy().reshape(h, w), pending)
-            for block in position_blocks(mask, rdo.CHUNK_ROWS):
-                rate = rdo.code_lengths(frequencies_at(block))
-                if saved_later is not None:
-                    rate = rate - saved_later(block)
-                chosen[block] = (errors[torch.from_numpy(block)] + weight * rate).argmin(1).numpy()
-            known[stage] |= mask
-        residual -= book.float()[torch.from_numpy(chosen)]
+        groups = [mask for s, mask in order if s == stage]
+        rdo.search_stage(
+            prior,
+            tokens,
+            known,
+            stage,
+            groups,
+            lambda block, errors=errors: errors[torch.from_numpy(block)],
+            nearest.numpy(),
+            relative * float(least.mean()),
+        )
+        residual -= book.float()[torch.from_numpy(tokens[stage].reshape(-1))]
     return tokens
 
 

@@ -79,28 +79,44 @@ def quantize_for_rate(
             tokens[stage] = nearest.view(h, w).numpy()
         else:
             groups = [mask for s, mask in order if s == stage]
-            _search_stage(prior, tokens, known, stage, groups, residual, codebook, nearest.numpy(), weight, chunk_rows, lookahead)
+            distortion = _squared_distances(residual, codebook)
+            search_stage(prior, tokens, known, stage, groups, distortion, nearest.numpy(), weight, chunk_rows, lookahead)
         known[stage] = True
         residual -= codebook[torch.from_numpy(tokens[stage].reshape(-1))]
     return tokens
 
 
-def _search_stage(
+def _squared_distances(residual: torch.Tensor, codebook: torch.Tensor) -> Callable[[np.ndarray], torch.Tensor]:
+    """Squared distance from the residual at flat positions to every codeword, `[n, K]`, up to
+    ‖r‖², which is the same for every candidate and so left out."""
+    squared_norms = codebook.square().sum(dim=1)  # [K]
+
+    def distances(block: np.ndarray) -> torch.Tensor:
+        return torch.addmm(squared_norms, residual[torch.from_numpy(block)], codebook.T, alpha=-2.0)
+
+    return distances
+
+
+def search_stage(
     prior: Prior,
     tokens: np.ndarray,
     known: np.ndarray,
     stage: int,
     groups: list[np.ndarray],
-    residual: torch.Tensor,
-    codebook: torch.Tensor,
+    distortion: Callable[[np.ndarray], torch.Tensor],
     nearest: np.ndarray,
     weight: float,
-    chunk_rows: int,
-    lookahead: bool,
+    chunk_rows: int = CHUNK_ROWS,
+    lookahead: bool = True,
 ) -> None:
-    """Choose stage `stage` of `tokens` group by group (earlier stages known), in place."""
+    """Choose stage `stage` of `tokens` group by group (earlier stages known), in place.
+
+    At each position of `groups` (the prior's masks for this stage, in coding order) it takes
+    the index minimising `distortion` (flat positions → a fresh `[n, K]` tensor) plus `weight`
+    times its code length; `nearest` `[h*w]` is what the neighbours chosen later are taken to
+    hold. Public so that a probe can search under another distortion.
+    """
     h, w = tokens.shape[1:]
-    squared_norms = codebook.square().sum(dim=1)  # [K]; ‖r‖² is the same for every candidate, so left out
     flat_tokens = tokens[stage].reshape(-1)  # a view: writes land in `tokens`
     pending = np.ones((h, w), dtype=bool)  # positions of this stage not chosen yet
     for mask in groups:
@@ -111,8 +127,7 @@ def _search_stage(
             rate = code_lengths(frequencies_at(block))
             if saved_later is not None:
                 rate = rate - saved_later(block)
-            cost = torch.addmm(squared_norms, residual[torch.from_numpy(block)], codebook.T, alpha=-2.0)  # [n, K]
-            flat_tokens[block] = cost.add_(rate, alpha=weight).argmin(dim=1).numpy()
+            flat_tokens[block] = distortion(block).add_(rate, alpha=weight).argmin(dim=1).numpy()
         known[stage] |= mask
 
 
