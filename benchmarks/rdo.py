@@ -44,7 +44,7 @@ from vqcodec import coding, zoo
 from vqcodec.entropy.prior_file import load_prior_file
 from vqcodec.entropy.rdo import quantize_for_rate
 from vqcodec.imaging import prepare_image, to_padded_tensor
-from vqcodec.train.data import list_images
+from vqcodec.train.data import evenly_spaced, list_images
 from vqcodec.zoo import file_sha256
 
 
@@ -167,7 +167,7 @@ def main() -> None:
         parser.error(str(error))
     files = list_images(args.images)
     if args.limit:
-        files = files[:: max(1, len(files) // args.limit)][: args.limit]
+        files = evenly_spaced(files, args.limit)
     images = latents(loaded.codec, files)
     pixels = sum(image.shape[2] * image.shape[3] for image, _ in images)
     results = []

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from vqcodec import zoo
 from vqcodec.imaging import prepare_image, to_padded_tensor
-from vqcodec.train.data import list_images
+from vqcodec.train.data import evenly_spaced, list_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the RD helpers
 from plotting import save_figure
@@ -142,7 +142,7 @@ def main() -> None:
     loaded = zoo.load_model(args.model)
     codec = loaded.codec.eval()
     train_files = list_images(args.train)
-    train_files = train_files[:: max(1, len(train_files) // args.train_images)][: args.train_images]
+    train_files = evenly_spaced(train_files, args.train_images)
     train, test = latents(codec, train_files), latents(codec, list_images(args.images))
     results = []
     for profile in tqdm(args.profiles, desc="profiles"):

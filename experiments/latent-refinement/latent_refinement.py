@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from plotting import save_figure  # noqa: E402
 from vqcodec import zoo  # noqa: E402
 from vqcodec.refine import LEARNING_RATE, refine_latent  # noqa: E402
+from vqcodec.train.data import evenly_spaced  # noqa: E402
 
 CEILING_ITERATIONS = (0, 10, 25, 50, 100, 200)
 QUANTIZED_STEPS = (0, 10, 25, 50)
@@ -71,7 +72,7 @@ def main() -> None:
     model, stages = loaded.codec, loaded.codec.config.stages
     model.requires_grad_(False)
     files = sorted(args.kodak_dir.glob("*.png"))
-    files = files[:: max(1, len(files) // args.images)][: args.images]
+    files = evenly_spaced(files, args.images)
     ceilings, quantized = [], []
     started = time.perf_counter()
     for path in files:

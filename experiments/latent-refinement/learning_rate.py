@@ -24,7 +24,7 @@ from PIL import Image
 
 from vqcodec import coding, refine, zoo
 from vqcodec.evaluate import score
-from vqcodec.train.data import list_images
+from vqcodec.train.data import evenly_spaced, list_images
 
 LEARNING_RATES = (0.01, 0.02, 0.03, 0.05)
 STEPS = (10, 25)
@@ -42,7 +42,7 @@ def main() -> None:
     loaded = zoo.load()
     codec = loaded.codec
     files = list_images(args.train_dir)
-    files = files[:: max(1, len(files) // args.images)][: args.images]
+    files = evenly_spaced(files, args.images)
     cpu = torch.device("cpu")
     scores: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}

@@ -39,6 +39,7 @@ from vqcodec import coding, zoo  # noqa: E402
 from vqcodec.entropy import rdo  # noqa: E402
 from vqcodec.entropy.free_tail import limit_free_tails  # noqa: E402
 from vqcodec.evaluate import score  # noqa: E402
+from vqcodec.train.data import evenly_spaced  # noqa: E402
 
 BEAM_WIDTHS = (4, 16)
 LOOKAHEAD_LAMBDAS = (0.04, 0.08)
@@ -114,7 +115,7 @@ def main() -> None:
         **{f"lookahead λ {v}": lambda latent, books, v=v: lookahead_indices(latent, books, prior, v) for v in LOOKAHEAD_LAMBDAS},
     }
     files = sorted(args.kodak_dir.glob("*.png"))
-    files = files[:: max(1, len(files) // args.images)][: args.images]
+    files = evenly_spaced(files, args.images)
     stage_counts = range(1, codec.config.stages + 1)
     measured = {name: {count: [] for count in stage_counts} for name in encoders}
     for path in files:

@@ -132,12 +132,16 @@ class CenterCrops(Dataset):
         return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float() / 255.0
 
 
+def evenly_spaced(files: list[Path], count: int) -> list[Path]:
+    """Every (len/count)-th file, at most count of them: a sample that spans the whole list."""
+    return files[:: max(1, len(files) // count)][:count]
+
+
 def split_files(files: list[Path], validation_count: int) -> tuple[list[Path], list[Path]]:
-    """Every (len/validation_count)-th file goes to validation, the rest to training."""
+    """An evenly spaced sample of the files goes to validation, the rest to training."""
     if validation_count <= 0:
         return files, []
-    step = max(1, len(files) // validation_count)
-    validation = files[::step][:validation_count]
+    validation = evenly_spaced(files, validation_count)
     held_out = set(validation)
     train = [f for f in files if f not in held_out]
     if not train:
