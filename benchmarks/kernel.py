@@ -10,8 +10,11 @@ measured as the growth of peak RSS (which undercounts memory the allocator reuse
 run also times the torch path over several chunk sizes (the default is chosen from these).
 
 Cases are one-axis sweeps around a centre point (N, K, D) (or the full grid with --grid
-full, or only the cases named with --case); cases whose N×K float32 matrix exceeds
---max-matrix-gb are skipped and listed. Every case reports its speed-up over the faster of
+full, or only the cases named with --case). A case is skipped, and listed, when its N×K
+float32 matrix exceeds --max-matrix-gb (on the CPU 2 by default) or, on CUDA by default, when
+the larger reference would not fit in the device memory free at the start: the goal case
+asks for 65.3 GiB (its 64 GiB matrix, the rest, 1 GiB of headroom), so it runs on an 80 GB
+card as on a 141 GB one. Every case reports its speed-up over the faster of
 the two references (`speedup_vs_fastest`) next to the extra memory of each method.
 
     python benchmarks/kernel.py --out benchmarks/results/kernel            # CPU, 1 thread
@@ -43,6 +46,10 @@ FULL_N, FULL_K, FULL_D = [2**p for p in range(12, 23, 2)], [256, 1024, 4096, 163
 # CPU sweeps stay small: 2 cores shared with other work; the 2 GB matrix limit skips the rest.
 CPU_SWEEP = ((2**14, 1024, 32), {"N": [2**12, 2**14, 2**16, 2**18, 2**20], "K": FULL_K, "D": [8, 32, 128, 256]})
 CHUNK_SWEEP_MB = [0.25, 0.5, 1, 2, 4, 8, 16]
+REFERENCES = ("addmm_argmin", "cdist_argmin")
+# Room left beside a reference's own bytes: do_bench's 256 MB cache-flush buffer, the
+# allocator's rounding, and what CUDA and Triton allocate outside torch's count.
+CUDA_HEADROOM_BYTES = 2**30
 
 
 def cdist_argmin(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,6 +75,33 @@ def estimated_extra_bytes(method: str, n: int, k: int, d: int, chunk_bytes: int 
     return 4 * (rows * k + rows * d + k)  # one [rows, K] buffer, row norms, codeword norms
 
 
+def reference_peak_bytes(n: int, k: int, d: int) -> int:
+    """Device bytes held at once while the larger reference runs: inputs, temporaries, outputs."""
+    inputs = 4 * (n + k) * d
+    outputs = 12 * n  # a float32 distance and an int64 index per row
+    return inputs + max(estimated_extra_bytes(ref, n, k, d) for ref in REFERENCES) + outputs
+
+
+def skip_reason(n: int, k: int, d: int, max_matrix_gb: float | None, free_bytes: int | None) -> str | None:
+    """Why a case is not run, or None: its N×K matrix is over the limit given, or (no limit
+    given, on CUDA) the larger reference would not fit in the memory free on the device."""
+    if max_matrix_gb is not None:
+        return f"N×K float32 matrix > {max_matrix_gb:.1f} GB" if 4 * n * k / 2**30 > max_matrix_gb else None
+    need = reference_peak_bytes(n, k, d) + CUDA_HEADROOM_BYTES
+    if need > free_bytes:
+        return f"the references need {need / 2**30:.1f} GiB, {free_bytes / 2**30:.1f} GiB free on the device"
+    return None
+
+
+def release_cached_blocks(device: torch.device) -> None:
+    """Before a case's inputs and before each method on CUDA, hand the allocator's free blocks
+    back to the driver. A reference's N×K matrix (64 GiB at the goal case) stays cached once
+    freed, and the allocator splits that block to serve the next smaller allocation; the next
+    matrix would then need a second 64 GiB, more than an 80 GB card holds."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def peak_rss_growth(work: Callable[[], object]) -> int | None:
     """Peak resident memory growth (bytes) while `work` runs (Linux), None where it cannot be read."""
     status = Path("/proc/self/status")
@@ -90,6 +124,7 @@ def _status_kib(text: str, field: str) -> int:
 def cuda_extra_bytes(search: Search, x: torch.Tensor, codebook: torch.Tensor) -> int:
     """Peak CUDA allocation above the inputs during one call (outputs included)."""
     torch.cuda.synchronize()
+    release_cached_blocks(x.device)
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
     search(x, codebook)
@@ -102,6 +137,7 @@ def time_ms(search: Search, x: torch.Tensor, codebook: torch.Tensor) -> float:
     if x.is_cuda:
         import triton.testing
 
+        release_cached_blocks(x.device)
         return triton.testing.do_bench(lambda: search(x, codebook), return_mode="median")
     start = time.perf_counter()
     search(x, codebook)
@@ -112,6 +148,7 @@ def interleaved(methods: dict[str, Search], x: torch.Tensor, codebook: torch.Ten
     """Median time per method, median within-round ratio of each method to the first, and the
     median within-round ratio of the fastest other method to the first."""
     for search in methods.values():  # warm-up: autotuning, allocator, caches
+        release_cached_blocks(x.device)
         search(x, codebook)
     times = {name: [] for name in methods}
     for _ in range(rounds):
@@ -145,6 +182,7 @@ def cases(
 
 def run_case(n: int, k: int, d: int, device: torch.device, rounds: int) -> dict:
     """Time and memory of every method on one (N, K, D), float32 Gaussian data."""
+    release_cached_blocks(device)
     g = torch.Generator().manual_seed(n + k + d)
     x = torch.randn(n, d, generator=g).to(device)
     codebook = torch.randn(k, d, generator=g).to(device)
@@ -152,6 +190,7 @@ def run_case(n: int, k: int, d: int, device: torch.device, rounds: int) -> dict:
     ours = lambda a, b: nearest_codeword(a, b, backend=backend)  # noqa: E731
     methods = {backend: ours, "addmm_argmin": addmm_argmin, "cdist_argmin": cdist_argmin}
     result = {"N": n, "K": k, "D": d, **interleaved(methods, x, codebook, rounds)}
+    release_cached_blocks(x.device)
     agree = (ours(x, codebook)[0] == addmm_argmin(x, codebook)[0]).double().mean().item()
     result["indices_agree_with_addmm"] = agree  # < 1 only on fp32 near-ties
     if device.type == "cuda":
@@ -253,7 +292,7 @@ def parse_args() -> argparse.Namespace:
         "--max-matrix-gb",
         type=float,
         default=None,
-        help="skip cases whose N×K float32 matrix is larger (default: 2 on CPU, 80%% of GPU memory)",
+        help="skip cases whose N×K float32 matrix is larger (default: 2 on CPU; on CUDA, cases that would not fit)",
     )
     return parser.parse_args()
 
@@ -264,7 +303,8 @@ def main() -> None:
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     rounds = args.rounds or (3 if cuda else 7)
-    limit_gb = args.max_matrix_gb or (0.8 * torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else 2.0)
+    max_matrix_gb = args.max_matrix_gb or (None if cuda else 2.0)
+    free_bytes = torch.cuda.mem_get_info(device)[0] if cuda else None
     centre, sweep = ((GOAL["N"], GOAL["K"], GOAL["D"]), {"N": FULL_N, "K": FULL_K, "D": FULL_D}) if cuda else CPU_SWEEP
     report = {
         "device": torch.cuda.get_device_name(0) if cuda else f"cpu ({platform.processor() or platform.machine()})",
@@ -274,7 +314,8 @@ def main() -> None:
         "grid": "named cases" if args.case else args.grid,
         "centre": list(centre),
         "dtype": "float32",
-        "max_matrix_gb": limit_gb,
+        "max_matrix_gb": max_matrix_gb,
+        "device_free_gib": free_bytes / 2**30 if cuda else None,
         "timing": "do_bench median (ms)" if cuda else "median of interleaved single calls (ms)",
         "speedup_vs": "median over rounds of (reference time / our time) within a round",
         "speedup_vs_fastest": "median over rounds of (faster reference's time / our time) within a round",
@@ -289,8 +330,9 @@ def main() -> None:
         "skipped": [],
     }
     for n, k, d in cases(args.grid, centre, sweep, args.case):
-        if 4 * n * k / 2**30 > limit_gb:
-            report["skipped"].append({"N": n, "K": k, "D": d, "reason": f"N×K float32 matrix > {limit_gb:.1f} GB"})
+        reason = skip_reason(n, k, d, max_matrix_gb, free_bytes)
+        if reason:
+            report["skipped"].append({"N": n, "K": k, "D": d, "reason": reason})
             continue
         report["cases"].append(run_case(n, k, d, device, rounds))
         shown = ("N", "K", "D", "median_ms", "speedup_vs", "speedup_vs_fastest")
