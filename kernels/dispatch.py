@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
+import re
 
+import numpy as np
 import torch
 
 from .torch_nearest import nearest_codeword_torch
@@ -41,7 +44,34 @@ def interpreter_requested() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on")
 
 
-def _triton_unavailable_reason(device: torch.device) -> str | None:
+# Triton's interpreter reads a scalar argument used as a loop bound (the kernel's K) with int()
+# on a one-element array, which numpy 2.4 turned from a warning into a TypeError
+# (triton-lang/triton#9171). Triton 3.6 fails so; 3.8 and 3.9 carry the fix; 3.7, not
+# checked, is refused like 3.6.
+INTERPRETER_FIXED_TRITON = (3, 8)
+INTERPRETER_BREAKING_NUMPY = (2, 4)
+
+
+def _release(version: str) -> tuple[int, int]:
+    """(major, minor) of a version string such as "3.6.0" or "2.4.0rc1"."""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match is None:
+        raise ValueError(f"unreadable version {version!r}")
+    return int(match[1]), int(match[2])
+
+
+def _interpreter_unusable_reason() -> str | None:
+    """Why the installed Triton's interpreter cannot run the kernel, or None when it can."""
+    triton_version = importlib.metadata.version("triton")
+    if _release(triton_version) >= INTERPRETER_FIXED_TRITON or _release(np.__version__) < INTERPRETER_BREAKING_NUMPY:
+        return None
+    return (
+        f"the interpreter of Triton {triton_version} fails under numpy {np.__version__} "
+        "(triton-lang/triton#9171); install triton>=3.8 or numpy<2.4"
+    )
+
+
+def triton_unavailable_reason(device: torch.device) -> str | None:
     """Why the Triton kernel cannot run on `device`, or None when it can."""
     if importlib.util.find_spec("triton") is None:
         return "triton is not installed (pip install 'vqcodec[gpu]')"
@@ -49,16 +79,16 @@ def _triton_unavailable_reason(device: torch.device) -> str | None:
         return None
     # The interpreter runs kernels on CPU tensors; without it Triton needs CUDA tensors.
     if interpreter_requested():
-        return None
+        return _interpreter_unusable_reason()
     return f"the Triton kernel needs CUDA tensors (got {device}), or TRITON_INTERPRET=1 for CPU tensors"
 
 
 def _resolve(backend: str, device: torch.device) -> str:
     """The backend that will run: "auto" means Triton on CUDA when it is installed."""
     if backend == "auto":
-        return "triton" if device.type == "cuda" and _triton_unavailable_reason(device) is None else "torch"
+        return "triton" if device.type == "cuda" and triton_unavailable_reason(device) is None else "torch"
     if backend == "triton":
-        reason = _triton_unavailable_reason(device)
+        reason = triton_unavailable_reason(device)
         if reason is not None:
             raise RuntimeError(f"backend='triton' is unavailable: {reason}")
     return backend
@@ -81,7 +111,8 @@ def nearest_codeword(x: torch.Tensor, codebook: torch.Tensor, *, backend: str = 
     Raises:
         TypeError, ValueError: bad shapes, dtypes or devices, or NaN or inf values.
         RuntimeError: backend="triton" without triton, or without CUDA tensors (unless
-            TRITON_INTERPRET=1).
+            TRITON_INTERPRET=1 and the installed Triton's interpreter runs under the installed
+            numpy).
     """
     _validate(x, codebook, backend)
     if _resolve(backend, x.device) == "triton":

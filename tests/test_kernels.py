@@ -19,8 +19,8 @@ import sys
 import pytest
 import torch
 
-from vqcodec.kernels import nearest_codeword
-from vqcodec.kernels.dispatch import interpreter_requested
+from vqcodec.kernels import dispatch, nearest_codeword
+from vqcodec.kernels.dispatch import interpreter_requested, triton_unavailable_reason
 from vqcodec.kernels.torch_nearest import (
     CPU_CHUNK_BYTES,
     CPU_CHUNK_BYTES_PER_THREAD,
@@ -31,10 +31,10 @@ from vqcodec.kernels.torch_nearest import (
 
 # Where the Triton backend's tests put their tensors: the interpreter runs on CPU tensors.
 TRITON_DEVICE = "cpu" if interpreter_requested() else "cuda"
-needs_triton = pytest.mark.skipif(
-    importlib.util.find_spec("triton") is None or (TRITON_DEVICE == "cuda" and not torch.cuda.is_available()),
-    reason="triton not installed, or TRITON_INTERPRET=0 without a CUDA GPU",
-)
+TRITON_UNAVAILABLE = triton_unavailable_reason(torch.device(TRITON_DEVICE))
+if TRITON_UNAVAILABLE is None and TRITON_DEVICE == "cuda" and not torch.cuda.is_available():
+    TRITON_UNAVAILABLE = "TRITON_INTERPRET=0 without a CUDA GPU"
+needs_triton = pytest.mark.skipif(TRITON_UNAVAILABLE is not None, reason=str(TRITON_UNAVAILABLE))
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 BACKENDS = [pytest.param("triton", marks=needs_triton), "torch"]
 
@@ -224,6 +224,28 @@ def test_triton_backend_needs_cuda_or_interpreter(monkeypatch):
 def test_triton_backend_needs_triton(monkeypatch):
     monkeypatch.setitem(sys.modules, "triton", None)  # makes triton unimportable
     with pytest.raises(RuntimeError, match="triton is not installed"):
+        nearest_codeword(torch.randn(2, 4), torch.randn(3, 4), backend="triton")
+
+
+@pytest.mark.parametrize(
+    ("triton_version", "numpy_version", "usable"),
+    [("3.6.0", "2.4.0", False), ("3.2.0", "2.5.2", False), ("3.6.0", "2.3.5", True), ("3.8.0", "2.4.6", True)],
+)
+def test_interpreter_is_refused_where_it_cannot_read_a_loop_bound(monkeypatch, triton_version, numpy_version, usable):
+    monkeypatch.setattr(dispatch.importlib.metadata, "version", lambda name: triton_version)
+    monkeypatch.setattr(dispatch.np, "__version__", numpy_version)
+    reason = dispatch._interpreter_unusable_reason()
+    assert (reason is None) == usable
+    if not usable:
+        assert triton_version in reason and numpy_version in reason and "triton>=3.8 or numpy<2.4" in reason
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+def test_triton_backend_on_cpu_says_why_the_interpreter_cannot_run(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(dispatch.importlib.metadata, "version", lambda name: "3.6.0")
+    monkeypatch.setattr(dispatch.np, "__version__", "2.4.0")
+    with pytest.raises(RuntimeError, match=r"Triton 3\.6\.0 fails under numpy 2\.4\.0"):
         nearest_codeword(torch.randn(2, 4), torch.randn(3, 4), backend="triton")
 
 
