@@ -65,9 +65,10 @@ def _interpreter_unusable_reason() -> str | None:
     triton_version = importlib.metadata.version("triton")
     if _release(triton_version) >= INTERPRETER_FIXED_TRITON or _release(np.__version__) < INTERPRETER_BREAKING_NUMPY:
         return None
+    fixed, breaking = (".".join(map(str, release)) for release in (INTERPRETER_FIXED_TRITON, INTERPRETER_BREAKING_NUMPY))
     return (
         f"the interpreter of Triton {triton_version} fails under numpy {np.__version__} "
-        "(triton-lang/triton#9171); install triton>=3.8 or numpy<2.4"
+        f"(triton-lang/triton#9171); install triton>={fixed} or numpy<{breaking}"
     )
 
 
