@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import os
 import re
@@ -48,8 +47,8 @@ def interpreter_requested() -> bool:
 # on a one-element array, which numpy 2.4 turned from a warning into a TypeError
 # (triton-lang/triton#9171). Triton 3.6 fails so; 3.8 and 3.9 carry the fix; 3.7, not
 # checked, is refused like 3.6.
-INTERPRETER_FIXED_TRITON = (3, 8)
-INTERPRETER_BREAKING_NUMPY = (2, 4)
+INTERPRETER_FIXED_TRITON = "3.8"
+INTERPRETER_BREAKING_NUMPY = "2.4"
 
 
 def _release(version: str) -> tuple[int, int]:
@@ -60,15 +59,15 @@ def _release(version: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def _interpreter_unusable_reason() -> str | None:
-    """Why the installed Triton's interpreter cannot run the kernel, or None when it can."""
-    triton_version = importlib.metadata.version("triton")
-    if _release(triton_version) >= INTERPRETER_FIXED_TRITON or _release(np.__version__) < INTERPRETER_BREAKING_NUMPY:
+def _interpreter_unusable_reason(triton_version: str, numpy_version: str) -> str | None:
+    """Why the interpreter of that Triton cannot run the kernel under that numpy, or None."""
+    if _release(triton_version) >= _release(INTERPRETER_FIXED_TRITON):
         return None
-    fixed, breaking = (".".join(map(str, release)) for release in (INTERPRETER_FIXED_TRITON, INTERPRETER_BREAKING_NUMPY))
+    if _release(numpy_version) < _release(INTERPRETER_BREAKING_NUMPY):
+        return None
     return (
-        f"the interpreter of Triton {triton_version} fails under numpy {np.__version__} "
-        f"(triton-lang/triton#9171); install triton>={fixed} or numpy<{breaking}"
+        f"the interpreter of Triton {triton_version} fails under numpy {numpy_version} "
+        f"(triton-lang/triton#9171); install triton>={INTERPRETER_FIXED_TRITON} or numpy<{INTERPRETER_BREAKING_NUMPY}"
     )
 
 
@@ -80,7 +79,11 @@ def triton_unavailable_reason(device: torch.device) -> str | None:
         return None
     # The interpreter runs kernels on CPU tensors; without it Triton needs CUDA tensors.
     if interpreter_requested():
-        return _interpreter_unusable_reason()
+        # The module's own version, not the distribution's: torch's nightlies ship it as
+        # pytorch-triton. The kernel imports it next anyway.
+        import triton
+
+        return _interpreter_unusable_reason(triton.__version__, np.__version__)
     return f"the Triton kernel needs CUDA tensors (got {device}), or TRITON_INTERPRET=1 for CPU tensors"
 
 
