@@ -1,6 +1,7 @@
-"""Training: one step learns, resume replays exactly, DDP keeps ranks identical, the GAN phase
-trains only the realism decoder, configs survive checkpoints, the CLI dispatches on phase, a
-run grown from trained weights keeps them and refuses weights that do not fit."""
+"""Training: one step learns, both phases' steps run under the GPU's bf16 autocast, resume
+replays exactly, DDP keeps ranks identical, the GAN phase trains only the realism decoder,
+configs survive checkpoints, the CLI dispatches on phase, a run grown from trained weights
+keeps them and refuses weights that do not fit."""
 
 import dataclasses
 import json
@@ -20,7 +21,7 @@ from PIL import Image
 from vqcodec import zoo
 from vqcodec.model import CodecConfig, VQCodec
 from vqcodec.model.discriminator import PatchDiscriminator
-from vqcodec.train import loop
+from vqcodec.train import gan, loop
 from vqcodec.train.checkpoint import (
     LATEST,
     WEIGHTS,
@@ -154,6 +155,32 @@ def test_vqvae_steps_on_a_gpu_learn_under_bf16_autocast(tmp_path):
     train_vqvae(tiny_config(tmp_path, "run", device="cuda"))
     codec = load_codec_file(tmp_path / "run" / WEIGHTS)
     assert codec.encode_indices(fixed_batch()).shape == (4, 2, 4, 4)
+
+
+def test_training_steps_run_under_bf16_autocast_and_still_pick_codewords_in_fp32(monkeypatch):
+    """The GPU job's mixed precision, emulated on the CPU (where `autocast` is otherwise off, so
+    a dtype mistake in either phase would first show on the GPU): a VQ-VAE step and a GAN step
+    run with finite losses, and the codewords are the ones an fp32 search of the same latent
+    picks, as inference would pick them."""
+    bf16 = lambda device: torch.autocast(device.type, dtype=torch.bfloat16)  # noqa: E731
+    monkeypatch.setattr(loop, "autocast", bf16)
+    monkeypatch.setattr(gan, "autocast", bf16)
+    torch.manual_seed(0)
+    model = VQCodec(TINY).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    config = TrainConfig(model=TINY, ms_ssim_scales=2)
+    for _ in range(3):
+        terms, _ = vqvae_step(model, optimizer, fixed_batch(), torch.full((4,), 2), config)
+        assert all(torch.isfinite(value) for value in terms.values())
+    with evaluating(model), torch.no_grad(), bf16(torch.device("cpu")):
+        out = model(fixed_batch())
+    assert out["latent"].dtype == torch.bfloat16  # autocast really was on
+    with evaluating(model), torch.no_grad():
+        _, fp32_indices, _ = model.quantizer(out["latent"].float(), None)
+    assert torch.equal(out["indices"], fp32_indices)
+    _, _, parts = tiny_gan()
+    terms = gan_step(parts, fixed_batch(), torch.full((4,), 2), TrainConfig(model=TINY, ms_ssim_scales=2), True)
+    assert all(torch.isfinite(torch.as_tensor(value)) for value in terms.values())
 
 
 def tiny_gan(lpips=None) -> tuple[VQCodec, PatchDiscriminator, GanParts]:
