@@ -179,7 +179,7 @@ def test_training_steps_run_under_bf16_autocast_and_still_pick_codewords_in_fp32
         _, fp32_indices, _ = model.quantizer(out["latent"].float(), None)
     assert torch.equal(out["indices"], fp32_indices)
     _, _, parts = tiny_gan()
-    terms = gan_step(parts, fixed_batch(), torch.full((4,), 2), TrainConfig(model=TINY, ms_ssim_scales=2), True)
+    terms = gan_step(parts, fixed_batch(), torch.full((4,), 2), config, True)
     assert all(torch.isfinite(torch.as_tensor(value)) for value in terms.values())
 
 
